@@ -1,0 +1,438 @@
+//go:build ignore
+
+/* profilemate: per-forward-pass timing of a vLLM server.
+ *
+ * Programs on the marker's USDT probes (provider "profilemate") open and close
+ * steps; uprobes on CUDA runtime and driver functions count kernel launches,
+ * graph launches and time blocked in synchronization into the step that owns
+ * them. One ring-buffer record leaves per finished step, never per CUDA call.
+ *
+ * Attribution under async scheduling, where a process has two steps open:
+ *  - launches belong to the newest step: the main thread launches the next
+ *    step's kernels once it has begun;
+ *  - a synchronization by the thread that began the newest step belongs to
+ *    that step; one by any other thread (vLLM's output thread, waiting for an
+ *    output) belongs to the oldest open step, whose output it is.
+ *
+ * Counting each launch once: the runtime (libcudart) calls the exported driver
+ * function for every launch, so a runtime launch is counted at the runtime
+ * and marks the thread; the driver launch that follows on that thread within
+ * RT_TO_DRIVER_NS is the same launch and is not counted again. Driver launches
+ * without that mark (cuBLAS, Triton) are counted at the driver.
+ *
+ * Needs: BPF cookies (5.15), ring buffers (5.8), tp_btf (5.5), uprobe
+ * ref_ctr_offset (4.20). Built with bpf2go -target amd64.
+ */
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "records.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* A runtime launch reaches the driver within a few microseconds; the window
+ * is wide enough for probe overhead in a VM and narrow enough that a failed
+ * runtime launch cannot hide a later direct driver launch for long. */
+#define RT_TO_DRIVER_NS 200000ULL
+
+/* Traced processes (tgid) and their state. Filled by the tracer for the
+ * processes it found and by on_fork for children born during the trace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct proc_state);
+} procs SEC(".maps");
+
+struct thread_state {
+	__u64 sync_start_ns;
+	__u64 rt_launch_ns; /* when a runtime launch last marked this thread */
+	__u64 rt_graph_ns;  /* likewise for graph launches */
+	__u32 sync_depth;   /* nesting: a runtime sync calls a driver sync */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct thread_state);
+} threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+/* Records the ring buffer could not take. Ring buffers carry no loss count,
+ * so the tracer reads this and reports it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+/* USDT argument specs, indexed by the attach cookie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct usdt_spec);
+} usdt_specs SEC(".maps");
+
+
+static const struct proc_state zero_proc;
+static const struct thread_state zero_thread;
+
+static __always_inline struct proc_state *current_proc(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return bpf_map_lookup_elem(&procs, &tgid);
+}
+
+static __always_inline struct thread_state *current_thread(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct thread_state *t = bpf_map_lookup_elem(&threads, &tid);
+	if (t)
+		return t;
+	bpf_map_update_elem(&threads, &tid, &zero_thread, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&threads, &tid);
+}
+
+static __always_inline struct step_record *slot_of(struct proc_state *p, __u64 step_id)
+{
+	return &p->open[step_id & (MAX_OPEN_STEPS - 1)];
+}
+
+/* The step with this id if it is open, else NULL. */
+static __always_inline struct step_record *open_step(struct proc_state *p, __u64 step_id)
+{
+	struct step_record *s;
+
+	if (!step_id)
+		return NULL;
+	s = slot_of(p, step_id);
+	if (s->step_id != step_id || !s->begin_ns)
+		return NULL;
+	return s;
+}
+
+static __always_inline struct step_record *oldest_open_step(struct proc_state *p)
+{
+	struct step_record *best = NULL;
+
+	for (int i = 0; i < MAX_OPEN_STEPS; i++) {
+		struct step_record *s = &p->open[i];
+		if (s->begin_ns && (!best || s->step_id < best->step_id))
+			best = s;
+	}
+	return best;
+}
+
+static __always_inline void submit(struct step_record *s)
+{
+	if (bpf_ringbuf_output(&events, s, sizeof(*s), 0)) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&drops, &zero);
+		if (n)
+			(*n)++;
+	}
+	s->begin_ns = 0; /* the slot is free */
+}
+
+static __always_inline __s64 usdt_arg(struct pt_regs *ctx, __u32 n)
+{
+	__u32 id = bpf_get_attach_cookie(ctx);
+	struct usdt_spec *spec = bpf_map_lookup_elem(&usdt_specs, &id);
+	struct usdt_arg *a;
+	__u64 v = 0, base = 0;
+	int shift;
+
+	if (!spec || n >= USDT_MAX_ARGS || n >= spec->arg_cnt)
+		return 0;
+	a = &spec->args[n];
+	switch (a->kind) {
+	case USDT_ARG_CONST:
+		v = a->val;
+		break;
+	case USDT_ARG_REG:
+		bpf_probe_read_kernel(&v, sizeof(v), (void *)ctx + a->reg_off);
+		break;
+	case USDT_ARG_REG_DEREF:
+		bpf_probe_read_kernel(&base, sizeof(base), (void *)ctx + a->reg_off);
+		bpf_probe_read_user(&v, sizeof(v), (void *)(base + a->val));
+		break;
+	default:
+		return 0;
+	}
+	/* Keep the low a->size bytes, sign- or zero-extended. */
+	shift = 64 - 8 * (a->size & 0xf);
+	if (shift <= 0 || shift >= 64)
+		return v;
+	if (a->is_signed)
+		return ((__s64)(v << shift)) >> shift;
+	return (v << shift) >> shift;
+}
+
+static __always_inline __u32 arg_u32(struct pt_regs *ctx, __u32 n)
+{
+	__s64 v = usdt_arg(ctx, n);
+	return v < 0 ? 0 : (__u32)v;
+}
+
+/* USDT profilemate:step_begin(step_id, num_reqs, num_tokens,
+ *                             num_prefill_reqs, num_prefill_tokens) */
+SEC("uprobe")
+int usdt_step_begin(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct step_record *s;
+	__u64 id;
+
+	if (!p)
+		return 0;
+	id = usdt_arg(ctx, 0);
+	if (!id)
+		return 0;
+	s = slot_of(p, id);
+	if (s->begin_ns && s->step_id != id) {
+		s->flags |= STEP_EVICTED;
+		submit(s);
+	}
+	__builtin_memset(s, 0, sizeof(*s));
+	s->step_id = id;
+	s->pid = bpf_get_current_pid_tgid() >> 32;
+	s->tid = (__u32)bpf_get_current_pid_tgid();
+	s->num_reqs = arg_u32(ctx, 1);
+	s->num_tokens = arg_u32(ctx, 2);
+	s->num_prefill_reqs = arg_u32(ctx, 3);
+	s->num_prefill_tokens = arg_u32(ctx, 4);
+	s->begin_ns = bpf_ktime_get_ns();
+	p->newest_step = id;
+	p->step_tid = s->tid;
+	return 0;
+}
+
+/* USDT profilemate:forward_end(step_id) */
+SEC("uprobe")
+int usdt_forward_end(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct step_record *s;
+
+	if (!p)
+		return 0;
+	s = open_step(p, usdt_arg(ctx, 0));
+	if (s)
+		s->forward_end_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+/* USDT profilemate:sample_end(step_id) */
+SEC("uprobe")
+int usdt_sample_end(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct step_record *s;
+
+	if (!p)
+		return 0;
+	s = open_step(p, usdt_arg(ctx, 0));
+	if (s)
+		s->sample_end_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+/* USDT profilemate:output_ready(step_id): the step is finished. */
+SEC("uprobe")
+int usdt_output_ready(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct step_record *s;
+
+	if (!p)
+		return 0;
+	s = open_step(p, usdt_arg(ctx, 0));
+	if (!s)
+		return 0;
+	s->output_ready_ns = bpf_ktime_get_ns();
+	submit(s);
+	return 0;
+}
+
+static __always_inline void count_launch(struct proc_state *p, bool graph)
+{
+	struct step_record *s = open_step(p, p->newest_step);
+
+	if (graph) {
+		__sync_fetch_and_add(&p->graph_launches, 1);
+		if (s)
+			__sync_fetch_and_add(&s->graph_launches, 1);
+	} else {
+		__sync_fetch_and_add(&p->launches, 1);
+		if (s)
+			__sync_fetch_and_add(&s->launches, 1);
+	}
+}
+
+/* Runtime kernel launches:
+ * cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block,
+ *                              void **args, size_t shmem, cudaStream_t stream);
+ * cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
+ *                                 const void *func, void **args);
+ * cudaError_t cudaLaunchCooperativeKernel(const void *func, dim3 grid, dim3 block,
+ *                                         void **args, size_t shmem, cudaStream_t stream);
+ * and their _ptsz forms. */
+SEC("uprobe")
+int rt_launch(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct thread_state *t;
+
+	if (!p)
+		return 0;
+	count_launch(p, false);
+	t = current_thread();
+	if (t)
+		t->rt_launch_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+/* Driver kernel launches:
+ * CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
+ *                         unsigned bx, unsigned by, unsigned bz, unsigned shmem,
+ *                         CUstream stream, void **params, void **extra);
+ * CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f,
+ *                           void **params, void **extra);
+ * CUresult cuLaunchCooperativeKernel(...); and their _ptsz forms. */
+SEC("uprobe")
+int drv_launch(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct thread_state *t;
+	__u64 now;
+
+	if (!p)
+		return 0;
+	t = current_thread();
+	now = bpf_ktime_get_ns();
+	if (t && t->rt_launch_ns && now - t->rt_launch_ns < RT_TO_DRIVER_NS) {
+		t->rt_launch_ns = 0; /* counted at the runtime */
+		return 0;
+	}
+	count_launch(p, false);
+	return 0;
+}
+
+/* cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream); */
+SEC("uprobe")
+int rt_graph_launch(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct thread_state *t;
+
+	if (!p)
+		return 0;
+	count_launch(p, true);
+	t = current_thread();
+	if (t)
+		t->rt_graph_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+/* CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream); */
+SEC("uprobe")
+int drv_graph_launch(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct thread_state *t;
+	__u64 now;
+
+	if (!p)
+		return 0;
+	t = current_thread();
+	now = bpf_ktime_get_ns();
+	if (t && t->rt_graph_ns && now - t->rt_graph_ns < RT_TO_DRIVER_NS) {
+		t->rt_graph_ns = 0;
+		return 0;
+	}
+	count_launch(p, true);
+	return 0;
+}
+
+/* Entry of a blocking call: cudaStreamSynchronize, cudaDeviceSynchronize,
+ * cudaEventSynchronize, cuStreamSynchronize, cuCtxSynchronize,
+ * cuEventSynchronize, cuMemcpyDtoH_v2, cuMemcpyDtoHAsync_v2 (and _ptsz/_ptds).
+ * Nested calls (runtime -> driver) are timed once, from the outermost. */
+SEC("uprobe")
+int sync_enter(struct pt_regs *ctx)
+{
+	struct thread_state *t;
+
+	if (!current_proc())
+		return 0;
+	t = current_thread();
+	if (!t)
+		return 0;
+	if (t->sync_depth++ == 0)
+		t->sync_start_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("uretprobe")
+int sync_exit(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+	struct step_record *s;
+	struct thread_state *t;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 waited;
+
+	if (!p)
+		return 0;
+	t = bpf_map_lookup_elem(&threads, &tid);
+	/* A return without its entry (attached mid-call) has nothing to time. */
+	if (!t || !t->sync_depth || --t->sync_depth)
+		return 0;
+	waited = bpf_ktime_get_ns() - t->sync_start_ns;
+	__sync_fetch_and_add(&p->sync_wait_ns, waited);
+	__sync_fetch_and_add(&p->syncs, 1);
+
+	if (tid == p->step_tid)
+		s = open_step(p, p->newest_step);
+	else
+		s = oldest_open_step(p);
+	if (s)
+		__sync_fetch_and_add(&s->sync_wait_ns, waited);
+	return 0;
+}
+
+/* Only the fields read here; CO-RE relocates them against the running
+ * kernel's BTF, so no vmlinux.h is needed. */
+struct task_struct {
+	int pid;
+	int tgid;
+} __attribute__((preserve_access_index));
+
+/* Children of traced processes are traced from their first instruction:
+ * vLLM forks and spawns its engine and workers, and restarts workers. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 pid = BPF_CORE_READ(child, pid);
+	__u32 tgid = BPF_CORE_READ(child, tgid);
+
+	if (pid != tgid) /* a new thread, not a new process */
+		return 0;
+	if (!bpf_map_lookup_elem(&procs, &ptgid))
+		return 0;
+	bpf_map_update_elem(&procs, &tgid, &zero_proc, BPF_NOEXIST);
+	return 0;
+}

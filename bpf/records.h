@@ -1,0 +1,84 @@
+/* Record layouts shared by the eBPF programs and the Go tracer.
+ *
+ * bpf2go generates the Go types from these structs (-type), so any change
+ * here is a change of the contract with tracer/: keep explicit padding and
+ * the size assertions, which catch a layout that differs between clang's BPF
+ * target and Go.
+ */
+#ifndef PROFILEMATE_RECORDS_H
+#define PROFILEMATE_RECORDS_H
+
+#include <linux/types.h>
+
+
+/* Steps of one process that may be open at once. Under async scheduling two
+ * overlap (the next begins before the previous one's output is ready); four
+ * leaves room for a slow output thread. */
+#define MAX_OPEN_STEPS 4
+
+/* step_record.flags */
+#define STEP_EVICTED 1 /* flushed unfinished: a newer step needed its slot */
+
+/* One finished forward pass: the only record sent through the ring buffer. */
+struct step_record {
+	__u64 step_id;
+	__u64 begin_ns;        /* step_begin (CLOCK_MONOTONIC) */
+	__u64 forward_end_ns;  /* 0 until forward_end */
+	__u64 sample_end_ns;   /* 0 until sample_end */
+	__u64 output_ready_ns; /* 0 until output_ready */
+	__u64 sync_wait_ns;    /* blocked in CUDA synchronization while open */
+	__u32 pid;             /* tgid */
+	__u32 tid;             /* thread that fired step_begin */
+	__u32 num_reqs;
+	__u32 num_tokens;
+	__u32 num_prefill_reqs;
+	__u32 num_prefill_tokens;
+	__u32 launches;        /* kernel launches, each counted once */
+	__u32 graph_launches;
+	__u32 flags;           /* STEP_* */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct step_record) == 88, "step_record layout");
+
+/* Per traced process: its open steps and its CUDA activity over the trace.
+ * An entry exists exactly for the processes being traced, so the programs'
+ * process filter and their state are one map lookup. */
+struct proc_state {
+	__u64 newest_step;   /* step_id of the latest step_begin, 0 before any */
+	__u32 step_tid;      /* thread that fired that step_begin */
+	__u32 _pad;
+	__u64 launches;      /* whole trace, inside steps or not */
+	__u64 graph_launches;
+	__u64 sync_wait_ns;
+	__u64 syncs;
+	struct step_record open[MAX_OPEN_STEPS]; /* slot = step_id % MAX_OPEN_STEPS */
+};
+_Static_assert(sizeof(struct proc_state) == 48 + MAX_OPEN_STEPS * 88, "proc_state layout");
+
+/* How to read one USDT argument, parsed by the tracer from the probe's note
+ * (".note.stapsdt" argument string such as "-8@%rdi" or "-8@-16(%rbp)"). */
+#define USDT_ARG_CONST 0     /* "$N": the value is val */
+#define USDT_ARG_REG 1       /* "%reg": the register's value */
+#define USDT_ARG_REG_DEREF 2 /* "OFF(%reg)": memory at register + val */
+
+#define USDT_MAX_ARGS 6
+
+struct usdt_arg {
+	__s64 val;      /* constant, or offset for REG_DEREF */
+	__u16 reg_off;  /* offset of the register in struct pt_regs */
+	__u8 kind;      /* USDT_ARG_* */
+	__u8 size;      /* 1, 2, 4 or 8 bytes */
+	__u8 is_signed;
+	__u8 _pad[3];
+};
+_Static_assert(sizeof(struct usdt_arg) == 16, "usdt_arg layout");
+
+/* The argument specs of one probe site, indexed by the attach cookie. */
+struct usdt_spec {
+	struct usdt_arg args[USDT_MAX_ARGS];
+	__u32 arg_cnt;
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct usdt_spec) == USDT_MAX_ARGS * 16 + 8, "usdt_spec layout");
+
+#endif

@@ -1,0 +1,94 @@
+package tracer
+
+import (
+	"path/filepath"
+	"strings"
+)
+
+// LibKind is what a mapped library is to the tracer.
+type LibKind int
+
+// The libraries the tracer probes.
+const (
+	LibNone    LibKind = iota
+	LibRuntime         // libcudart, including vendored copies with hashed names
+	LibDriver          // libcuda
+	LibMarker          // the marker's native USDT library
+)
+
+func (k LibKind) String() string {
+	switch k {
+	case LibRuntime:
+		return "CUDA runtime"
+	case LibDriver:
+		return "CUDA driver"
+	case LibMarker:
+		return "marker"
+	}
+	return "none"
+}
+
+// Classify names the kind of a mapped file from its path. Names, not fixed
+// paths or sonames: PyTorch maps site-packages/nvidia/cu13/lib/libcudart.so.13
+// and torchvision a hashed copy (libcudart.faf08d9a.so.13); the driver is
+// libcuda.so.1 -> libcuda.so.<version>, mounted from the host in containers.
+func Classify(path string) LibKind {
+	base := filepath.Base(path)
+	if !strings.Contains(base, ".so") {
+		return LibNone
+	}
+	switch {
+	case strings.HasPrefix(base, "libcudart"):
+		return LibRuntime
+	case strings.HasPrefix(base, "libcuda.so"):
+		return LibDriver
+	case strings.HasPrefix(base, "libprofilemate_marker"):
+		return LibMarker
+	}
+	return LibNone
+}
+
+// probeSet says which program goes on which exported function.
+type probeSet struct {
+	prog    string // eBPF program name
+	ret     string // return program name, where a duration is needed
+	symbols []string
+}
+
+// runtimeProbes and driverProbes list the functions probed in each library.
+// Launch functions get entry probes only: they are the hot path (hundreds per
+// step in eager mode) and need no duration.
+var runtimeProbes = []probeSet{
+	{prog: "rt_launch", symbols: []string{
+		"cudaLaunchKernel", "cudaLaunchKernel_ptsz",
+		"cudaLaunchKernelExC", "cudaLaunchKernelExC_ptsz",
+		"cudaLaunchCooperativeKernel", "cudaLaunchCooperativeKernel_ptsz"}},
+	{prog: "rt_graph_launch", symbols: []string{"cudaGraphLaunch", "cudaGraphLaunch_ptsz"}},
+	{prog: "sync_enter", ret: "sync_exit", symbols: []string{
+		"cudaStreamSynchronize", "cudaStreamSynchronize_ptsz",
+		"cudaDeviceSynchronize", "cudaEventSynchronize"}},
+}
+
+var driverProbes = []probeSet{
+	{prog: "drv_launch", symbols: []string{
+		"cuLaunchKernel", "cuLaunchKernel_ptsz",
+		"cuLaunchKernelEx", "cuLaunchKernelEx_ptsz",
+		"cuLaunchCooperativeKernel", "cuLaunchCooperativeKernel_ptsz"}},
+	{prog: "drv_graph_launch", symbols: []string{"cuGraphLaunch", "cuGraphLaunch_ptsz"}},
+	{prog: "sync_enter", ret: "sync_exit", symbols: []string{
+		"cuStreamSynchronize", "cuStreamSynchronize_ptsz",
+		"cuCtxSynchronize", "cuEventSynchronize",
+		"cuMemcpyDtoH_v2", "cuMemcpyDtoH_v2_ptds",
+		"cuMemcpyDtoHAsync_v2", "cuMemcpyDtoHAsync_v2_ptsz"}},
+}
+
+// markerProbes maps the marker's USDT probe names to their programs.
+var markerProbes = map[string]string{
+	"step_begin":   "usdt_step_begin",
+	"forward_end":  "usdt_forward_end",
+	"sample_end":   "usdt_sample_end",
+	"output_ready": "usdt_output_ready",
+}
+
+// MarkerProvider is the USDT provider of the marker's probes.
+const MarkerProvider = "profilemate"

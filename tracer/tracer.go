@@ -1,0 +1,290 @@
+// Package tracer loads profilemate's eBPF programs, finds the processes of a
+// vLLM server and the CUDA and marker libraries they map, attaches probes
+// once per library, keeps the set of traced processes current and reads the
+// per-step records from the ring buffer.
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/profilemate/profilemate-bpf/analysis"
+)
+
+// ErrNoProcess is returned by Start when the PID names no process.
+var ErrNoProcess = errors.New("no such process")
+
+// Options configure a trace.
+type Options struct {
+	PID  int  // any process of the server, normally the API server
+	Proc Proc // where /proc is
+	// Rescan is how often the tracer looks for new processes and for
+	// libraries a process mapped since the last look.
+	Rescan time.Duration
+	// Logf receives what the tracer finds as it finds it; nil discards.
+	Logf func(format string, args ...any)
+}
+
+// ProcInfo is what the tracer knows of one traced process.
+type ProcInfo struct {
+	PID    int
+	Title  string
+	Libs   map[LibKind]bool // kinds of library it maps
+	Exited bool
+}
+
+// Tracer traces one process tree.
+type Tracer struct {
+	opts   Options
+	objs   *profilemateObjects
+	att    *attacher
+	fork   link.Link
+	reader *ringbuf.Reader
+
+	mu        sync.Mutex
+	procs     map[int]*ProcInfo
+	lastMaps  time.Time
+	invalid   atomic.Uint64
+	attachErr []error
+}
+
+// Start loads the programs, registers opts.PID and its descendants and
+// attaches to the libraries they map. Processes the tree starts later are
+// traced from their first instruction (a fork hook adds them) and their
+// libraries are probed by Run.
+func Start(opts Options) (*Tracer, error) {
+	if opts.Proc.Root == "" {
+		opts.Proc.Root = "/proc"
+	}
+	if opts.Rescan <= 0 {
+		opts.Rescan = 250 * time.Millisecond
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.PID <= 0 || !opts.Proc.Exists(opts.PID) {
+		return nil, fmt.Errorf("pid %d: %w", opts.PID, ErrNoProcess)
+	}
+	objs, err := loadObjects()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc), procs: map[int]*ProcInfo{}}
+	if t.fork, err = link.AttachTracing(link.TracingOptions{Program: objs.OnFork}); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("attach the fork hook (tp_btf/sched_process_fork): %w", err)
+	}
+	if t.reader, err = ringbuf.NewReader(objs.Events); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open the ring buffer: %w", err)
+	}
+	pids, err := opts.Proc.Descendants(opts.PID)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	for _, pid := range pids {
+		t.addProc(pid)
+	}
+	t.rescanMaps(time.Now())
+	return t, nil
+}
+
+// addProc starts tracing pid (the fork hook may have done so already).
+func (t *Tracer) addProc(pid int) {
+	if _, ok := t.procs[pid]; ok {
+		return
+	}
+	var zero profilemateProcState
+	if err := t.objs.Procs.Update(uint32(pid), &zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		t.opts.Logf("cannot trace pid %d: %v", pid, err)
+		return
+	}
+	p := &ProcInfo{PID: pid, Title: t.opts.Proc.Title(pid), Libs: map[LibKind]bool{}}
+	t.procs[pid] = p
+	t.opts.Logf("process %d %s", pid, p.Title)
+}
+
+// rescanMaps looks for newly mapped libraries in every live traced process.
+func (t *Tracer) rescanMaps(now time.Time) {
+	t.lastMaps = now
+	for _, p := range t.procs {
+		if p.Exited {
+			continue
+		}
+		maps, err := t.opts.Proc.Maps(p.PID)
+		if err != nil {
+			if !t.opts.Proc.Exists(p.PID) {
+				p.Exited = true
+				t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
+			}
+			continue
+		}
+		if title := t.opts.Proc.Title(p.PID); title != "" {
+			p.Title = title
+		}
+		for _, m := range maps {
+			kind := Classify(m.Path)
+			if kind == LibNone {
+				continue
+			}
+			p.Libs[kind] = true
+			lib, err := t.att.attach(p.PID, m)
+			if err != nil {
+				t.attachErr = append(t.attachErr, err)
+				t.opts.Logf("cannot probe %v", err)
+			}
+			if lib != nil {
+				t.opts.Logf("%s %s: %d probes attached (found in pid %d)", lib.Kind, lib.Path, lib.Probes, p.PID)
+			}
+		}
+	}
+}
+
+// scan picks up processes the fork hook added and, at most once a second,
+// libraries mapped since the last look.
+func (t *Tracer) scan(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var key uint32
+	var fresh []int
+	it := t.objs.Procs.Iterate()
+	var val profilemateProcState
+	for it.Next(&key, &val) {
+		if _, ok := t.procs[int(key)]; !ok {
+			fresh = append(fresh, int(key))
+		}
+	}
+	for _, pid := range fresh {
+		t.addProc(pid)
+	}
+	if len(fresh) > 0 || now.Sub(t.lastMaps) >= time.Second {
+		t.rescanMaps(now)
+	}
+}
+
+// Run reads step records, handing each to emit, and keeps the traced set
+// current until ctx ends. Then it detaches every probe and drains the ring
+// buffer, so no step that finished before the end is lost.
+func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
+	done := make(chan error, 1)
+	go func() {
+		n, err := readSteps(t.reader, emit)
+		t.invalid.Add(n)
+		done <- err
+	}()
+	tick := time.NewTicker(t.opts.Rescan)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			detachErr := t.att.close()
+			if err := t.reader.Flush(); err != nil {
+				return errors.Join(detachErr, err)
+			}
+			return errors.Join(detachErr, <-done)
+		case err := <-done:
+			return fmt.Errorf("read the ring buffer: %w", err)
+		case now := <-tick.C:
+			t.scan(now)
+		}
+	}
+}
+
+// Processes returns the traced processes, by PID.
+func (t *Tracer) Processes() []ProcInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]ProcInfo, 0, len(t.procs))
+	for _, p := range t.procs {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	return out
+}
+
+// Libraries returns the probed libraries.
+func (t *Tracer) Libraries() []*Library {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.att.libraries()
+}
+
+// AttachErrors returns the libraries that could not be probed.
+func (t *Tracer) AttachErrors() []error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]error(nil), t.attachErr...)
+}
+
+var tpRank = regexp.MustCompile(`_TP(\d+)`)
+
+// RankOf returns the tensor-parallel rank in a vLLM process title such as
+// "VLLM::Worker_TP1" or "VLLM::Worker_TP1_EP1", or -1.
+func RankOf(title string) int {
+	m := tpRank.FindStringSubmatch(title)
+	if m == nil {
+		return -1
+	}
+	r, err := strconv.Atoi(m[1])
+	if err != nil {
+		return -1
+	}
+	return r
+}
+
+// Activity returns each traced process's CUDA activity over the whole trace.
+func (t *Tracer) Activity() ([]analysis.ProcessActivity, error) {
+	procs := t.Processes()
+	out := make([]analysis.ProcessActivity, 0, len(procs))
+	for _, p := range procs {
+		var st profilemateProcState
+		if err := t.objs.Procs.Lookup(uint32(p.PID), &st); err != nil {
+			continue
+		}
+		out = append(out, analysis.ProcessActivity{
+			Process:  analysis.Process{PID: uint32(p.PID), Title: p.Title, Rank: RankOf(p.Title)},
+			Launches: st.Launches, GraphLaunches: st.GraphLaunches,
+			SyncWaitNs: st.SyncWaitNs, Syncs: st.Syncs,
+		})
+	}
+	return out, nil
+}
+
+// Lost returns the records the kernel could not send (ring buffer full) and
+// the records that arrived but could not be decoded.
+func (t *Tracer) Lost() (dropped, invalid uint64, err error) {
+	var perCPU []uint64
+	if err := t.objs.Drops.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, t.invalid.Load(), fmt.Errorf("read the drop counter: %w", err)
+	}
+	for _, n := range perCPU {
+		dropped += n
+	}
+	return dropped, t.invalid.Load(), nil
+}
+
+// Close detaches everything and releases the eBPF objects, newest first.
+func (t *Tracer) Close() error {
+	var errs []error
+	errs = append(errs, t.att.close())
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+	}
+	if t.fork != nil {
+		errs = append(errs, t.fork.Close())
+	}
+	errs = append(errs, t.objs.Close())
+	return errors.Join(errs...)
+}
