@@ -1,0 +1,35 @@
+package analysis
+
+// Report is everything a trace produced, as the tracer hands it over.
+type Report struct {
+	// StartNs and EndNs bound the trace on the steps' clock
+	// (CLOCK_MONOTONIC). Row timestamps count from StartNs; rates and shares
+	// of trace time use EndNs-StartNs.
+	StartNs, EndNs uint64
+	Steps          []Step            // in any order, from any processes
+	Processes      []Process         // labels for the pids of Steps and Activity
+	Activity       []ProcessActivity // per-process totals over the whole trace
+	DroppedRecords uint64            // step records the tracer lost
+}
+
+func (r Report) durationSec() float64 {
+	if r.EndNs <= r.StartNs {
+		return 0
+	}
+	return float64(r.EndNs-r.StartNs) / 1e9
+}
+
+// Result is a Report turned into rows and their summary: what Write stores and
+// RenderTable shows.
+type Result struct {
+	Rows    []Row // timed steps ordered by step_begin
+	Summary Summary
+}
+
+// Analyze builds the CSV rows and the summary of r. Steps without any end
+// point are not rows; Summary.Trace counts them.
+func Analyze(r Report) Result {
+	procs := newProcesses(r.Processes, r.Activity)
+	rows, withoutDuration := buildRows(r.Steps, r.StartNs, procs)
+	return Result{Rows: rows, Summary: summarize(r, rows, withoutDuration, procs)}
+}

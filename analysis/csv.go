@@ -1,0 +1,71 @@
+package analysis
+
+import (
+	"encoding/csv"
+	"io"
+	"strconv"
+)
+
+// csvHeader is the column order of forward_pass_timing.csv. The first six
+// are the sitecustomize profiler's columns and must stay first and unchanged:
+// users' scripts read them by position as well as by name.
+var csvHeader = []string{
+	"timestamp_sec", "phase", "batch_size", "num_tokens", "duration_ms", "throughput_tokens_per_sec",
+	"pid", "step", "cpu_ms", "interval_ms", "launches", "graph_launches", "sync_wait_ms",
+	"rank", "process", "num_prefill_reqs", "num_prefill_tokens", "forward_ms",
+}
+
+// WriteCSV writes the header and one line per row, in the order given. Times
+// in ms have 3 decimals (microseconds), timestamps 6; values that never came
+// (cpu_ms without sample_end, a process's last interval_ms, rank of a process
+// without one) are empty cells.
+func WriteCSV(w io.Writer, rows []Row) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvHeader); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := cw.Write(csvRecord(r)); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func csvRecord(r Row) []string {
+	rank := ""
+	if r.Rank >= 0 {
+		rank = strconv.Itoa(r.Rank)
+	}
+	return []string{
+		fmtFloat(r.TimestampSec, 6),
+		string(r.Phase),
+		fmtUint(uint64(r.BatchSize)),
+		fmtUint(uint64(r.NumTokens)),
+		fmtFloat(r.DurationMs, 3),
+		fmtFloat(r.ThroughputTokensPerSec, 1),
+		fmtUint(uint64(r.PID)),
+		fmtUint(r.Step),
+		fmtOpt(r.CPUMs),
+		fmtOpt(r.IntervalMs),
+		fmtUint(uint64(r.Launches)),
+		fmtUint(uint64(r.GraphLaunches)),
+		fmtFloat(r.SyncWaitMs, 3),
+		rank,
+		r.Process,
+		fmtUint(uint64(r.NumPrefillReqs)),
+		fmtUint(uint64(r.NumPrefillTokens)),
+		fmtOpt(r.ForwardMs),
+	}
+}
+
+func fmtFloat(x float64, decimals int) string { return strconv.FormatFloat(x, 'f', decimals, 64) }
+func fmtUint(x uint64) string                  { return strconv.FormatUint(x, 10) }
+
+func fmtOpt(o OptMs) string {
+	if !o.Valid {
+		return ""
+	}
+	return fmtFloat(o.Ms, 3)
+}

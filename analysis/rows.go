@@ -1,0 +1,130 @@
+package analysis
+
+import (
+	"cmp"
+	"slices"
+)
+
+// OptMs is a duration in milliseconds that may be absent, e.g. cpu_ms of a
+// step whose sample_end never came. Absent values are empty CSV cells and are
+// left out of means.
+type OptMs struct {
+	Ms    float64
+	Valid bool
+}
+
+// Row is one timed step as it appears in forward_pass_timing.csv.
+type Row struct {
+	TimestampSec           float64 // step_begin, seconds since the trace start
+	Phase                  Phase
+	BatchSize              uint32 // requests in the step
+	NumTokens              uint32
+	DurationMs             float64 // step_begin -> output_ready (or the fallback)
+	ThroughputTokensPerSec float64 // NumTokens / duration; 0 for a zero duration
+
+	PID           uint32
+	Step          uint64 // the marker's step_id
+	CPUMs         OptMs  // step_begin -> sample_end
+	IntervalMs    OptMs  // step_begin -> the same process's next step_begin
+	Launches      uint32
+	GraphLaunches uint32
+	SyncWaitMs    float64
+
+	Rank             int    // -1 when the process has none
+	Process          string // vLLM process title
+	NumPrefillReqs   uint32
+	NumPrefillTokens uint32
+	ForwardMs        OptMs // step_begin -> forward_end
+}
+
+const nsPerMs = 1e6
+
+// since returns the time from begin to a later point in ms. A point that is
+// zero never came; a point before begin cannot belong to the step, so it is
+// treated the same way instead of wrapping around to a huge duration.
+func since(begin, point uint64) OptMs {
+	if begin == 0 || point == 0 || point < begin {
+		return OptMs{}
+	}
+	return OptMs{Ms: float64(point-begin) / nsPerMs, Valid: true}
+}
+
+// duration is step_begin -> output_ready, falling back to sample_end and then
+// forward_end when the later point never came (the trace ended mid-step, or a
+// runner path without a separate output or sampling point).
+func duration(s Step) OptMs {
+	for _, end := range [...]uint64{s.OutputReadyNs, s.SampleEndNs, s.ForwardEndNs} {
+		if d := since(s.BeginNs, end); d.Valid {
+			return d
+		}
+	}
+	return OptMs{}
+}
+
+// buildRows turns steps, in any order and from any number of processes, into
+// one row per step with a duration, ordered by step_begin. Steps without a
+// duration are not rows, but their step_begin still ends the previous step's
+// interval; their number is returned so outputs can say they existed.
+// startNs is the trace start on the same clock as the steps.
+func buildRows(steps []Step, startNs uint64, procs processes) (rows []Row, withoutDuration int) {
+	order := make([]int, len(steps))
+	for i := range order {
+		order[i] = i
+	}
+	// Ties are broken by pid and step id so the output never depends on the
+	// order records arrived in.
+	slices.SortFunc(order, func(a, b int) int {
+		sa, sb := &steps[a], &steps[b]
+		return cmp.Or(cmp.Compare(sa.BeginNs, sb.BeginNs), cmp.Compare(sa.PID, sb.PID), cmp.Compare(sa.StepID, sb.StepID))
+	})
+
+	interval := make([]OptMs, len(steps))
+	prev := make(map[uint32]int) // pid -> index of its latest step so far
+	for _, i := range order {
+		s := &steps[i]
+		if s.BeginNs == 0 {
+			continue
+		}
+		if p, ok := prev[s.PID]; ok {
+			interval[p] = since(steps[p].BeginNs, s.BeginNs)
+		}
+		prev[s.PID] = i
+	}
+
+	rows = make([]Row, 0, len(steps))
+	for _, i := range order {
+		s := steps[i]
+		d := duration(s)
+		if !d.Valid {
+			withoutDuration++
+			continue
+		}
+		p := procs.get(s.PID)
+		r := Row{
+			// Signed, so a step that began just before the caller's start
+			// shows as a small negative time rather than a wrapped one.
+			TimestampSec:     float64(int64(s.BeginNs-startNs)) / 1e9,
+			Phase:            PhaseOf(s),
+			BatchSize:        s.NumReqs,
+			NumTokens:        s.NumTokens,
+			DurationMs:       d.Ms,
+			PID:              s.PID,
+			Step:             s.StepID,
+			CPUMs:            since(s.BeginNs, s.SampleEndNs),
+			IntervalMs:       interval[i],
+			Launches:         s.Launches,
+			GraphLaunches:    s.GraphLaunches,
+			SyncWaitMs:       float64(s.SyncWaitNs) / nsPerMs,
+			Rank:             p.Rank,
+			Process:          p.Title,
+			NumPrefillReqs:   s.NumPrefillReqs,
+			NumPrefillTokens: s.NumPrefillTokens,
+			ForwardMs:        since(s.BeginNs, s.ForwardEndNs),
+		}
+		if d.Ms > 0 {
+			r.ThroughputTokensPerSec = float64(s.NumTokens) / (d.Ms / 1e3)
+		}
+		rows = append(rows, r)
+	}
+	return rows, withoutDuration
+}

@@ -1,0 +1,187 @@
+package analysis
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+)
+
+// Summary is what summary.json holds and the console table shows. In JSON the
+// phases are top-level keys exactly as the sitecustomize profiler wrote them;
+// everything else sits under keys starting with "_", which no phase can have.
+type Summary struct {
+	Phases    PhaseSet         // all processes together
+	Trace     TraceInfo        // "_trace"
+	Processes []ProcessSummary // "_processes": processes with timed steps
+	Ranks     *RankSpread      // "_ranks": nil without two distinct ranks
+	Activity  []ActivitySummary
+}
+
+// TraceInfo describes the trace as a whole, so that a reader can judge how
+// complete the per-phase numbers are.
+type TraceInfo struct {
+	DurationSec float64 `json:"duration_sec"`
+	// Steps counts every step record received; TimedSteps those with a
+	// duration (the CSV rows), StepsWithoutDuration the rest.
+	Steps                int `json:"steps"`
+	TimedSteps           int `json:"timed_steps"`
+	StepsWithoutDuration int `json:"steps_without_duration"`
+	// DroppedRecords counts step records lost before they reached user space
+	// (a full ring buffer), as reported by the tracer.
+	DroppedRecords uint64 `json:"dropped_records"`
+}
+
+// ProcessSummary is the per-phase statistics of one process's steps.
+type ProcessSummary struct {
+	PID    uint32   `json:"pid"`
+	Title  string   `json:"title"`
+	Rank   int      `json:"rank"` // -1 when the title names none
+	Steps  int      `json:"steps"`
+	Phases PhaseSet `json:"phases"`
+}
+
+// ActivitySummary is one process's CUDA activity over the whole trace. It is
+// the only timing there is when the marker is absent and no step was seen.
+type ActivitySummary struct {
+	PID            uint32  `json:"pid"`
+	Title          string  `json:"title"`
+	Rank           int     `json:"rank"`
+	Launches       uint64  `json:"launches"`
+	LaunchesPerSec float64 `json:"launches_per_sec"`
+	GraphLaunches  uint64  `json:"graph_launches"`
+	Syncs          uint64  `json:"syncs"`
+	SyncWaitMs     float64 `json:"sync_wait_ms"`
+	// SyncWaitShare is sync wait over trace time. Waits of several threads
+	// add up, so it can exceed 1.
+	SyncWaitShare float64 `json:"sync_wait_share"`
+}
+
+// summarize builds the summary from rows already built from r.Steps.
+func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summary {
+	s := Summary{
+		Phases: phaseSet(rows),
+		Trace: TraceInfo{
+			DurationSec:          r.durationSec(),
+			Steps:                len(r.Steps),
+			TimedSteps:           len(rows),
+			StepsWithoutDuration: withoutDuration,
+			DroppedRecords:       r.DroppedRecords,
+		},
+		Processes: processSummaries(rows, procs),
+		Ranks:     rankSpread(rows, procs),
+		Activity:  activitySummaries(r.Activity, r.durationSec()),
+	}
+	return s
+}
+
+func processSummaries(rows []Row, procs processes) []ProcessSummary {
+	byPID := make(map[uint32][]Row)
+	for _, r := range rows {
+		byPID[r.PID] = append(byPID[r.PID], r)
+	}
+	ps := make([]Process, 0, len(byPID))
+	for pid := range byPID {
+		ps = append(ps, procs.get(pid))
+	}
+	sortProcesses(ps)
+	out := make([]ProcessSummary, len(ps))
+	for i, p := range ps {
+		out[i] = ProcessSummary{
+			PID: p.PID, Title: p.Title, Rank: p.Rank,
+			Steps:  len(byPID[p.PID]),
+			Phases: phaseSet(byPID[p.PID]),
+		}
+	}
+	return out
+}
+
+func activitySummaries(acts []ProcessActivity, traceSec float64) []ActivitySummary {
+	ps := make([]Process, len(acts))
+	byPID := make(map[uint32]ProcessActivity, len(acts))
+	for i, a := range acts {
+		ps[i] = a.Process
+		byPID[a.PID] = a
+	}
+	sortProcesses(ps)
+	out := make([]ActivitySummary, len(ps))
+	for i, p := range ps {
+		a := byPID[p.PID]
+		s := ActivitySummary{
+			PID: p.PID, Title: p.Title, Rank: p.Rank,
+			Launches:      a.Launches,
+			GraphLaunches: a.GraphLaunches,
+			Syncs:         a.Syncs,
+			SyncWaitMs:    roundMs(float64(a.SyncWaitNs) / nsPerMs),
+		}
+		if traceSec > 0 {
+			s.LaunchesPerSec = round(float64(a.Launches)/traceSec, 1)
+			s.SyncWaitShare = round(float64(a.SyncWaitNs)/1e9/traceSec, 4)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// MarshalJSON writes the phases first, as the sitecustomize profiler did,
+// then "_trace", "_processes", "_ranks" (only when there are ranks) and
+// "_activity".
+func (s Summary) MarshalJSON() ([]byte, error) {
+	m := s.Phases.members()
+	m = append(m,
+		member{"_trace", s.Trace},
+		member{"_processes", nonNil(s.Processes)})
+	if s.Ranks != nil {
+		m = append(m, member{"_ranks", s.Ranks})
+	}
+	m = append(m, member{"_activity", nonNil(s.Activity)})
+	return marshalObject(m)
+}
+
+// WriteSummary writes s as indented summary.json content.
+func WriteSummary(w io.Writer, s Summary) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// member is one key of a JSON object written in a fixed order; encoding/json
+// would sort map keys and put "_trace" before "prefill".
+type member struct {
+	key   string
+	value any
+}
+
+func marshalObject(members []member) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, m := range members {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, err := json.Marshal(m.key)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(m.value)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// nonNil makes an empty list an empty JSON array instead of null, so readers
+// can iterate without a check.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
