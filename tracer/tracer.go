@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -103,7 +104,9 @@ func Start(opts Options) (*Tracer, error) {
 
 // addProc starts tracing pid (the fork hook may have done so already).
 func (t *Tracer) addProc(pid int) {
-	if _, ok := t.procs[pid]; ok {
+	// The tracer may itself run below the PID it was given (a test, a
+	// shell); tracing itself would only count its own noise.
+	if _, ok := t.procs[pid]; ok || pid == os.Getpid() {
 		return
 	}
 	var zero profilemateProcState

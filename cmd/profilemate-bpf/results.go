@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/profilemate/profilemate-bpf/analysis"
+	"github.com/profilemate/profilemate-bpf/tracer"
+)
+
+// writeResults writes the CSV and summary, prints the table and says where
+// the files are. It runs after every trace, also an interrupted one.
+func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *collector, startNs, endNs uint64) error {
+	activity, err := tr.Activity()
+	if err != nil {
+		fmt.Fprintln(stderr, "profilemate-bpf: warning: per-process activity:", err)
+	}
+	dropped, invalid, err := tr.Lost()
+	if err != nil {
+		fmt.Fprintln(stderr, "profilemate-bpf: warning:", err)
+	}
+	if dropped+invalid > 0 {
+		fmt.Fprintf(stderr, "profilemate-bpf: warning: %d step records lost (ring buffer full: %d, undecodable: %d)\n",
+			dropped+invalid, dropped, invalid)
+	}
+	var procs []analysis.Process
+	for _, p := range tr.Processes() {
+		procs = append(procs, analysis.Process{PID: uint32(p.PID), Title: p.Title, Rank: tracer.RankOf(p.Title)})
+	}
+	col.mu.Lock()
+	steps := col.steps
+	col.mu.Unlock()
+	res := analysis.Analyze(analysis.Report{
+		StartNs: startNs, EndNs: endNs, Steps: steps, Processes: procs,
+		Activity: activity, DroppedRecords: dropped + invalid,
+	})
+	files, err := analysis.Write(dir, res)
+	if err != nil {
+		return fail(exitOutput, err)
+	}
+	chownToInvoker(files.CSV)
+	chownToInvoker(files.Summary)
+	if err := analysis.RenderTable(stdout, res.Summary); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n%d forward passes written to\n  %s\n  %s\n", len(res.Rows), files.CSV, files.Summary)
+	return nil
+}

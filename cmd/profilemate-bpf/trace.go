@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/profilemate/profilemate-bpf/analysis"
+	"github.com/profilemate/profilemate-bpf/tracer"
+)
+
+const markerHint = `No profilemate marker in these processes, so forward passes cannot be
+delimited; per-process CUDA activity is traced instead. To time every forward
+pass, install the marker into the server's Python environment and restart the
+server once (it costs nothing while no tracer is attached):
+    pip install <profilemate-bpf>/marker
+or run the server with PYTHONPATH=<profilemate-bpf>/marker. See the README.`
+
+// monotonicNs reads the clock bpf_ktime_get_ns uses.
+func monotonicNs() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// collector keeps the steps as they arrive from the ring buffer.
+type collector struct {
+	mu      sync.Mutex
+	steps   []analysis.Step
+	verbose io.Writer // nil unless -v
+}
+
+func (c *collector) add(s analysis.Step) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.steps = append(c.steps, s)
+	if c.verbose != nil {
+		if line, ok := analysis.LiveLine(s); ok {
+			fmt.Fprintln(c.verbose, line)
+		}
+	}
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.steps)
+}
+
+// startError turns a tracer start failure into the message and exit code a
+// user can act on.
+func startError(pid int, err error) error {
+	switch {
+	case errors.Is(err, tracer.ErrNoProcess):
+		return fail(exitNoProcess, fmt.Errorf("no process with pid %d", pid))
+	case errors.Is(err, os.ErrPermission):
+		return fail(exitPrivilege, fmt.Errorf("not permitted to load eBPF programs (run with sudo): %w", err))
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fail(exitKernel, fmt.Errorf("this kernel lacks an eBPF feature the tracer needs: %w", err))
+	}
+	return err
+}
+
+func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
+	dir := cfg.out
+	if dir == "" {
+		dir = defaultOutDir(time.Now())
+	}
+	if err := prepareOutDir(dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "profilemate-bpf: tracing pid %d and its descendants\n", cfg.pid)
+	t0 := time.Now()
+	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, Logf: func(format string, a ...any) {
+		fmt.Fprintf(stderr, "  "+format+"\n", a...)
+	}})
+	if err != nil {
+		return startError(cfg.pid, err)
+	}
+	defer tr.Close()
+	attachTime := time.Since(t0)
+
+	probes, cuda, marker := 0, false, false
+	for _, l := range tr.Libraries() {
+		probes += l.Probes
+		cuda = cuda || l.Kind == tracer.LibRuntime || l.Kind == tracer.LibDriver
+		marker = marker || l.Kind == tracer.LibMarker
+	}
+	if !cuda {
+		return fail(exitNoCUDA, fmt.Errorf("no CUDA library (libcudart*.so*, libcuda.so*) is mapped by pid %d or its %d descendants: is it a vLLM server on a GPU?",
+			cfg.pid, len(tr.Processes())-1))
+	}
+	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), map[bool]string{true: "found", false: "NOT found"}[marker])
+	if !marker {
+		fmt.Fprintln(stderr, markerHint)
+	}
+
+	col := &collector{}
+	if cfg.verbose {
+		col.verbose = stderr
+	}
+	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
+	defer cancel()
+	startNs := monotonicNs()
+	stopProgress := showProgress(runCtx, cancel, stderr, cfg.duration, col, tr)
+	runErr := tr.Run(runCtx, col.add)
+	stopProgress()
+	endNs := monotonicNs()
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "profilemate-bpf: interrupted; writing what was traced")
+	}
+	if runErr != nil {
+		fmt.Fprintln(stderr, "profilemate-bpf: warning:", runErr)
+	}
+	return writeResults(dir, stdout, stderr, tr, col, startNs, endNs)
+}
