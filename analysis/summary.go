@@ -58,7 +58,7 @@ type ActivitySummary struct {
 
 // summarize builds the summary from rows already built from r.Steps.
 func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summary {
-	s := Summary{
+	return Summary{
 		Phases: phaseSet(rows),
 		Trace: TraceInfo{
 			DurationSec:          r.durationSec(),
@@ -71,7 +71,6 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 		Ranks:     rankSpread(rows, procs),
 		Activity:  activitySummaries(r.Activity, r.durationSec()),
 	}
-	return s
 }
 
 func processSummaries(rows []Row, procs processes) []ProcessSummary {
