@@ -1,0 +1,50 @@
+"""The batch shape of one step, read off vLLM's SchedulerOutput.
+
+Field names are vLLM's (vllm/v1/core/sched/output.py); see
+docs/vllm-facts.md for the prefill rule this follows.
+"""
+
+
+def batch_shape(scheduler_output):
+    """Return (num_reqs, num_tokens, num_prefill_reqs, num_prefill_tokens).
+
+    A request counts as prefill in this step when it still has prompt tokens
+    to compute: a new request with num_computed_tokens below its prompt
+    length, a request resumed after preemption, or any request scheduled
+    more tokens than one plus its speculative tokens (a continuing chunk of
+    a chunked prefill).  Speculative tokens themselves are decode work.
+    """
+    scheduled = scheduler_output.num_scheduled_tokens
+    spec_tokens = scheduler_output.scheduled_spec_decode_tokens or {}
+
+    prefill = set()
+    for req in scheduler_output.scheduled_new_reqs:
+        prompt_len = _prompt_len(req)
+        if prompt_len is None or req.num_computed_tokens < prompt_len:
+            prefill.add(req.req_id)
+    cached = scheduler_output.scheduled_cached_reqs
+    prefill.update(getattr(cached, "resumed_req_ids", None) or ())
+    for req_id, num in scheduled.items():
+        if num > 1 + len(spec_tokens.get(req_id, ())):
+            prefill.add(req_id)
+
+    prefill_tokens = [num for req_id, num in scheduled.items() if req_id in prefill]
+    return (
+        len(scheduled),
+        scheduler_output.total_num_scheduled_tokens,
+        len(prefill_tokens),
+        sum(prefill_tokens),
+    )
+
+
+def _prompt_len(new_req):
+    """Prompt length of a NewRequestData; None when it cannot be told.
+
+    Prompts given as embeddings have prompt_token_ids None; their length is
+    that of prompt_embeds.  A new request whose length is unknown is counted
+    as prefill, which is what a new request almost always is.
+    """
+    if new_req.prompt_token_ids is not None:
+        return len(new_req.prompt_token_ids)
+    embeds = getattr(new_req, "prompt_embeds", None)
+    return len(embeds) if embeds is not None else None

@@ -1,0 +1,80 @@
+"""Shared fixtures: a fresh stand-in vLLM per test and a recording seam on
+the real probe library (semaphores are set from Python: they are ordinary
+memory; the probe functions are replaced by recorders)."""
+import itertools
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+MARKER_DIR = Path(__file__).resolve().parents[1]
+FAKE_VLLM = Path(__file__).resolve().parent / "fakevllm"
+sys.path.insert(0, str(MARKER_DIR))
+
+from profilemate_marker import native, patch  # noqa: E402
+
+
+def _drop_vllm():
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        del sys.modules[name]
+
+
+def _drop_finders():
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "profilemate_finder", False)]
+
+
+class Recorder:
+    """Stands in for the native probe calls; keeps (probe, *args) tuples and
+    the thread each probe fired in."""
+
+    def __init__(self, probes):
+        self.probes = probes
+        self.events = []
+        self.threads = []
+        for name in native.PROBE_NAMES:
+            setattr(probes, name, self._recording(name))
+
+    def _recording(self, name):
+        def fire(*args):
+            self.events.append((name,) + args)
+            self.threads.append(threading.get_ident())
+
+        return fire
+
+    def attach(self, *names):
+        """Raise the semaphores of `names` (default: all), as a tracer would."""
+        for name in names or native.PROBE_NAMES:
+            getattr(self.probes, name + "_semaphore").value = 1
+
+    def detach(self):
+        for name in native.PROBE_NAMES:
+            getattr(self.probes, name + "_semaphore").value = 0
+
+    def take(self):
+        events, self.events = self.events, []
+        return events
+
+
+@pytest.fixture
+def library():
+    path = native.find_library()
+    if path is None:
+        pytest.fail("probe library not built: run `make -C marker` first")
+    return path
+
+
+@pytest.fixture
+def recorder(library, monkeypatch):
+    """Fresh patch state with a recording seam; stand-in vLLM importable."""
+    monkeypatch.syspath_prepend(str(FAKE_VLLM))
+    _drop_vllm()
+    rec = Recorder(native.Probes(library))
+    monkeypatch.setattr(patch, "probes", rec.probes)
+    monkeypatch.setattr(patch, "off", False)
+    monkeypatch.setattr(patch, "step_ids", itertools.count(1))
+    monkeypatch.setattr(patch, "async_output_types", ())
+    yield rec
+    rec.detach()
+    _drop_finders()
+    _drop_vllm()
