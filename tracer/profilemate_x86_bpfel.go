@@ -91,7 +91,6 @@ const (
 	profilemateProgUsdtOutputReady = "usdt_output_ready"
 	profilemateProgUsdtSampleEnd   = "usdt_sample_end"
 	profilemateProgUsdtStepBegin   = "usdt_step_begin"
-	profilemateVarUnusedStepRecord = "unused_step_record"
 )
 
 // loadProfilemate returns the embedded CollectionSpec for profilemate.
@@ -164,7 +163,6 @@ type profilemateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type profilemateVariableSpecs struct {
-	UnusedStepRecord *ebpf.VariableSpec `ebpf:"unused_step_record"`
 }
 
 // profilemateObjects contains all objects after they have been loaded into the kernel.
@@ -208,7 +206,6 @@ func (m *profilemateMaps) Close() error {
 //
 // It can be passed to loadProfilemateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type profilemateVariables struct {
-	UnusedStepRecord *ebpf.Variable `ebpf:"unused_step_record"`
 }
 
 // profilematePrograms contains all programs after they have been loaded into the kernel.
