@@ -1,13 +1,14 @@
 """An import hook that runs a callback right after chosen modules execute.
 
 Uses only the find_spec/exec_module protocol (Python 3.4+); the old
-find_module/load_module one is ignored by Python 3.12+.
+find_module/load_module one is ignored by Python 3.12+.  The classes do not
+derive from importlib.abc, whose 3.10/3.11 versions still carry those
+legacy methods.
 """
-import importlib.abc
 import sys
 
 
-class PatchingFinder(importlib.abc.MetaPathFinder):
+class PatchingFinder:
     """sys.meta_path entry for the modules in `names`.
 
     It finds nothing itself: it asks the other finders for the spec and
@@ -38,7 +39,7 @@ class PatchingFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-class PatchingLoader(importlib.abc.Loader):
+class PatchingLoader:
     """Delegates to the real loader, then calls on_loaded(module)."""
 
     def __init__(self, loader, on_loaded):
@@ -53,7 +54,10 @@ class PatchingLoader(importlib.abc.Loader):
         self.on_loaded(module)
 
     def __getattr__(self, name):
-        # get_source, get_resource_reader, is_package, ...: the real loader's.
+        # get_source, get_resource_reader, is_package, ...: the real loader's;
+        # but not the legacy load_module, which would skip on_loaded.
+        if name == "load_module":
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
 
