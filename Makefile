@@ -1,0 +1,66 @@
+# profilemate-bpf. `make demo` and `make test` do all set-up on a fresh machine
+# once .ci/run's packages are installed; see README.md.
+SHELL := /bin/bash
+BUILD ?= $(CURDIR)/build
+PREFIX ?= /usr/local
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN := bin/profilemate-bpf
+GO_SOURCES := $(shell find cmd tracer analysis -name '*.go' -not -name '*_test.go') go.mod go.sum
+
+.PHONY: all build generate generate-check marker sim demo test test-go test-python fuzz bench install container-test clean
+
+all: build marker sim
+
+# A static binary: it runs on any Linux host and in a minimal container image.
+build: $(BIN)
+$(BIN): $(GO_SOURCES) tracer/profilemate_x86_bpfel.o
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/profilemate-bpf
+
+# Regenerate the eBPF objects (needs clang and libbpf-dev). The outputs are
+# committed so that `go build` needs neither.
+generate:
+	go generate ./tracer
+
+# CI: the committed objects must be what the sources produce.
+generate-check: generate
+	git diff --exit-code -- tracer/profilemate_x86_bpfel.go tracer/profilemate_x86_bpfel.o
+
+marker:
+	$(MAKE) -C marker
+
+sim:
+	$(MAKE) -C simserver BUILD=$(BUILD)
+
+# The main job against the simulated server: start it, trace its API server
+# for a few seconds, print the table, stop it.
+demo: build marker sim
+	./scripts/demo.sh
+
+test: generate-check build marker sim test-go test-python
+
+test-go:
+	go vet ./...
+	go test -count=1 -timeout 20m ./...
+
+test-python:
+	$(BUILD)/venv/bin/python -m pytest -q marker/tests simserver/tests
+
+fuzz:
+	go test ./tracer -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s
+	go test ./tracer -run '^$$' -fuzz FuzzReadUSDTProbes -fuzztime 30s
+	go test ./tracer -run '^$$' -fuzz FuzzDecodeStep -fuzztime 30s
+
+bench: build sim
+	go test ./tracer -run '^$$' -bench . -benchtime 1x -count 1
+
+install: build marker
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/profilemate-bpf
+	mkdir -p $(DESTDIR)$(PREFIX)/share/profilemate-bpf
+	cp -r marker $(DESTDIR)$(PREFIX)/share/profilemate-bpf/
+	@echo "installed $(PREFIX)/bin/profilemate-bpf and the marker in $(PREFIX)/share/profilemate-bpf/marker"
+
+clean:
+	rm -rf bin $(BUILD)
+	$(MAKE) -C marker clean
