@@ -56,8 +56,9 @@ class Recorder:
         return events
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def library():
+    """Path of the built probe library."""
     path = native.find_library()
     if path is None:
         pytest.fail("probe library not built: run `make -C marker` first")
