@@ -61,7 +61,7 @@ func csvRecord(r Row) []string {
 }
 
 func fmtFloat(x float64, decimals int) string { return strconv.FormatFloat(x, 'f', decimals, 64) }
-func fmtUint(x uint64) string                  { return strconv.FormatUint(x, 10) }
+func fmtUint(x uint64) string                 { return strconv.FormatUint(x, 10) }
 
 func fmtOpt(o OptMs) string {
 	if !o.Valid {
