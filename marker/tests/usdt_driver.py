@@ -1,0 +1,56 @@
+"""Child process for test_usdt_bpftrace.py: a stand-in vLLM worker with the
+real patch (sitecustomize) and the real probe library.
+
+Talks over stdin/stdout: prints "loaded", waits for "go", prints the
+semaphores, runs the steps listed in STEPS, prints "done"; waits for
+"check", prints the semaphores again and exits.
+"""
+import json
+import sys
+import threading
+
+from helpers import sched
+from profilemate_marker import native, patch
+import vllm.v1.worker.gpu.model_runner as v2
+import vllm.v1.worker.gpu_model_runner as v1
+
+
+def semaphores():
+    return {n: getattr(patch.probes, n + "_semaphore").value for n in native.PROBE_NAMES}
+
+
+def fetch_in_output_thread(async_output):
+    thread = threading.Thread(target=async_output.get_output)
+    thread.start()
+    thread.join()
+    return thread.native_id
+
+
+def main():
+    sync_runner, async_runner, v2_runner = (
+        v1.GPUModelRunner(), v1.GPUModelRunner(async_scheduling=True), v2.GPUModelRunner())
+    # Two real steps before the tracer attaches: step ids keep counting.
+    for _ in range(2):
+        sync_runner.execute_model(sched(cached=[("a", 1)]))
+        sync_runner.sample_tokens(None)
+    print("loaded", flush=True)
+    assert sys.stdin.readline().strip() == "go"
+    print(json.dumps(semaphores()), flush=True)
+
+    sync_runner.execute_model(sched(new=[("p", 300, 0, 256)]))       # step 3
+    sync_runner.sample_tokens(None)
+    sync_runner.capture_model()                                      # not a step
+    sync_runner.execute_model(sched())                               # not a step
+    async_runner.execute_model(sched(cached=[("a", 4), ("b", 1)], spec={"a": 3}))  # 4
+    output_thread = fetch_in_output_thread(async_runner.sample_tokens(None))
+    v2_runner.execute_model(sched(), dummy_run=True)                 # not a step
+    v2_runner.execute_model(sched(new=[("n", 10, 0, 10)], cached=[("a", 1)]))  # 5
+    v2_thread = fetch_in_output_thread(v2_runner.sample_tokens(None))
+    print(json.dumps({"output_threads": [output_thread, v2_thread]}), flush=True)
+    print("done", flush=True)
+
+    assert sys.stdin.readline().strip() == "check"
+    print(json.dumps(semaphores()), flush=True)
+
+
+main()
