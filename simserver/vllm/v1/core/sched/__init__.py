@@ -1,0 +1,1 @@
+"""Stand-in package at vLLM's module path."""

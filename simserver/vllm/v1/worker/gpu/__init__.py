@@ -1,0 +1,1 @@
+"""Stand-in for vLLM's V2 model runner package."""
