@@ -1,0 +1,89 @@
+"""Command-line options of the simulated server, checked up front."""
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+MAX_WORKERS = 8
+
+
+@dataclass
+class Options:
+    duration: float
+    rate: float
+    workers: int
+    eager: bool
+    runner: str
+    start_method: str
+    start_delay: float
+    truth_dir: Optional[str]
+    sync: bool
+    seed: int
+
+
+def _non_negative(name):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, not {text!r}")
+        if not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name} must be finite and >= 0, not {text}")
+        return value
+    return parse
+
+
+def _workers(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers must be an integer, not {text!r}")
+    if not 1 <= n <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"--workers must be 1 to {MAX_WORKERS}, not {n}")
+    return n
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="serve",
+        description="A simulated vLLM server (API server -> EngineCore -> workers) "
+                    "on fake CUDA libraries, for tests and demos without a GPU.")
+    p.add_argument("--duration", type=_non_negative("--duration"), default=0.0,
+                   help="seconds of serving steps after warm-up; 0 (default): until "
+                        "SIGTERM/SIGINT")
+    p.add_argument("--rate", type=_non_negative("--rate"), default=0.0,
+                   help="new requests per second; 0 (default): back-to-back waves of "
+                        "requests, so the engine never idles")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="tensor-parallel workers; 1 (default) runs the model inside "
+                        "EngineCore")
+    p.add_argument("--eager", action="store_true",
+                   help="launch every kernel (vLLM's --enforce-eager): no CUDA graphs")
+    p.add_argument("--runner", choices=("v1", "v2", "mixed"), default="mixed",
+                   help="model runner: V1, V2, or mixed (default: even ranks V1, odd V2)")
+    p.add_argument("--start-method", choices=("fork", "spawn"), default="fork",
+                   help="multiprocessing start method of EngineCore and workers")
+    p.add_argument("--start-delay", type=_non_negative("--start-delay"), default=0.0,
+                   help="seconds the API server waits before starting EngineCore")
+    p.add_argument("--truth-dir", metavar="DIR",
+                   help="write truth_<pid>.csv per worker and server.json here "
+                        "(created if missing)")
+    p.add_argument("--sync", action="store_true",
+                   help="no async scheduling: each step's output is fetched before "
+                        "the next step starts")
+    p.add_argument("--seed", type=int, default=0, help="seed of the request mix")
+    return p
+
+
+def parse(argv) -> Options:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.truth_dir:
+        try:
+            os.makedirs(args.truth_dir, exist_ok=True)
+        except OSError as e:
+            p.error(f"--truth-dir {args.truth_dir}: {e.strerror}")
+        if not os.access(args.truth_dir, os.W_OK):
+            p.error(f"--truth-dir {args.truth_dir}: not writable")
+        args.truth_dir = os.path.abspath(args.truth_dir)
+    return Options(**vars(args))

@@ -1,0 +1,169 @@
+"""The EngineCore process: schedules steps and hands them to the workers.
+
+With one worker the model runs inside EngineCore (vLLM's uni executor);
+with more, EngineCore starts one worker process per tensor-parallel rank and
+sends every step to all of them (vLLM's multiproc executor).  Under async
+scheduling the next step is handed out before the previous one's output is
+back, so two steps are in flight.
+"""
+import collections
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import sys
+import time
+from pathlib import Path
+
+from vllm.plugins import load_general_plugins
+
+from . import cuda, procs
+from .scheduler import Scheduler
+from .worker import Worker, worker_main
+
+TITLE = "VLLM::EngineCore"
+#: Seconds a loop waits before looking at the stop flag again.
+POLL_S = 0.2
+#: Seconds a worker gets to exit once told to stop.
+WORKER_EXIT_S = 10
+
+
+class WorkerDied(Exception):
+    """A worker's connection closed while the engine still needed it."""
+
+
+class LocalWorker:
+    """The uni executor: the runner in this process, on this main thread."""
+
+    def __init__(self, opts):
+        self.replies, reply = multiprocessing.Pipe(duplex=False)
+        self.worker = Worker(opts, 0, TITLE, reply)
+        self.info = self.replies.recv()[1]
+        self.process = None
+
+    def submit(self, item) -> None:
+        self.worker.step(*item)
+
+    def stop(self) -> None:
+        self.worker.close()
+
+
+class RemoteWorker:
+    """A worker process and the two pipes to it."""
+
+    def __init__(self, ctx, opts, rank: int):
+        steps_r, self.steps = ctx.Pipe(duplex=False)
+        self.replies, replies_w = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=worker_main, name=f"VllmWorker-{rank}",
+                                   args=(opts, rank, steps_r, replies_w, os.getpid()))
+        self.process.start()
+        steps_r.close()
+        replies_w.close()
+        self.info = None
+
+    def submit(self, item) -> None:
+        try:
+            self.steps.send(item)
+        except OSError as e:
+            raise WorkerDied(self.process.name) from e
+
+    def stop(self) -> None:
+        try:
+            self.steps.send(None)
+        except OSError:
+            pass  # already gone
+        self.process.join(WORKER_EXIT_S)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def recv(worker, stop) -> object:
+    """The next reply of `worker`; None when stopped first."""
+    while not stop.is_set():
+        if worker.replies.poll(POLL_S):
+            try:
+                return worker.replies.recv()
+            except EOFError as e:
+                raise WorkerDied(worker.info["title"] if worker.info else "worker") from e
+    return None
+
+
+def write_server_json(opts, api_pid: int, workers) -> None:
+    """<truth-dir>/server.json: the pids and titles of all processes; written
+    once every worker is warmed up, so its presence means 'serving'."""
+    runners = [w.info for w in workers]
+    doc = {
+        "api_server": {"pid": api_pid, "title": Path(f"/proc/{api_pid}/cmdline")
+                       .read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode()},
+        "engine_core": {"pid": os.getpid(), "title": TITLE},
+        "workers": runners if len(workers) > 1 else [],
+        "runners": runners,
+        "start_method": opts.start_method,
+        "async_scheduling": not opts.sync,
+        "eager": opts.eager,
+    }
+    path = Path(opts.truth_dir) / "server.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.rename(path)
+
+
+def serve_steps(opts, workers, stop) -> None:
+    """Schedule and run steps until --duration is over or a stop signal."""
+    sched = Scheduler(opts.seed, opts.rate)
+    depth = 1 if opts.sync else 2
+    inflight = collections.deque()
+    deadline = time.monotonic() + opts.duration if opts.duration else None
+    while not stop.is_set():
+        now = time.monotonic()
+        if deadline and now >= deadline:
+            break
+        while len(inflight) < depth and (item := sched.schedule(now)):
+            for w in workers:
+                w.submit(item)
+            inflight.append(item)
+        if inflight:
+            for w in workers:
+                recv(w, stop)
+            inflight.popleft()
+            continue
+        wake = min(t for t in (sched.next_arrival(), deadline, now + POLL_S) if t)
+        stop.wait(max(0.0, wake - now))
+    # Outputs of steps already handed out are still collected (and recorded).
+    while inflight and not stop.is_set():
+        for w in workers:
+            recv(w, stop)
+        inflight.popleft()
+
+
+def engine_core_main(opts, api_pid: int) -> None:
+    """Entry of the EngineCore process."""
+    procs.die_with_parent(api_pid)
+    procs.set_title(TITLE)
+    stop = procs.StopFlag()
+    load_general_plugins()
+    cuda.libs()
+    workers = []
+    code = 0
+    try:
+        if opts.workers == 1:
+            workers.append(LocalWorker(opts))
+        else:
+            ctx = multiprocessing.get_context(opts.start_method)
+            workers.extend(RemoteWorker(ctx, opts, rank) for rank in range(opts.workers))
+            for w in workers:
+                reply = recv(w, stop)
+                if reply is None:
+                    return
+                w.info = reply[1]
+        if opts.truth_dir:
+            write_server_json(opts, api_pid, workers)
+        serve_steps(opts, workers, stop)
+    except WorkerDied as e:
+        print(f"EngineCore: worker {e} died", file=sys.stderr)
+        code = 1
+    finally:
+        for w in workers:
+            w.stop()
+    sys.exit(code)
