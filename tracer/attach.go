@@ -14,7 +14,8 @@ type Library struct {
 	Path     string // as the first process that mapped it names it
 	FirstPID int    // that process
 	Probes   int    // probes attached
-	Missing  []string
+	Missing  []string // probed functions the library does not export
+	Failed   []string // functions it exports that the kernel would not probe
 }
 
 type libKey struct {
@@ -78,7 +79,10 @@ func (a *attacher) attachSymbols(lib *Library, path string, sets []probeSet) err
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("uprobe %s: %w", sym, err)
+				// The kernel refuses some first instructions (ENOTSUPP):
+				// the other functions are still worth probing.
+				lib.Failed = append(lib.Failed, fmt.Sprintf("%s: %v", sym, err))
+				continue
 			}
 			a.links = append(a.links, l)
 			lib.Probes++
@@ -86,14 +90,15 @@ func (a *attacher) attachSymbols(lib *Library, path string, sets []probeSet) err
 				continue
 			}
 			if l, err = ex.Uretprobe(sym, a.objs.program(set.ret), nil); err != nil {
-				return fmt.Errorf("uretprobe %s: %w", sym, err)
+				lib.Failed = append(lib.Failed, fmt.Sprintf("%s (return): %v", sym, err))
+				continue
 			}
 			a.links = append(a.links, l)
 			lib.Probes++
 		}
 	}
 	if lib.Probes == 0 {
-		return fmt.Errorf("none of the expected functions is exported")
+		return fmt.Errorf("no function could be probed (missing: %v; failed: %v)", lib.Missing, lib.Failed)
 	}
 	return nil
 }

@@ -150,6 +150,9 @@ func (t *Tracer) rescanMaps(now time.Time) {
 			}
 			if lib != nil {
 				t.opts.Logf("%s %s: %d probes attached (found in pid %d)", lib.Kind, lib.Path, lib.Probes, p.PID)
+				for _, f := range lib.Failed {
+					t.opts.Logf("  not probed, its calls are not counted: %s", f)
+				}
 			}
 		}
 	}

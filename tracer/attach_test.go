@@ -1,0 +1,177 @@
+package tracer
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/profilemate/profilemate-bpf/analysis"
+)
+
+const (
+	wantLaunches = 3 + 2 + 4 // runtime, runtime ExC, driver straight (workload.c)
+	graphNs      = 2_000_000
+)
+
+// buildWorkload builds the simulated CUDA libraries, the marker library and
+// testdata/workload.c linked against them.
+func buildWorkload(t *testing.T) (bin, marker string) {
+	t.Helper()
+	marker = markerLib(t)
+	repo, _ := filepath.Abs("..")
+	build := filepath.Join(t.TempDir(), "build")
+	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "simserver"), "libs", "BUILD="+build).CombinedOutput(); err != nil {
+		t.Fatalf("make simserver libs: %v\n%s", err, out)
+	}
+	sp := filepath.Join(build, "sim", "site-packages")
+	rt, drv := filepath.Join(sp, "nvidia", "cu13", "lib"), filepath.Join(build, "sim", "driver")
+	bin = filepath.Join(t.TempDir(), "workload")
+	cmd := exec.Command("gcc", "-O1", "-o", bin, "testdata/workload.c",
+		"-I"+filepath.Join(repo, "simserver", "csrc"),
+		"-L"+rt, "-l:libcudart.so.13", "-L"+drv, "-l:libcuda.so.1", "-ldl",
+		"-Wl,-rpath,"+rt+":"+drv)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build workload: %v\n%s", err, out)
+	}
+	return bin, marker
+}
+
+type workload struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+func startWorkload(t *testing.T, bin, marker string, steps int, fork bool) *workload {
+	t.Helper()
+	f := "0"
+	if fork {
+		f = "1"
+	}
+	cmd := exec.Command(bin, marker, fmt.Sprint(steps), f)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	w := &workload{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	w.expect(t, "ready")
+	return w
+}
+
+func (w *workload) expect(t *testing.T, prefix string) string {
+	t.Helper()
+	if !w.out.Scan() {
+		t.Fatalf("workload ended before %q", prefix)
+	}
+	if l := w.out.Text(); strings.HasPrefix(l, prefix) {
+		return l
+	}
+	t.Fatalf("workload said %q, want %q", w.out.Text(), prefix)
+	return ""
+}
+
+// traceWorkload attaches to a running workload, lets it run its steps and
+// returns what the tracer recorded and the workload's report line. (That the
+// semaphores go back to 0 when the tracer process ends, even by SIGKILL, is
+// checked end to end in cmd/profilemate-bpf.)
+func traceWorkload(t *testing.T, steps int, fork bool) (got []analysis.Step, done string) {
+	requireRoot(t)
+	bin, marker := buildWorkload(t)
+	w := startWorkload(t, bin, marker, steps, fork)
+	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- tr.Run(ctx, func(s analysis.Step) { mu.Lock(); got = append(got, s); mu.Unlock() })
+	}()
+	fmt.Fprintln(w.stdin, "go")
+	done = w.expect(t, "done")
+	time.Sleep(300 * time.Millisecond) // let a forked child's pid be scanned
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	procs := tr.Processes()
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("traced processes: %+v", procs)
+	return got, done
+}
+
+func checkSteps(t *testing.T, got []analysis.Step, pid uint32, steps int) {
+	t.Helper()
+	seen := map[uint64]int{}
+	for _, s := range got {
+		if s.PID != pid {
+			continue
+		}
+		seen[s.StepID]++
+		dur := s.OutputReadyNs - s.BeginNs
+		if s.Launches != wantLaunches || s.GraphLaunches != 1 || s.NumReqs != 4 || s.NumTokens != 130 ||
+			s.NumPrefillReqs != 1 || s.NumPrefillTokens != 128 || s.OutputReadyNs == 0 ||
+			s.SampleEndNs < s.ForwardEndNs || s.ForwardEndNs < s.BeginNs {
+			t.Errorf("pid %d step %d: %+v", pid, s.StepID, s)
+		}
+		// The synchronization waits for the graph's 2 ms of queued work.
+		if s.SyncWaitNs < graphNs*9/10 || s.SyncWaitNs > dur || dur < graphNs {
+			t.Errorf("pid %d step %d: sync wait %d ns of a %d ns step, want about %d", pid, s.StepID, s.SyncWaitNs, dur, graphNs)
+		}
+	}
+	for i := 1; i <= steps; i++ {
+		if seen[uint64(i)] != 1 {
+			t.Errorf("pid %d step %d recorded %d times, want once", pid, i, seen[uint64(i)])
+		}
+	}
+}
+
+// TestTraceCountsEachLaunchOnce: launches through the runtime reach the
+// driver's exported function too (the fake runtime calls it, as the real one
+// does) and must count once; straight driver launches count once; the
+// semaphore is raised while attached.
+func TestTraceCountsEachLaunchOnce(t *testing.T) {
+	got, done := traceWorkload(t, 20, false)
+	var child, maxSem int
+	fmt.Sscanf(done, "done child=%d max_semaphore=%d", &child, &maxSem)
+	if maxSem < 1 {
+		t.Errorf("semaphore never raised while attached: %q", done)
+	}
+	if len(got) == 0 {
+		t.Fatal("no steps recorded")
+	}
+	checkSteps(t, got, got[0].PID, 20)
+}
+
+// TestTraceFollowsForkAfterAttach: a process forked after the tracer attached
+// is traced from its first step.
+func TestTraceFollowsForkAfterAttach(t *testing.T) {
+	got, done := traceWorkload(t, 10, true)
+	var child, maxSem int
+	fmt.Sscanf(done, "done child=%d max_semaphore=%d", &child, &maxSem)
+	if child <= 0 {
+		t.Fatalf("workload did not fork: %q", done)
+	}
+	pids := map[uint32]bool{}
+	for _, s := range got {
+		pids[s.PID] = true
+	}
+	if !pids[uint32(child)] || len(pids) != 2 {
+		t.Fatalf("steps from pids %v, want the parent and child %d", pids, child)
+	}
+	for pid := range pids {
+		checkSteps(t, got, pid, 10)
+	}
+}

@@ -1,0 +1,117 @@
+/* workload: a scripted CUDA client for the tracer's root tests.
+ *
+ * It links the simulated server's fake libcudart, libcuda and libcublas like
+ * a PyTorch process, loads the real marker library, and after a "go" line on
+ * stdin runs STEPS forward passes, each with a known number of launches
+ * through every path (runtime, runtime ExC, driver straight, graph) and one
+ * synchronization that waits for a known amount of queued GPU work. With
+ * FORK=1 it forks after "go" (after the tracer attached) and the child runs
+ * the same steps. It prints the largest step_begin semaphore value it saw,
+ * then the current value for each further line on stdin, until end of input.
+ *
+ *   workload MARKER_SO STEPS FORK
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "simcuda.h"
+
+cudaError_t cudaLaunchKernel(const void *, dim3, dim3, void **, size_t, cudaStream_t);
+cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *, const void *, void **);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t);
+cudaError_t cudaStreamSynchronize(cudaStream_t);
+CUresult cuLaunchKernelEx(const CUlaunchConfig *, CUfunction, void **, void **);
+
+/* Per step, as the test expects them. */
+#define RT_LAUNCHES 3
+#define EXC_LAUNCHES 2
+#define DRIVER_LAUNCHES 4
+#define GRAPH_NS 2000000ULL /* GPU time the step's synchronization waits for */
+
+typedef void (*probe1)(long);
+typedef void (*probe5)(long, long, long, long, long);
+
+static unsigned short *sem;
+static probe5 step_begin;
+static probe1 forward_end, sample_end, output_ready;
+
+static void *must(void *lib, const char *name)
+{
+	void *p = dlsym(lib, name);
+	if (!p) {
+		fprintf(stderr, "workload: %s: %s\n", name, dlerror());
+		exit(2);
+	}
+	return p;
+}
+
+static unsigned run_steps(int steps)
+{
+	dim3 grid = {10, 1, 1}, block = {128, 1, 1};
+	cudaLaunchConfig_t rcfg = {.gridDim = grid, .blockDim = block};
+	CUlaunchConfig dcfg = {.gridDimX = 10, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 128, .blockDimY = 1, .blockDimZ = 1};
+	struct CUgraphExec_st graph = {.cost_ns = GRAPH_NS};
+	unsigned max_sem = 0;
+
+	for (long i = 1; i <= steps; i++) {
+		unsigned on = *sem;
+		if (on > max_sem)
+			max_sem = on;
+		if (on)
+			step_begin(i, 4, 130, 1, 128);
+		for (int k = 0; k < RT_LAUNCHES; k++)
+			cudaLaunchKernel((void *)1, grid, block, NULL, 0, NULL);
+		for (int k = 0; k < EXC_LAUNCHES; k++)
+			cudaLaunchKernelExC(&rcfg, (void *)1, NULL);
+		for (int k = 0; k < DRIVER_LAUNCHES; k++)
+			cuLaunchKernelEx(&dcfg, NULL, NULL, NULL);
+		cudaGraphLaunch(&graph, NULL);
+		if (on) {
+			forward_end(i);
+			sample_end(i);
+		}
+		cudaStreamSynchronize(NULL);
+		if (on)
+			output_ready(i);
+	}
+	return max_sem;
+}
+
+int main(int argc, char **argv)
+{
+	char line[64];
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: workload MARKER_SO STEPS FORK\n");
+		return 2;
+	}
+	void *lib = dlopen(argv[1], RTLD_NOW);
+	if (!lib) {
+		fprintf(stderr, "workload: %s\n", dlerror());
+		return 2;
+	}
+	sem = must(lib, "profilemate_step_begin_semaphore");
+	step_begin = (probe5)must(lib, "profilemate_step_begin");
+	forward_end = (probe1)must(lib, "profilemate_forward_end");
+	sample_end = (probe1)must(lib, "profilemate_sample_end");
+	output_ready = (probe1)must(lib, "profilemate_output_ready");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("ready\n");
+
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	pid_t child = atoi(argv[3]) ? fork() : -1;
+	unsigned max_sem = run_steps(atoi(argv[2]));
+	if (child == 0)
+		_exit(0);
+	if (child > 0)
+		waitpid(child, NULL, 0);
+	printf("done child=%d max_semaphore=%u\n", child > 0 ? child : 0, max_sem);
+
+	while (fgets(line, sizeof(line), stdin))
+		printf("semaphore=%u\n", *sem);
+	return 0;
+}
