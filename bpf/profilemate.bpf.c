@@ -21,7 +21,9 @@
  * without that mark (cuBLAS, Triton) are counted at the driver.
  *
  * Needs: BPF cookies (5.15), ring buffers (5.8), tp_btf (5.5), uprobe
- * ref_ctr_offset (4.20). Built with bpf2go -target amd64.
+ * ref_ctr_offset (4.20), uprobe_multi links (6.6: one link per program
+ * and library, detached with one RCU wait instead of one per probe).
+ * Built with bpf2go -target amd64.
  */
 #include <stdbool.h>
 #include <linux/bpf.h>
@@ -188,7 +190,7 @@ static __always_inline __u32 arg_u32(struct pt_regs *ctx, __u32 n)
 
 /* USDT profilemate:step_begin(step_id, num_reqs, num_tokens,
  *                             num_prefill_reqs, num_prefill_tokens) */
-SEC("uprobe")
+SEC("uprobe.multi")
 int usdt_step_begin(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
@@ -220,7 +222,7 @@ int usdt_step_begin(struct pt_regs *ctx)
 }
 
 /* USDT profilemate:forward_end(step_id) */
-SEC("uprobe")
+SEC("uprobe.multi")
 int usdt_forward_end(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
@@ -235,7 +237,7 @@ int usdt_forward_end(struct pt_regs *ctx)
 }
 
 /* USDT profilemate:sample_end(step_id) */
-SEC("uprobe")
+SEC("uprobe.multi")
 int usdt_sample_end(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
@@ -250,7 +252,7 @@ int usdt_sample_end(struct pt_regs *ctx)
 }
 
 /* USDT profilemate:output_ready(step_id): the step is finished. */
-SEC("uprobe")
+SEC("uprobe.multi")
 int usdt_output_ready(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
@@ -289,7 +291,7 @@ static __always_inline void count_launch(struct proc_state *p, bool graph)
  * cudaError_t cudaLaunchCooperativeKernel(const void *func, dim3 grid, dim3 block,
  *                                         void **args, size_t shmem, cudaStream_t stream);
  * and their _ptsz forms. */
-SEC("uprobe")
+SEC("uprobe.multi")
 int rt_launch(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
@@ -311,7 +313,7 @@ int rt_launch(struct pt_regs *ctx)
  * CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f,
  *                           void **params, void **extra);
  * CUresult cuLaunchCooperativeKernel(...); and their _ptsz forms. */
-SEC("uprobe")
+SEC("uprobe.multi")
 int drv_launch(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
@@ -331,7 +333,7 @@ int drv_launch(struct pt_regs *ctx)
 }
 
 /* cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream); */
-SEC("uprobe")
+SEC("uprobe.multi")
 int rt_graph_launch(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
@@ -347,7 +349,7 @@ int rt_graph_launch(struct pt_regs *ctx)
 }
 
 /* CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream); */
-SEC("uprobe")
+SEC("uprobe.multi")
 int drv_graph_launch(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
@@ -370,7 +372,7 @@ int drv_graph_launch(struct pt_regs *ctx)
  * cudaEventSynchronize, cuStreamSynchronize, cuCtxSynchronize,
  * cuEventSynchronize, cuMemcpyDtoH_v2, cuMemcpyDtoHAsync_v2 (and _ptsz/_ptds).
  * Nested calls (runtime -> driver) are timed once, from the outermost. */
-SEC("uprobe")
+SEC("uprobe.multi")
 int sync_enter(struct pt_regs *ctx)
 {
 	struct thread_state *t;
@@ -385,7 +387,7 @@ int sync_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uretprobe")
+SEC("uretprobe.multi")
 int sync_exit(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();

@@ -1,9 +1,11 @@
 package tracer
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/cilium/ebpf/link"
 )
@@ -11,9 +13,9 @@ import (
 // Library is one probed library file (one inode), wherever it is mapped.
 type Library struct {
 	Kind     LibKind
-	Path     string // as the first process that mapped it names it
-	FirstPID int    // that process
-	Probes   int    // probes attached
+	Path     string   // as the first process that mapped it names it
+	FirstPID int      // that process
+	Probes   int      // probes attached
 	Missing  []string // probed functions the library does not export
 	Failed   []string // functions it exports that the kernel would not probe
 }
@@ -71,36 +73,91 @@ func (a *attacher) attachSymbols(lib *Library, path string, sets []probeSet) err
 	if err != nil {
 		return err
 	}
+	offsets, err := symbolOffsets(path)
+	if err != nil {
+		return err
+	}
 	for _, set := range sets {
+		var found []string
 		for _, sym := range set.symbols {
-			l, err := ex.Uprobe(sym, a.objs.program(set.prog), nil)
-			if errors.Is(err, link.ErrNoSymbol) {
+			if _, ok := offsets[sym]; ok {
+				found = append(found, sym)
+			} else {
 				lib.Missing = append(lib.Missing, sym)
-				continue
 			}
-			if err != nil {
-				// The kernel refuses some first instructions (ENOTSUPP):
-				// the other functions are still worth probing.
-				lib.Failed = append(lib.Failed, fmt.Sprintf("%s: %v", sym, err))
-				continue
-			}
-			a.links = append(a.links, l)
-			lib.Probes++
-			if set.ret == "" {
-				continue
-			}
-			if l, err = ex.Uretprobe(sym, a.objs.program(set.ret), nil); err != nil {
-				lib.Failed = append(lib.Failed, fmt.Sprintf("%s (return): %v", sym, err))
-				continue
-			}
-			a.links = append(a.links, l)
-			lib.Probes++
+		}
+		a.attachMulti(lib, ex, set.prog, false, found, offsets)
+		if set.ret != "" {
+			a.attachMulti(lib, ex, set.ret, true, found, offsets)
 		}
 	}
 	if lib.Probes == 0 {
 		return fmt.Errorf("no function could be probed (missing: %v; failed: %v)", lib.Missing, lib.Failed)
 	}
 	return nil
+}
+
+// attachMulti puts prog on all of syms with one uprobe_multi link. The kernel
+// refuses the whole link if it refuses one address (some first instructions
+// cannot be probed), so then each is tried alone and the refused ones are
+// reported: the others are still worth probing.
+func (a *attacher) attachMulti(lib *Library, ex *link.Executable, prog string, ret bool, syms []string, offsets map[string]uint64) {
+	if len(syms) == 0 {
+		return
+	}
+	try := func(syms []string) error {
+		opts := &link.UprobeMultiOptions{}
+		for _, s := range syms {
+			opts.Addresses = append(opts.Addresses, offsets[s])
+		}
+		attach := ex.UprobeMulti
+		if ret {
+			attach = ex.UretprobeMulti
+		}
+		l, err := attach(nil, a.objs.program(prog), opts)
+		if err != nil {
+			return err
+		}
+		a.links = append(a.links, l)
+		lib.Probes += len(syms)
+		return nil
+	}
+	err := try(syms)
+	if err != nil && len(syms) == 1 {
+		lib.Failed = append(lib.Failed, fmt.Sprintf("%s (%s): %v", syms[0], prog, err))
+	}
+	if err == nil || len(syms) == 1 {
+		return
+	}
+	for _, s := range syms {
+		if err := try([]string{s}); err != nil {
+			lib.Failed = append(lib.Failed, fmt.Sprintf("%s (%s): %v", s, prog, err))
+		}
+	}
+}
+
+// symbolOffsets returns the file offsets of the functions a library exports,
+// which is what a uprobe attaches to.
+func symbolOffsets(path string) (map[string]uint64, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	syms, err := f.DynamicSymbols()
+	if err != nil {
+		return nil, fmt.Errorf("dynamic symbols: %w", err)
+	}
+	out := map[string]uint64{}
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 {
+			continue
+		}
+		if off, err := fileOffset(f, s.Value, true); err == nil {
+			out[s.Name] = off
+		}
+	}
+	return out, nil
 }
 
 func (a *attacher) attachMarker(lib *Library, path string) error {
@@ -131,8 +188,8 @@ func (a *attacher) attachMarker(lib *Library, path string) error {
 		// The kernel raises the semaphore (RefCtrOffset) in every process
 		// mapping the file while this link lives, and lowers it when the
 		// link is closed, also when the tracer dies.
-		l, err := ex.Uprobe("", a.objs.program(prog), &link.UprobeOptions{
-			Address: p.Offset, RefCtrOffset: p.RefCtrOffset, Cookie: uint64(id)})
+		l, err := ex.UprobeMulti(nil, a.objs.program(prog), &link.UprobeMultiOptions{
+			Addresses: []uint64{p.Offset}, RefCtrOffsets: []uint64{p.RefCtrOffset}, Cookies: []uint64{uint64(id)}})
 		if err != nil {
 			return fmt.Errorf("USDT %s:%s: %w", p.Provider, p.Name, err)
 		}
@@ -172,13 +229,20 @@ func (a *attacher) libraries() []*Library {
 	return out
 }
 
-// close detaches every probe, newest first; closing a marker link lowers its
-// semaphore.
+// close detaches every probe; closing a marker link lowers its semaphore.
+// The links are closed concurrently: each uprobe's removal waits for an RCU
+// grace period, so closing them one after another takes seconds.
 func (a *attacher) close() error {
-	var errs []error
-	for i := len(a.links) - 1; i >= 0; i-- {
-		errs = append(errs, a.links[i].Close())
+	errs := make([]error, len(a.links))
+	var wg sync.WaitGroup
+	for i, l := range a.links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.Close()
+		}()
 	}
+	wg.Wait()
 	a.links = nil
 	return errors.Join(errs...)
 }

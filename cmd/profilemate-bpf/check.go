@@ -37,8 +37,8 @@ func (l checkLine) String() string {
 }
 
 // minKernel is the oldest kernel with every feature the programs use
-// (BPF cookies, 5.15).
-var minKernel = [2]int{5, 15}
+// (uprobe_multi links, 6.6).
+var minKernel = [2]int{6, 6}
 
 func checkKernelRelease(release string) checkLine {
 	var major, minor int

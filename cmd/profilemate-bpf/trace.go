@@ -78,6 +78,9 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "profilemate-bpf: tracing pid %d and its descendants\n", cfg.pid)
 	t0 := time.Now()
+	// The trace starts when probes start going in: a step that begins while
+	// the rest attach is inside it.
+	startNs := monotonicNs()
 	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, Logf: func(format string, a ...any) {
 		fmt.Fprintf(stderr, "  "+format+"\n", a...)
 	}})
@@ -108,7 +111,6 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
 	defer cancel()
-	startNs := monotonicNs()
 	stopProgress := showProgress(runCtx, cancel, stderr, cfg.duration, col, tr)
 	runErr := tr.Run(runCtx, col.add)
 	stopProgress()
