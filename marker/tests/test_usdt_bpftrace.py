@@ -27,13 +27,13 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 PROGRAM = """
 BEGIN { printf("READY\\n"); }
 usdt:%(lib)s:profilemate:step_begin /pid == %(pid)d/ {
-    printf("step_begin %%d %%d %%d %%d %%d %%d\\n", tid, arg0, arg1, arg2, arg3, arg4); }
+    printf("step_begin %%d %%d %%d %%d %%d %%d %%d\\n", nsecs, tid, arg0, arg1, arg2, arg3, arg4); }
 usdt:%(lib)s:profilemate:forward_end /pid == %(pid)d/ {
-    printf("forward_end %%d %%d\\n", tid, arg0); }
+    printf("forward_end %%d %%d %%d\\n", nsecs, tid, arg0); }
 usdt:%(lib)s:profilemate:sample_end /pid == %(pid)d/ {
-    printf("sample_end %%d %%d\\n", tid, arg0); }
+    printf("sample_end %%d %%d %%d\\n", nsecs, tid, arg0); }
 usdt:%(lib)s:profilemate:output_ready /pid == %(pid)d/ {
-    printf("output_ready %%d %%d\\n", tid, arg0); }
+    printf("output_ready %%d %%d %%d\\n", nsecs, tid, arg0); }
 """
 
 
@@ -89,9 +89,8 @@ def test_probe_arguments_arrive_in_bpftrace(library):
         extra = json.loads(driver_out.next())
         assert driver_out.next() == "done"
         time.sleep(0.5)  # let bpftrace drain its perf buffer
-        tracer.send_signal(signal.SIGINT)
+        _interrupt(tracer)
         events = _rest(tracer_out)
-        tracer.wait(timeout=30)
         tracer = None
 
         driver.stdin.write("check\n")
@@ -128,13 +127,33 @@ def test_probe_arguments_arrive_in_bpftrace(library):
     ]
 
 
+def _interrupt(tracer, timeout=30):
+    """SIGINT bpftrace until it exits.
+
+    Repeated because bpftrace 0.17 can miss a single SIGINT: one arriving
+    just before it blocks in epoll_wait leaves it waiting there for good.
+    """
+    deadline = time.monotonic() + timeout
+    while tracer.poll() is None:
+        assert time.monotonic() < deadline, "bpftrace did not exit on SIGINT"
+        tracer.send_signal(signal.SIGINT)
+        try:
+            tracer.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 def _rest(lines):
-    """Parsed probe lines until bpftrace exits (ints where they are ints)."""
+    """Probe lines until bpftrace exits, parsed and in time order.
+
+    bpftrace prints events per-CPU buffer by buffer, so lines from threads
+    on different CPUs can come out of order; each carries its nsecs.
+    """
     events = []
     while True:
         line = lines.queue.get(timeout=30)
         if line is None:
-            return events
+            return [event[:1] + event[2:] for event in sorted(events, key=lambda e: e[1])]
         words = line.split()
         if words and words[0] in ("step_begin", "forward_end", "sample_end", "output_ready"):
             events.append([words[0]] + [int(w) for w in words[1:]])

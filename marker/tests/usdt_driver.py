@@ -3,11 +3,12 @@ real patch (sitecustomize) and the real probe library.
 
 Talks over stdin/stdout: prints "loaded", waits for "go", prints the
 semaphores, runs the steps listed in STEPS, prints "done"; waits for
-"check", prints the semaphores again and exits.
+"check", prints the semaphores once they drop (or after 10 s) and exits.
 """
 import json
 import sys
 import threading
+import time
 
 from helpers import sched
 from profilemate_marker import native, patch
@@ -50,6 +51,11 @@ def main():
     print("done", flush=True)
 
     assert sys.stdin.readline().strip() == "check"
+    # The kernel lowers the semaphores as it tears the uprobes down, which
+    # may finish a moment after bpftrace itself has exited.
+    deadline = time.monotonic() + 10
+    while any(semaphores().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     print(json.dumps(semaphores()), flush=True)
 
 
