@@ -16,9 +16,10 @@
  *
  * Counting each launch once: the runtime (libcudart) calls the exported driver
  * function for every launch, so a runtime launch is counted at the runtime
- * and marks the thread; the driver launch that follows on that thread within
- * RT_TO_DRIVER_NS is the same launch and is not counted again. Driver launches
- * without that mark (cuBLAS, Triton) are counted at the driver.
+ * and marks the thread; the next driver launch on that thread is the same
+ * launch and is not counted again. Driver launches without that mark (cuBLAS,
+ * Triton) are counted at the driver. A mark, not a time window: a thread can
+ * be preempted for any time between the two calls.
  *
  * Needs: BPF cookies (5.15), ring buffers (5.8), tp_btf (5.5), uprobe
  * ref_ctr_offset (4.20), uprobe_multi links (6.6: one link per program
@@ -36,11 +37,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* A runtime launch reaches the driver within a few microseconds; the window
- * is wide enough for probe overhead in a VM and narrow enough that a failed
- * runtime launch cannot hide a later direct driver launch for long. */
-#define RT_TO_DRIVER_NS 200000ULL
-
 /* Traced processes (tgid) and their state. Filled by the tracer for the
  * processes it found and by on_fork for children born during the trace. */
 struct {
@@ -52,10 +48,10 @@ struct {
 
 struct thread_state {
 	__u64 sync_start_ns;
-	__u64 rt_launch_ns; /* when a runtime launch last marked this thread */
-	__u64 rt_graph_ns;  /* likewise for graph launches */
 	__u32 sync_depth;   /* nesting: a runtime sync calls a driver sync */
-	__u32 _pad;
+	__u8 rt_launch;     /* a runtime launch is on its way to the driver */
+	__u8 rt_graph;      /* likewise a runtime graph launch */
+	__u8 _pad[2];
 };
 
 struct {
@@ -302,7 +298,7 @@ int rt_launch(struct pt_regs *ctx)
 	count_launch(p, false);
 	t = current_thread();
 	if (t)
-		t->rt_launch_ns = bpf_ktime_get_ns();
+		t->rt_launch = 1;
 	return 0;
 }
 
@@ -318,14 +314,12 @@ int drv_launch(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
 	struct thread_state *t;
-	__u64 now;
 
 	if (!p)
 		return 0;
 	t = current_thread();
-	now = bpf_ktime_get_ns();
-	if (t && t->rt_launch_ns && now - t->rt_launch_ns < RT_TO_DRIVER_NS) {
-		t->rt_launch_ns = 0; /* counted at the runtime */
+	if (t && t->rt_launch) {
+		t->rt_launch = 0; /* counted at the runtime */
 		return 0;
 	}
 	count_launch(p, false);
@@ -344,7 +338,7 @@ int rt_graph_launch(struct pt_regs *ctx)
 	count_launch(p, true);
 	t = current_thread();
 	if (t)
-		t->rt_graph_ns = bpf_ktime_get_ns();
+		t->rt_graph = 1;
 	return 0;
 }
 
@@ -354,14 +348,12 @@ int drv_graph_launch(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
 	struct thread_state *t;
-	__u64 now;
 
 	if (!p)
 		return 0;
 	t = current_thread();
-	now = bpf_ktime_get_ns();
-	if (t && t->rt_graph_ns && now - t->rt_graph_ns < RT_TO_DRIVER_NS) {
-		t->rt_graph_ns = 0;
+	if (t && t->rt_graph) {
+		t->rt_graph = 0;
 		return 0;
 	}
 	count_launch(p, true);

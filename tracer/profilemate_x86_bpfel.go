@@ -48,10 +48,10 @@ type profilemateStepRecord struct {
 type profilemateThreadState struct {
 	_           structs.HostLayout
 	SyncStartNs uint64
-	RtLaunchNs  uint64
-	RtGraphNs   uint64
 	SyncDepth   uint32
-	Pad         uint32
+	RtLaunch    uint8
+	RtGraph     uint8
+	Pad         [2]uint8
 }
 
 type profilemateUsdtArg struct {

@@ -38,7 +38,10 @@ class Probes:
 
     def __init__(self, path):
         self.path = path
-        lib = ctypes.CDLL(path)
+        # PyDLL keeps the GIL across the call: the probe functions are a
+        # NOP, and releasing the GIL there would let another thread run
+        # between the probe and the vLLM code it marks, skewing the times.
+        lib = ctypes.PyDLL(path)
         for name in PROBE_NAMES:
             fn = getattr(lib, "profilemate_" + name)
             fn.argtypes = (ctypes.c_int64,) * _ARG_COUNTS[name]

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/profilemate/profilemate-bpf/tracer"
+)
+
+// End-to-end: the built binary against the simulated vLLM server (simserver/),
+// compared with the server's own record of every step it ran.
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("tracing needs root (CI runs these as root)")
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	r, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// buildAll builds the binary and the simulated server (libraries, venv with
+// the marker installed through its entry point).
+func buildAll(t *testing.T) (bin string) {
+	t.Helper()
+	repo := repoRoot(t)
+	bin = filepath.Join(t.TempDir(), "profilemate-bpf")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "simserver")).CombinedOutput(); err != nil {
+		t.Fatalf("make -C simserver: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type server struct {
+	cmd   *exec.Cmd
+	truth string
+}
+
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	truth := t.TempDir()
+	cmd := exec.Command(filepath.Join(repoRoot(t), "simserver", "serve"), append(args, "--truth-dir", truth)...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	return &server{cmd: cmd, truth: truth}
+}
+
+// waitReady waits until the server's workers have warmed up (server.json).
+func (s *server) waitReady(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(s.truth, "server.json")); err == nil {
+			return
+		}
+	}
+	t.Fatal("simulated server did not become ready")
+}
+
+type truthStep struct {
+	pid, step               int
+	begin, ready            int64
+	phase                   string
+	batch, tokens           int
+	launches, graphLaunches int
+}
+
+func readTruth(t *testing.T, dir string) []truthStep {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "truth_*.csv"))
+	var out []truthStep
+	for _, f := range files {
+		for _, r := range readCSV(t, f) {
+			n := func(k string) int64 { v, _ := strconv.ParseInt(r[k], 10, 64); return v }
+			out = append(out, truthStep{pid: int(n("pid")), step: int(n("step")), begin: n("begin_ns"), ready: n("output_ready_ns"),
+				phase: r["phase"], batch: int(n("batch_size")), tokens: int(n("num_tokens")),
+				launches: int(n("launches")), graphLaunches: int(n("graph_launches"))})
+		}
+	}
+	return out
+}
+
+func readCSV(t *testing.T, path string) []map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]string
+	for _, r := range recs[1:] {
+		m := map[string]string{}
+		for i, h := range recs[0] {
+			m[h] = r[i]
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// runTracer runs the binary and returns its output directory and the trace window
+// on the steps' clock.
+func runTracer(t *testing.T, bin string, pid int, d time.Duration) (dir string, start, end int64) {
+	t.Helper()
+	dir = t.TempDir()
+	start = monotonic()
+	out, err := exec.Command(bin, "--pid", strconv.Itoa(pid), "--duration", d.String(), "--out", dir).CombinedOutput()
+	end = monotonic()
+	t.Logf("profilemate-bpf:\n%s", out)
+	if err != nil {
+		t.Fatalf("profilemate-bpf: %v", err)
+	}
+	return dir, start, end
+}
+
+func monotonic() int64 { return int64(monotonicNs()) }
+
+// compare checks every truth step wholly inside [start, end] against the CSV.
+func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64) {
+	t.Helper()
+	type key struct{ pid, step int }
+	got := map[key][]map[string]string{}
+	for _, r := range rows {
+		pid, _ := strconv.Atoi(r["pid"])
+		step, _ := strconv.Atoi(r["step"])
+		got[key{pid, step}] = append(got[key{pid, step}], r)
+	}
+	known := map[key]bool{}
+	inside, accurate, pids := 0, 0, map[int]bool{}
+	phases := map[string]int{}
+	for _, s := range truth {
+		k := key{s.pid, s.step}
+		known[k] = true
+		// A second of margin after the start: the tracer picks up
+		// libraries of processes it has just found within that time.
+		if s.begin < start+int64(time.Second) || s.ready > end-int64(500*time.Millisecond) {
+			continue
+		}
+		inside++
+		pids[s.pid] = true
+		phases[s.phase]++
+		rs := got[k]
+		if len(rs) != 1 {
+			t.Errorf("pid %d step %d: %d rows, want 1", s.pid, s.step, len(rs))
+			continue
+		}
+		r := rs[0]
+		if r["phase"] != s.phase || r["batch_size"] != strconv.Itoa(s.batch) || r["num_tokens"] != strconv.Itoa(s.tokens) ||
+			r["launches"] != strconv.Itoa(s.launches) || r["graph_launches"] != strconv.Itoa(s.graphLaunches) {
+			t.Errorf("pid %d step %d: got %s/%s/%s/%s/%s, truth %+v", s.pid, s.step,
+				r["phase"], r["batch_size"], r["num_tokens"], r["launches"], r["graph_launches"], s)
+		}
+		d, _ := strconv.ParseFloat(r["duration_ms"], 64)
+		want := float64(s.ready-s.begin) / 1e6
+		if math.Abs(d-want) <= math.Max(0.05*want, 0.3) {
+			accurate++
+		}
+	}
+	for k := range got {
+		if !known[k] {
+			t.Errorf("pid %d step %d traced but not in the truth (a warm-up or dummy run?)", k.pid, k.step)
+		}
+	}
+	t.Logf("%d steps inside the window from %d processes, phases %v; %d (%.1f%%) within 5%% or 0.3 ms",
+		inside, len(pids), phases, accurate, 100*float64(accurate)/float64(max(inside, 1)))
+	if inside < 100 || len(pids) != 2 {
+		t.Fatalf("only %d steps from %d workers inside the window", inside, len(pids))
+	}
+	for _, p := range []string{"prefill", "decode", "mixed"} {
+		if phases[p] == 0 {
+			t.Errorf("no %s steps in the window", p)
+		}
+	}
+	if float64(accurate) < 0.95*float64(inside) {
+		t.Errorf("duration within 5%% or 0.3 ms for %d of %d steps, want 95%%", accurate, inside)
+	}
+}
+
+func TestEndToEndWorkersRunning(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30")
+	srv.waitReady(t)
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second)
+	time.Sleep(300 * time.Millisecond) // the truth file is written per step
+	compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end)
+	var summary map[string]json.RawMessage
+	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err := json.Unmarshal(b, &summary); err != nil || summary["decode"] == nil || summary["_ranks"] == nil {
+		t.Errorf("summary.json: %v %s", err, b)
+	}
+}
+
+func TestEndToEndWorkersSpawnedAfterAttach(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30", "--start-delay", "1", "--start-method", "spawn")
+	time.Sleep(200 * time.Millisecond) // the API server is up; EngineCore not yet
+	// Steps before the new workers' libraries were probed are not traced;
+	// the comparison starts when warm-up ends (the server writes
+	// server.json), by which time they must be.
+	ready := make(chan int64, 1)
+	go func() {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(srv.truth, "server.json")); err == nil {
+				ready <- monotonic()
+				return
+			}
+		}
+		ready <- math.MaxInt64
+	}()
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 9*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), max(start, <-ready), end)
+}
+
+// TestKilledTracerLeavesServerRunning: SIGKILL mid-trace; the server keeps
+// serving and the marker's semaphores drop back to 0, so the patch stops
+// computing probe arguments.
+func TestKilledTracerLeavesServerRunning(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "1", "--duration", "30")
+	srv.waitReady(t)
+	tracer := exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", "60s", "--out", t.TempDir())
+	stderr, _ := tracer.StderrPipe()
+	if err := tracer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "probes attached in") {
+	}
+	engine := readServerJSON(t, srv.truth)
+	if v := semaphores(t, engine); v == 0 {
+		t.Fatalf("semaphores not raised while tracing")
+	}
+	tracer.Process.Kill()
+	tracer.Wait()
+	var v uint64
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if v = semaphores(t, engine); v == 0 {
+			break
+		}
+	}
+	if v != 0 {
+		t.Errorf("semaphores %#x after the tracer was killed, want 0", v)
+	}
+	before := len(readTruth(t, srv.truth))
+	time.Sleep(500 * time.Millisecond)
+	if after := len(readTruth(t, srv.truth)); after <= before || srv.cmd.ProcessState != nil {
+		t.Errorf("server stopped serving after the tracer was killed (%d -> %d steps)", before, after)
+	}
+}
+
+// readServerJSON returns the pid of the process that runs the model.
+func readServerJSON(t *testing.T, dir string) int {
+	t.Helper()
+	var s struct {
+		Runners []struct {
+			PID int `json:"pid"`
+		} `json:"runners"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "server.json"))
+	if err != nil || json.Unmarshal(b, &s) != nil || len(s.Runners) == 0 {
+		t.Fatalf("server.json: %v %s", err, b)
+	}
+	return s.Runners[0].PID
+}
+
+// semaphores returns the sum of the marker's semaphores in a process's
+// memory, found through the probe notes of the library it maps.
+func semaphores(t *testing.T, pid int) uint64 {
+	t.Helper()
+	maps, err := tracer.Proc{Root: "/proc"}.Maps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	var sum uint64
+	found := false
+	for _, m := range maps {
+		if tracer.Classify(m.Path) != tracer.LibMarker || !strings.Contains(m.Perms, "w") {
+			continue
+		}
+		lib, err := os.Open(m.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probes, err := tracer.ReadUSDTProbes(lib)
+		lib.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range probes {
+			if p.RefCtrOffset < m.Offset || p.RefCtrOffset >= m.Offset+(m.End-m.Start) {
+				continue
+			}
+			b := make([]byte, 2)
+			if _, err := mem.ReadAt(b, int64(m.Start+p.RefCtrOffset-m.Offset)); err != nil {
+				t.Fatal(err)
+			}
+			sum += uint64(b[0]) | uint64(b[1])<<8
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("pid %d maps no marker semaphores", pid)
+	}
+	return sum
+}
