@@ -10,15 +10,18 @@ Protocol (docs/design.md, "Marker protocol"):
 * output_ready the async output's get_output returned, or right after
                sample_end when the output is already on the host
 
-Cost while no tracer is attached: a step id counter, a thread-local read and
-one semaphore read per probe; probe arguments are computed only while the
-probe's semaphore is set.  Any exception raised by this module's own code
+Cost while no tracer is attached: a step counter, a thread-local read and
+the step_begin semaphore read, a few hundred ns per step (bench/overhead.py).
+A step begun while step_begin's semaphore was zero fires none of its later
+probes either (a consumer cannot use an end without its begin); for a step
+begun while traced, each later probe still checks its own semaphore.  Probe
+arguments are computed only while the probe's semaphore is set.  Any exception raised by this module's own code
 switches the whole patch off (logged once); vLLM's own results and
 exceptions always pass through untouched.
 """
 import functools
 import inspect
-import itertools
+import sys
 import logging
 import threading
 
@@ -29,8 +32,7 @@ log = logging.getLogger("profilemate_marker")
 #: Set on every wrapper function, so a method is never wrapped twice (the
 #: plugin may run several times, and a subclass may inherit a wrapped method).
 WRAPPER_MARK = "_profilemate_wrapper"
-#: Instance attribute: on a runner, the step whose sampling is pending; on an
-#: async output, the step it belongs to.  0 means none.
+#: Attribute of an async output (class default 0): the traced step it ends.
 STEP_ATTR = "_profilemate_step"
 
 #: V1 runner methods whose execute_model calls (if any) are not real steps.
@@ -42,13 +44,19 @@ DUMMY_FLAGS = ("dummy_run", "is_profile")
 probes = None
 #: True once the patch switched itself off after an error in its own code.
 off = False
-#: Step ids: 1 for the first real step, +1 on every real step, whether or
-#: not a tracer is attached, so a step id is the count of real steps so far.
-step_ids = itertools.count(1)
+#: Real steps run so far in this process, traced or not: the last step id.
+steps = 0
+#: The traced step whose sample_tokens call is due, or 0.  Only the thread
+#: that runs execute_model and sample_tokens touches it.
+pending = 0
 #: Async output classes whose get_output is wrapped (tagged with STEP_ATTR).
 async_output_types = ()
 
-_suppressed = threading.local()
+
+#: Thread id -> depth inside warm-up/profile/capture runs.  A plain dict, not
+#: threading.local: "is it empty" is the common case and costs nothing, where
+#: a thread-local read costs ~200 ns.
+_warm_up_depth = {}
 
 
 def activate(loaded_probes):
@@ -65,8 +73,25 @@ def switch_off():
         log.exception("profilemate marker failed; switching it off for this process")
 
 
+#: Leading parameters the wrappers spell out (see _execute_model), with the
+#: default each must have.
+EXPECTED_PARAMS = {
+    "execute_model": (("self", None), ("scheduler_output", None), ("intermediate_tensors", None)),
+    "sample_tokens": (("self", None), ("grammar_output", None)),
+}
+
+
 def patch_runner(cls):
-    """Wrap execute_model, sample_tokens and the non-step runs of `cls`."""
+    """Wrap execute_model, sample_tokens and the non-step runs of `cls`.
+
+    A runner whose methods do not start with EXPECTED_PARAMS is a vLLM this
+    patch does not know: it is left alone, with a warning.
+    """
+    for name, expected in EXPECTED_PARAMS.items():
+        if not _signature_fits(getattr(cls, name, None), expected):
+            log.warning("profilemate marker: %s.%s has an unknown signature; not patched",
+                        cls.__qualname__, name)
+            return
     for name in SUPPRESSING_METHODS:
         _wrap(cls, name, _suppressing)
     _wrap(cls, "execute_model", _execute_model)
@@ -77,7 +102,22 @@ def patch_async_output(cls):
     """Wrap get_output of an async output class and remember the class."""
     global async_output_types
     if _wrap(cls, "get_output", _get_output):
+        setattr(cls, STEP_ATTR, 0)
         async_output_types += (cls,)
+
+
+def _signature_fits(method, expected):
+    """method's first parameters are `expected` (name, default) pairs,
+    positional-or-keyword; the first two (self and the first argument) are
+    required, later ones default to the given value."""
+    if method is None:
+        return False
+    params = list(inspect.signature(method).parameters.values())[:len(expected)]
+    return len(params) == len(expected) and all(
+        p.name == name
+        and p.kind is p.POSITIONAL_OR_KEYWORD
+        and (p.default is p.empty if i < 2 else p.default is default)
+        for i, (p, (name, default)) in enumerate(zip(params, expected)))
 
 
 def _wrap(cls, name, make_wrapper):
@@ -95,11 +135,15 @@ def _suppressing(original):
     """Mark the current thread as inside a warm-up/profile/capture run."""
 
     def wrapper(*args, **kwargs):
-        _suppressed.depth = getattr(_suppressed, "depth", 0) + 1
+        thread = threading.get_ident()
+        _warm_up_depth[thread] = _warm_up_depth.get(thread, 0) + 1
         try:
             return original(*args, **kwargs)
         finally:
-            _suppressed.depth -= 1
+            if _warm_up_depth[thread] == 1:
+                del _warm_up_depth[thread]
+            else:
+                _warm_up_depth[thread] -= 1
 
     return wrapper
 
@@ -107,51 +151,55 @@ def _suppressing(original):
 def _flag_positions(original):
     """(flag, index into *args) for each DUMMY_FLAGS parameter of original.
 
-    Index into the arguments after (self, scheduler_output), so that a flag
-    passed positionally is seen too.
+    Index into the arguments after (self, scheduler_output,
+    intermediate_tensors), so that a flag passed positionally is seen too.
     """
     params = list(inspect.signature(original).parameters)
-    return tuple((flag, params.index(flag) - 2) for flag in DUMMY_FLAGS if flag in params)
+    return tuple((flag, params.index(flag) - 3) for flag in DUMMY_FLAGS if flag in params)
 
 
 def _execute_model(original):
     flags = _flag_positions(original)
+    # Calls with no keyword and at most this many extra positional arguments
+    # cannot carry a dummy flag: the common case skips _is_dummy.
+    first_flag = min((index for _, index in flags), default=sys.maxsize)
 
-    def wrapper(self, scheduler_output, *args, **kwargs):
-        if off:
-            return original(self, scheduler_output, *args, **kwargs)
+    # Parameters spelled out for the call vLLM makes, execute_model(
+    # scheduler_output, intermediate_tensors): forwarding *args/**kwargs costs
+    # several hundred ns.  _signature_fits checked that this forwards exactly.
+    def wrapper(self, scheduler_output, intermediate_tensors=None, *args, **kwargs):
+        global steps, pending
+        step = 0
+        if not off:
+            try:
+                if not (
+                    (_warm_up_depth and threading.get_ident() in _warm_up_depth)
+                    or ((kwargs or len(args) > first_flag) and _is_dummy(flags, args, kwargs))
+                    or not scheduler_output.total_num_scheduled_tokens
+                ):
+                    steps += 1
+                    if probes.step_begin_semaphore.value:
+                        step = steps
+                        probes.step_begin(step, *batch_shape(scheduler_output))
+                # Also cleared for non-steps: a following sample_tokens fires nothing.
+                pending = step
+            except Exception:
+                switch_off()
+                step = 0
         try:
-            step = _begin(self, scheduler_output, flags, args, kwargs)
-        except Exception:
-            switch_off()
-            step = 0
-        try:
-            result = original(self, scheduler_output, *args, **kwargs)
+            if args or kwargs:
+                result = original(self, scheduler_output, intermediate_tensors, *args, **kwargs)
+            else:
+                result = original(self, scheduler_output, intermediate_tensors)
         except BaseException:
             if step:
-                _end_forward(self, step, None)
+                _end_forward(step, None)
             raise
         if step:
-            _end_forward(self, step, result)
+            _end_forward(step, result)
         return result
 
     return wrapper
-
-
-def _begin(runner, scheduler_output, flags, args, kwargs):
-    """Fire step_begin for a real step; return its step id, or 0."""
-    step = 0
-    if not (
-        getattr(_suppressed, "depth", 0)
-        or (flags and _is_dummy(flags, args, kwargs))
-        or not scheduler_output.total_num_scheduled_tokens
-    ):
-        step = next(step_ids)
-        if probes.step_begin_semaphore.value:
-            probes.step_begin(step, *batch_shape(scheduler_output))
-    # Also cleared for non-steps, so a following sample_tokens fires nothing.
-    setattr(runner, STEP_ATTR, step)
-    return step
 
 
 def _is_dummy(flags, args, kwargs):
@@ -164,14 +212,15 @@ def _is_dummy(flags, args, kwargs):
     return False
 
 
-def _end_forward(runner, step, result):
+def _end_forward(step, result):
     """forward_end; then sample_end/output_ready if result is the output."""
+    global pending
     try:
         if probes.forward_end_semaphore.value:
             probes.forward_end(step)
         if result is not None:
             # No separate sample_tokens call comes for this step.
-            setattr(runner, STEP_ATTR, 0)
+            pending = 0
             _end_sampling(step, result)
     except Exception:
         switch_off()
@@ -188,14 +237,16 @@ def _end_sampling(step, result):
 
 
 def _sample_tokens(original):
-    def wrapper(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
-        if not off:
+    def wrapper(self, grammar_output, *args, **kwargs):
+        global pending
+        if args or kwargs:
+            result = original(self, grammar_output, *args, **kwargs)
+        else:
+            result = original(self, grammar_output)
+        if pending and not off:
+            step, pending = pending, 0
             try:
-                step = getattr(self, STEP_ATTR, 0)
-                if step:
-                    setattr(self, STEP_ATTR, 0)
-                    _end_sampling(step, result)
+                _end_sampling(step, result)
             except Exception:
                 switch_off()
         return result
@@ -206,14 +257,13 @@ def _sample_tokens(original):
 def _get_output(original):
     # Runs in the worker's output thread, not the one that ran the step.
     def wrapper(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
-        if not off:
+        result = original(self, *args, **kwargs) if args or kwargs else original(self)
+        step = self._profilemate_step  # STEP_ATTR; class default 0
+        if step and not off:
             try:
-                step = getattr(self, STEP_ATTR, 0)
-                if step:
-                    setattr(self, STEP_ATTR, 0)
-                    if probes.output_ready_semaphore.value:
-                        probes.output_ready(step)
+                setattr(self, STEP_ATTR, 0)
+                if probes.output_ready_semaphore.value:
+                    probes.output_ready(step)
             except Exception:
                 switch_off()
         return result

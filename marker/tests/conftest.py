@@ -1,7 +1,6 @@
 """Shared fixtures: a fresh stand-in vLLM per test and a recording seam on
 the real probe library (semaphores are set from Python: they are ordinary
 memory; the probe functions are replaced by recorders)."""
-import itertools
 import sys
 import threading
 from pathlib import Path
@@ -73,7 +72,8 @@ def recorder(library, monkeypatch):
     rec = Recorder(native.Probes(library))
     monkeypatch.setattr(patch, "probes", rec.probes)
     monkeypatch.setattr(patch, "off", False)
-    monkeypatch.setattr(patch, "step_ids", itertools.count(1))
+    monkeypatch.setattr(patch, "steps", 0)
+    monkeypatch.setattr(patch, "pending", 0)
     monkeypatch.setattr(patch, "async_output_types", ())
     yield rec
     rec.detach()

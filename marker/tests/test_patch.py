@@ -162,12 +162,41 @@ def test_arguments_computed_only_while_attached(recorder, monkeypatch):
     assert len(computed) == 1
 
 
-def test_each_probe_follows_its_own_semaphore(recorder):
+def test_later_probes_follow_their_own_semaphores(recorder):
     runner = runner_module(V1).GPUModelRunner()
-    recorder.attach("output_ready")
+    recorder.attach("step_begin", "output_ready")
     runner.execute_model(sched(**DECODE))
     runner.sample_tokens(None)
-    assert recorder.take() == [("output_ready", 1)]
+    assert recorder.take() == [("step_begin", 1, 2, 2, 0, 0), ("output_ready", 1)]
+
+
+def test_step_begun_before_attach_fires_nothing_later(recorder):
+    """A consumer cannot use a step's end without its begin."""
+    runner = runner_module(V2).GPUModelRunner()
+    runner.execute_model(sched(**DECODE))
+    recorder.attach()
+    output = runner.sample_tokens(None)
+    output.get_output()
+    assert recorder.take() == []
+    runner.execute_model(sched(**DECODE))
+    assert recorder.take()[0][:2] == ("step_begin", 2)
+
+
+def test_unknown_signature_is_left_alone(recorder, caplog):
+    module = runner_module(V1)
+
+    class FutureRunner:
+        def execute_model(self, batch):
+            return batch
+
+        def sample_tokens(self, grammar_output):
+            return None
+
+    with caplog.at_level(logging.WARNING, logger="profilemate_marker"):
+        patch.patch_runner(FutureRunner)
+    assert not hasattr(FutureRunner.execute_model, patch.WRAPPER_MARK)
+    assert "unknown signature" in caplog.text
+    assert getattr(module.GPUModelRunner.execute_model, patch.WRAPPER_MARK)
 
 
 def test_vllm_exception_passes_through(recorder):
