@@ -10,19 +10,22 @@ Protocol (docs/design.md, "Marker protocol"):
 * output_ready the async output's get_output returned, or right after
                sample_end when the output is already on the host
 
-Cost while no tracer is attached: a step counter, a thread-local read and
-the step_begin semaphore read, a few hundred ns per step (bench/overhead.py).
-A step begun while step_begin's semaphore was zero fires none of its later
-probes either (a consumer cannot use an end without its begin); for a step
-begun while traced, each later probe still checks its own semaphore.  Probe
-arguments are computed only while the probe's semaphore is set.  Any exception raised by this module's own code
-switches the whole patch off (logged once); vLLM's own results and
-exceptions always pass through untouched.
+Cost while no tracer is attached: three extra Python frames, a step counter
+and one read of the step_begin semaphore per step, a few hundred ns
+(bench/overhead.py).  A step begun while step_begin's semaphore was zero
+fires none of its later probes either (a consumer cannot use an end without
+its begin); for a step begun while traced, each later probe still checks its
+own semaphore.  Probe arguments are computed only while the probe's
+semaphore is set.
+
+Any exception raised by this module's own code switches the whole patch off
+(logged once); vLLM's own results and exceptions always pass through
+untouched.
 """
 import functools
 import inspect
-import sys
 import logging
+import sys
 import threading
 
 from .batch import batch_shape
@@ -35,7 +38,8 @@ WRAPPER_MARK = "_profilemate_wrapper"
 #: Attribute of an async output (class default 0): the traced step it ends.
 STEP_ATTR = "_profilemate_step"
 
-#: V1 runner methods whose execute_model calls (if any) are not real steps.
+#: Runner methods (V1 warm-up, profiling, graph capture) inside which no
+#: execute_model call is a real step.
 SUPPRESSING_METHODS = ("_dummy_run", "profile_run", "capture_model")
 #: V2 execute_model keyword flags that mark a run that is not a real step.
 DUMMY_FLAGS = ("dummy_run", "is_profile")
@@ -51,8 +55,6 @@ steps = 0
 pending = 0
 #: Async output classes whose get_output is wrapped (tagged with STEP_ATTR).
 async_output_types = ()
-
-
 #: Thread id -> depth inside warm-up/profile/capture runs.  A plain dict, not
 #: threading.local: "is it empty" is the common case and costs nothing, where
 #: a thread-local read costs ~200 ns.
