@@ -72,6 +72,9 @@ def count_steps(trace):
         index = cpu_index.get((ev.get("pid"), ev.get("tid")))
         return index.find(float(ev["ts"])) if index else None
 
+    for spans in cpu_spans.values():
+        for _, _, step in spans:
+            row(step)
     for calls in api.values():
         for ev in calls:
             step = step_of_call(ev)

@@ -184,6 +184,9 @@ def main(argv=None):
             time.sleep(0.005)
         print(f"workload: tracer {'attached' if semaphore.value else 'NOT attached'}",
               file=sys.stderr, flush=True)
+        if semaphore.value:
+            # The marker's probes may be attached before the CUDA libraries'.
+            time.sleep(1.0)
 
     truths = []
     inflight = threading.BoundedSemaphore(2)

@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Compares profilemate-bpf's output with the GPU workload's own records.
+
+    python3 gpu/report.py DIR        (DIR as laid out by gpu/validate.sh)
+
+DIR/<run>/ for run in graph, eager (traced in alternating windows), prof
+(eager under torch.profiler), sync (graph with --sync-every-step):
+  truth.csv          the workload's ground truth (one row per step)
+  workload.log       its output (WORKLOAD_RESULT line)
+  trace<N>/forward_pass_timing.csv, trace<N>.log   one per tracer window
+  counts.csv         (prof) kernels per step from the PyTorch profiler
+
+Prints one table and writes DIR/report.json and DIR/table.txt. Stdlib only.
+"""
+import csv
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+ATTACH_RE = re.compile(r"(\d+) probes attached in (\d+) ms")
+SKIP_AFTER_TOGGLE = 10  # steps dropped after the tracer attaches or detaches
+
+
+def read_csv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def pct(values, q):
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, int(round(q / 100 * len(v) + 0.5)) - 1))]
+
+
+def fmt(x, spec=".3f", none="n/a"):
+    return none if x is None else format(x, spec)
+
+
+def load_run(d):
+    run = {"truth": read_csv(os.path.join(d, "truth.csv")), "tracer": [], "attach_ms": [],
+           "probes": [], "result": None}
+    for csv_path in sorted(glob.glob(os.path.join(d, "trace*", "forward_pass_timing.csv"))):
+        run["tracer"].extend(read_csv(csv_path))
+    for log in sorted(glob.glob(os.path.join(d, "trace*.log"))):
+        with open(log, errors="replace") as f:
+            m = ATTACH_RE.search(f.read())
+        if m:
+            run["probes"].append(int(m.group(1)))
+            run["attach_ms"].append(int(m.group(2)))
+    log = os.path.join(d, "workload.log")
+    if os.path.exists(log):
+        with open(log, errors="replace") as f:
+            for line in f:
+                if line.startswith("WORKLOAD_RESULT "):
+                    run["result"] = json.loads(line.split(" ", 1)[1])
+    pid = str(run["result"]["pid"]) if run["result"] else None
+    run["tracer_own"] = [r for r in run["tracer"] if pid is None or r.get("pid") == pid]
+    return run
+
+
+# --- duration accuracy ------------------------------------------------------
+def accuracy(run):
+    truth = {int(r["step"]): r for r in run["truth"]}
+    errs, shape_ok, matched = [], 0, 0
+    for r in run["tracer_own"]:
+        t = truth.get(int(r["step"]))
+        if t is None or float(t["host_ms"]) <= 0:
+            continue
+        matched += 1
+        errs.append(float(r["duration_ms"]) / float(t["host_ms"]) - 1)
+        shape_ok += (r["phase"] == t["phase"] and r["batch_size"] == t["batch_size"]
+                     and r["num_tokens"] == t["num_tokens"])
+    traced_truth = sum(1 for t in run["truth"] if t["traced"] == "1")
+    out = {"matched_steps": matched, "tracer_rows": len(run["tracer_own"]),
+           "truth_traced_steps": traced_truth,
+           "shape_agreement": shape_ok / matched if matched else None}
+    if errs:
+        absd = [abs(e) for e in errs]
+        out.update(median_abs_rel_err=statistics.median(absd), p99_abs_rel_err=pct(absd, 99),
+                   median_signed_rel_err=statistics.median(errs))
+    return out
+
+
+# --- overhead ---------------------------------------------------------------
+def segments(truth):
+    """Runs of consecutive steps with the same traced flag, edges trimmed."""
+    rows = sorted(truth, key=lambda r: int(r["step"]))
+    segs, cur = [], []
+    for r in rows:
+        if cur and r["traced"] != cur[-1]["traced"]:
+            segs.append(cur)
+            cur = []
+        cur.append(r)
+    if cur:
+        segs.append(cur)
+    trimmed = []
+    for i, s in enumerate(segs):
+        lo = SKIP_AFTER_TOGGLE if i > 0 else 0
+        s = s[lo:len(s) - 1 if i < len(segs) - 1 else len(s)]
+        if len(s) >= 3:
+            trimmed.append((s[0]["traced"] == "1", s))
+    return trimmed
+
+
+def periods(seg):
+    """(shape key, step period in ms) of each step but the last of a segment."""
+    out = []
+    for a, b in zip(seg, seg[1:]):
+        out.append(((a["phase"], a["num_tokens"]), (int(b["begin_ns"]) - int(a["begin_ns"])) / 1e6))
+    return out
+
+
+def rate(segs):
+    n = sum(len(s) - 1 for s in segs)
+    t = sum((int(s[-1]["begin_ns"]) - int(s[0]["begin_ns"])) / 1e9 for s in segs)
+    return n / t if t > 0 else None
+
+
+def matched_slowdown(base_periods, other_periods):
+    """Mean step period of `other` / of `base`, shape by shape, weighted by
+    base's count of each shape (so a different batch mix does not count)."""
+    def by_key(ps):
+        d = {}
+        for k, v in ps:
+            d.setdefault(k, []).append(v)
+        return d
+    b, o = by_key(base_periods), by_key(other_periods)
+    num = den = 0.0
+    for k, vs in b.items():
+        if k in o:
+            num += len(vs) * statistics.mean(o[k])
+            den += len(vs) * statistics.mean(vs)
+    return num / den if den else None
+
+
+def overhead(run):
+    segs = segments(run["truth"])
+    traced = [s for on, s in segs if on]
+    plain = [s for on, s in segs if not on]
+    out = {"traced_segments": len(traced), "plain_segments": len(plain),
+           "plain_steps_per_sec": rate(plain), "traced_steps_per_sec": rate(traced)}
+    if out["plain_steps_per_sec"] and out["traced_steps_per_sec"]:
+        out["rate_ratio"] = out["traced_steps_per_sec"] / out["plain_steps_per_sec"]
+        out["matched_slowdown"] = matched_slowdown(
+            [p for s in plain for p in periods(s)], [p for s in traced for p in periods(s)])
+    return out, plain
+
+
+def other_mode_overhead(run, base_plain):
+    """A whole run (sync-every-step, torch profiler) against a base run's
+    untraced segments."""
+    rows = sorted(run["truth"], key=lambda r: int(r["step"]))[SKIP_AFTER_TOGGLE:]
+    if len(rows) < 3 or not base_plain:
+        return {}
+    r = rate([rows])
+    base = rate(base_plain)
+    return {"steps_per_sec": r, "base_steps_per_sec": base, "rate_ratio": r / base if base else None,
+            "matched_slowdown": matched_slowdown([p for s in base_plain for p in periods(s)],
+                                                 periods(rows))}
+
+
+# --- launch coverage ----------------------------------------------------------
+def coverage(eager, counts):
+    prof = {int(r["step"]): r for r in counts}
+    ratios, same_shape, by_step = [], 0, 0
+    for r in eager["tracer_own"]:
+        p = prof.get(int(r["step"]))
+        if p is None or int(p["kernels"]) == 0:
+            continue
+        by_step += 1
+        same_shape += (p["phase"] == r["phase"] and p["num_tokens"] == r["num_tokens"])
+        ratios.append(int(r["launches"]) / int(p["kernels"]))
+    method = "step id"
+    if not ratios:  # no common step ids: match by batch shape
+        method = "batch shape"
+        med = {}
+        for p in counts:
+            med.setdefault((p["phase"], p["num_tokens"]), []).append(int(p["kernels"]))
+        for r in eager["tracer_own"]:
+            ks = med.get((r["phase"], r["num_tokens"]))
+            if ks and statistics.median(ks) > 0:
+                ratios.append(int(r["launches"]) / statistics.median(ks))
+    out = {"method": method, "compared_steps": len(ratios),
+           "same_shape": same_shape / by_step if by_step else None}
+    if ratios:
+        out.update(median_ratio=statistics.median(ratios), min_ratio=min(ratios),
+                   max_ratio=max(ratios),
+                   within_1pct=sum(abs(x - 1) <= 0.01 for x in ratios) / len(ratios))
+    per_phase = {}
+    for r in eager["tracer_own"]:
+        per_phase.setdefault(r["phase"], [[], []])[0].append(int(r["launches"]))
+    for p in counts:
+        per_phase.setdefault(p["phase"], [[], []])[1].append(int(p["kernels"]))
+    out["median_per_phase"] = {ph: (statistics.median(a) if a else None,
+                                    statistics.median(b) if b else None)
+                               for ph, (a, b) in sorted(per_phase.items())}
+    return out
+
+
+def graph_decode(run):
+    rows = [r for r in run["tracer_own"] if r["phase"] == "decode"]
+    if not rows:
+        return {}
+    return {"decode_steps": len(rows),
+            "median_graph_launches": statistics.median(int(r["graph_launches"]) for r in rows),
+            "median_launches": statistics.median(int(r["launches"]) for r in rows),
+            "truth_graph_steps": sum(1 for t in run["truth"] if t["graph"] == "1")}
+
+
+def build(d):
+    runs = {name: load_run(os.path.join(d, name)) for name in ("graph", "eager", "prof", "sync")}
+    rep = {"accuracy": {}, "overhead": {}, "attach_ms": {}, "probes": {}}
+    plain = {}
+    for name in ("graph", "eager"):
+        rep["accuracy"][name] = accuracy(runs[name])
+        rep["overhead"][name], plain[name] = overhead(runs[name])
+        rep["attach_ms"][name] = runs[name]["attach_ms"]
+        rep["probes"][name] = runs[name]["probes"]
+    rep["overhead"]["sync_every_step"] = other_mode_overhead(runs["sync"], plain["graph"])
+    rep["overhead"]["torch_profiler"] = other_mode_overhead(runs["prof"], plain["eager"])
+    rep["coverage"] = coverage(runs["eager"], read_csv(os.path.join(d, "prof", "counts.csv")))
+    rep["graph_decode"] = graph_decode(runs["graph"])
+    rep["results"] = {k: r["result"] for k, r in runs.items()}
+    return rep
+
+
+def table(rep):
+    a, o, c = rep["accuracy"], rep["overhead"], rep["coverage"]
+    lines = []
+
+    def add(metric, graph, eager, note=""):
+        lines.append(f"| {metric} | {graph} | {eager} | {note} |")
+
+    def pcnt(x):
+        return "n/a" if x is None else f"{100 * x:+.2f}%"
+
+    def share(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    def ovh(x):  # slowdown factor -> overhead percent
+        return "n/a" if x is None else f"{100 * (x - 1):+.1f}%"
+
+    lines.append("| metric | graph mode | eager mode | note |")
+    lines.append("|---|---|---|---|")
+    add("steps matched tracer<->truth", f"{a['graph']['matched_steps']}/{a['graph']['truth_traced_steps']}",
+        f"{a['eager']['matched_steps']}/{a['eager']['truth_traced_steps']}",
+        "tracer rows for the pid / truth steps with the tracer attached")
+    add("shape agreement (phase,batch,tokens)", share(a["graph"].get("shape_agreement")),
+        share(a["eager"].get("shape_agreement")), "share of matched steps")
+    for key, label in (("median_abs_rel_err", "duration |rel err| median"),
+                       ("p99_abs_rel_err", "duration |rel err| p99"),
+                       ("median_signed_rel_err", "duration rel err median (signed)")):
+        add(label, pcnt(a["graph"].get(key)), pcnt(a["eager"].get(key)),
+            "duration_ms vs execute_model entry -> get_output return")
+    add("plain steps/s", fmt(o["graph"].get("plain_steps_per_sec"), ".1f"),
+        fmt(o["eager"].get("plain_steps_per_sec"), ".1f"), "untraced windows")
+    add("traced steps/s", fmt(o["graph"].get("traced_steps_per_sec"), ".1f"),
+        fmt(o["eager"].get("traced_steps_per_sec"), ".1f"), "tracer attached")
+    add("tracer overhead (step rate)", ovh(1 / o["graph"]["rate_ratio"]) if o["graph"].get("rate_ratio") else "n/a",
+        ovh(1 / o["eager"]["rate_ratio"]) if o["eager"].get("rate_ratio") else "n/a",
+        "plain rate / traced rate - 1")
+    add("tracer overhead (shape-matched period)", ovh(o["graph"].get("matched_slowdown")),
+        ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
+    s, p = o.get("sync_every_step", {}), o.get("torch_profiler", {})
+    add("--sync-every-step overhead", ovh(s.get("matched_slowdown")), "",
+        f"shape-matched vs plain graph; steps/s {fmt(s.get('steps_per_sec'), '.1f')}")
+    add("--torch-profiler overhead", "", ovh(p.get("matched_slowdown")),
+        f"shape-matched vs plain eager; steps/s {fmt(p.get('steps_per_sec'), '.1f')}")
+    add("launch coverage (tracer/profiler kernels) median", "",
+        fmt(c.get("median_ratio"), ".4f"),
+        f"{c['compared_steps']} steps by {c['method']}; min {fmt(c.get('min_ratio'), '.3f')} "
+        f"max {fmt(c.get('max_ratio'), '.3f')}; within 1%: {share(c.get('within_1pct'))}")
+    for ph, (tr, pr) in c.get("median_per_phase", {}).items():
+        add(f"launches/step {ph} (tracer vs profiler kernels)", "", f"{tr} vs {pr}", "medians")
+    g = rep.get("graph_decode", {})
+    add("graph decode: graph_launches, launches per step", f"{g.get('median_graph_launches')}, "
+        f"{g.get('median_launches')}", "", f"{g.get('decode_steps')} decode steps traced")
+    att = rep["attach_ms"]
+    add("attach time ms (per tracer window)", ",".join(map(str, att["graph"])) or "n/a",
+        ",".join(map(str, att["eager"])) or "n/a",
+        f"probes: {rep['probes']['graph'][:1] or rep['probes']['eager'][:1]}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.exit(__doc__)
+    rep = build(argv[1])
+    text = table(rep)
+    print(text)
+    with open(os.path.join(argv[1], "report.json"), "w") as f:
+        json.dump(rep, f, indent=1, default=str)
+    with open(os.path.join(argv[1], "table.txt"), "w") as f:
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

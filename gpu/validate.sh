@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Validates profilemate-bpf on a real GPU against gpu/workload.py.
+# Run as root from anywhere on the GPU machine:   bash gpu/validate.sh
+#
+# (a) installs the marker (pip, or PYTHONPATH=marker + sitecustomize after
+#     `make -C marker` when pip cannot);
+# (b) runs, one after the other (never two on the GPU at once):
+#     graph  CUDA graphs for decode, tracer attached in WINDOW-second windows
+#            alternating with untraced windows (ROUNDS of each);
+#     eager  the same with --eager (every kernel launched);
+#     prof   --eager under the PyTorch profiler, PROF_STEPS steps (kernels/step);
+#     sync   graph mode with --sync-every-step, SYNC_SECONDS of stepping;
+# (c) gpu/report.py compares and prints one table.
+# Env: OUT (results; default /tmp/profilemate-gpu-validate), PROFILEMATE_BIN
+# (default bin/profilemate-bpf), PYTHON (python3), WINDOW (10), ROUNDS (3),
+# PROF_STEPS (150), SYNC_SECONDS (15), WORKLOAD_ARGS (extra workload flags).
+# About 5-6 minutes in all.
+set -u
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+OUTDIR=${OUT:-/tmp/profilemate-gpu-validate}
+BIN=${PROFILEMATE_BIN:-$REPO/bin/profilemate-bpf}
+PY=${PYTHON:-python3}
+WINDOW=${WINDOW:-10}
+ROUNDS=${ROUNDS:-3}
+PROF_STEPS=${PROF_STEPS:-150}
+SYNC_SECONDS=${SYNC_SECONDS:-15}
+WORKLOAD_ARGS=${WORKLOAD_ARGS:-}
+mkdir -p "$OUTDIR"
+LOG=$OUTDIR/validate.log
+: >"$LOG"
+say() { echo "[validate $(date +%T)] $*" | tee -a "$LOG" >&2; }
+export PYTHONUNBUFFERED=1
+export PYTHONPATH=$REPO/simserver${PYTHONPATH:+:$PYTHONPATH}
+
+[ "$(id -u)" = 0 ] || say "warning: not root; the tracer will likely fail"
+[ -x "$BIN" ] || { say "no tracer binary at $BIN (set PROFILEMATE_BIN)"; exit 2; }
+$PY -c 'import torch, transformers; assert torch.cuda.is_available()' 2>>"$LOG" \
+    || { say "python needs torch with CUDA and transformers"; exit 2; }
+
+# --- (a) the marker --------------------------------------------------------------
+has_entry_point() {
+    $PY - <<'EOF' 2>>"$LOG"
+import sys
+from importlib.metadata import entry_points
+sys.exit(0 if any(e.name == "profilemate_marker" for e in entry_points(group="vllm.general_plugins")) else 1)
+EOF
+}
+if $PY -m pip install --no-build-isolation --no-deps "$REPO/marker" >>"$LOG" 2>&1 && has_entry_point; then
+    MARKER="pip install (entry point vllm.general_plugins)"
+else
+    say "pip install of the marker failed (see $LOG); falling back to PYTHONPATH + sitecustomize"
+    make -C "$REPO/marker" >>"$LOG" 2>&1 || { say "make -C marker failed"; exit 2; }
+    export PYTHONPATH=$REPO/marker:$PYTHONPATH
+    MARKER="PYTHONPATH=marker + sitecustomize.py"
+fi
+say "marker: $MARKER"
+
+# --- (b) the runs ----------------------------------------------------------------
+wait_ready() { # LOGFILE PID: wait for WORKLOAD_READY while PID lives
+    local i
+    for i in $(seq 1 600); do
+        grep -q '^WORKLOAD_READY' "$1" 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.5
+    done
+    return 1
+}
+
+start_workload() { # DIR ARGS...: starts the workload in the background, sets WPID
+    local dir=$1; shift
+    mkdir -p "$dir"
+    # shellcheck disable=SC2086
+    $PY gpu/workload.py "$@" --truth "$dir/truth.csv" $WORKLOAD_ARGS >"$dir/workload.log" 2>&1 &
+    WPID=$!
+    if ! wait_ready "$dir/workload.log" "$WPID"; then
+        say "workload in $dir did not get ready; tail of its log:"
+        tail -20 "$dir/workload.log" | tee -a "$LOG" >&2
+        kill "$WPID" 2>/dev/null
+        wait "$WPID" 2>/dev/null
+        return 1
+    fi
+    say "$(grep '^WORKLOAD_READY' "$dir/workload.log")"
+}
+
+alternating() { # NAME WORKLOAD-ARGS...: tracer windows alternating with plain ones
+    local name=$1; shift
+    local dir=$OUTDIR/$name i
+    local seconds=$((2 * ROUNDS * WINDOW + 2 * ROUNDS))
+    start_workload "$dir" "$@" --duration "$seconds" --wait-traced 120 || return 1
+    for i in $(seq 1 "$ROUNDS"); do
+        "$BIN" --pid "$WPID" --duration "${WINDOW}s" --out "$dir/trace$i" >"$dir/trace$i.log" 2>&1 \
+            || say "tracer window $i of $name exited with $? (see $dir/trace$i.log)"
+        grep -h 'probes attached' "$dir/trace$i.log" | sed "s/^ */[$name $i] /" | tee -a "$LOG" >&2
+        kill -0 "$WPID" 2>/dev/null || break
+        sleep "$WINDOW"
+    done
+    wait "$WPID"
+    say "$name: $(grep '^WORKLOAD_RESULT' "$dir/workload.log")"
+}
+
+plain() { # NAME WORKLOAD-ARGS...: one untraced run
+    local name=$1; shift
+    local dir=$OUTDIR/$name
+    start_workload "$dir" "$@" || return 1
+    wait "$WPID"
+    say "$name: $(grep '^WORKLOAD_RESULT' "$dir/workload.log")"
+}
+
+T0=$(date +%s)
+alternating graph
+alternating eager --eager
+plain prof --eager --torch-profiler --steps "$PROF_STEPS" --duration 120 \
+    --profile-out "$OUTDIR/prof/counts.csv"
+plain sync --sync-every-step --duration "$SYNC_SECONDS"
+say "runs took $(($(date +%s) - T0)) s"
+
+# --- (c) the table -----------------------------------------------------------------
+$PY gpu/report.py "$OUTDIR" | tee -a "$LOG"
+say "marker: $MARKER; logs, CSVs, report.json and table.txt in $OUTDIR"
