@@ -44,8 +44,10 @@ test-go:
 	go vet ./...
 	go test -count=1 -timeout 20m ./...
 
-test-python:
-	$(BUILD)/venv/bin/python -m pytest -q marker/tests simserver/tests
+# Two runs: each suite has its own conftest.py.
+test-python: marker sim
+	$(BUILD)/venv/bin/python -m pytest -q marker/tests
+	$(MAKE) -C simserver test BUILD=$(BUILD)
 
 fuzz:
 	go test ./tracer -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s

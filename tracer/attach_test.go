@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,7 @@ const (
 
 // buildWorkload builds the simulated CUDA libraries, the marker library and
 // testdata/workload.c linked against them.
-func buildWorkload(t *testing.T) (bin, marker string) {
+func buildWorkload(t testing.TB) (bin, marker string) {
 	t.Helper()
 	marker = markerLib(t)
 	repo, _ := filepath.Abs("..")
@@ -49,7 +50,7 @@ type workload struct {
 	out   *bufio.Scanner
 }
 
-func startWorkload(t *testing.T, bin, marker string, steps int, fork bool) *workload {
+func startWorkload(t testing.TB, bin, marker string, steps int, fork bool) *workload {
 	t.Helper()
 	f := "0"
 	if fork {
@@ -67,7 +68,7 @@ func startWorkload(t *testing.T, bin, marker string, steps int, fork bool) *work
 	return w
 }
 
-func (w *workload) expect(t *testing.T, prefix string) string {
+func (w *workload) expect(t testing.TB, prefix string) string {
 	t.Helper()
 	if !w.out.Scan() {
 		t.Fatalf("workload ended before %q", prefix)
@@ -173,5 +174,41 @@ func TestTraceFollowsForkAfterAttach(t *testing.T) {
 	}
 	for pid := range pids {
 		checkSteps(t, got, pid, 10)
+	}
+}
+
+// BenchmarkProbedLaunchCost prints what a probe adds to one launch call, as
+// the difference between the same loop of launches untraced and traced, run
+// in one invocation: through the runtime (runtime and driver probes both
+// fire) and straight through the driver (one probe).
+func BenchmarkProbedLaunchCost(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	bin, marker := buildWorkload(b)
+	const n = 200000
+	measure := func(traced bool) (rt, drv float64) {
+		w := startWorkload(b, bin, marker, 0, false)
+		var tr *Tracer
+		if traced {
+			var err error
+			if tr, err = Start(Options{PID: w.cmd.Process.Pid}); err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Close()
+		}
+		fmt.Fprintln(w.stdin, n)
+		fmt.Sscanf(w.expect(b, "done"), "done runtime_ns=%f driver_ns=%f", &rt, &drv)
+		return rt, drv
+	}
+	for i := 0; i < b.N; i++ {
+		rt0, drv0 := measure(false)
+		rt1, drv1 := measure(true)
+		rt2, drv2 := measure(false)
+		base := func(a, c float64) float64 { return (a + c) / 2 }
+		b.Logf("runtime launch: %.0f ns untraced, %.0f ns traced: +%.2f us per launch (x%.1f)",
+			base(rt0, rt2), rt1, (rt1-base(rt0, rt2))/1000, rt1/base(rt0, rt2))
+		b.Logf("driver launch:  %.0f ns untraced, %.0f ns traced: +%.2f us per launch (x%.1f)",
+			base(drv0, drv2), drv1, (drv1-base(drv0, drv2))/1000, drv1/base(drv0, drv2))
 	}
 }

@@ -10,8 +10,14 @@
  * then the current value for each further line on stdin, until end of input.
  *
  *   workload MARKER_SO STEPS FORK
+ *
+ * With STEPS=0 it measures instead: the "go" line gives N; N runtime launches
+ * (cudaLaunchKernel) then N straight driver launches (cuLaunchKernelEx),
+ * printing the mean nanoseconds per call of each.
  */
 #include <dlfcn.h>
+#include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -80,6 +86,29 @@ static unsigned run_steps(int steps)
 	return max_sem;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Zero-cost grids, so only the call (and any probe on it) is timed. */
+static void measure_launches(long n)
+{
+	dim3 grid = {0, 1, 1}, block = {1, 1, 1};
+	CUlaunchConfig dcfg = {.gridDimX = 0, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 1, .blockDimY = 1, .blockDimZ = 1};
+	uint64_t t0 = now_ns();
+	for (long i = 0; i < n; i++)
+		cudaLaunchKernel((void *)1, grid, block, NULL, 0, NULL);
+	uint64_t t1 = now_ns();
+	for (long i = 0; i < n; i++)
+		cuLaunchKernelEx(&dcfg, NULL, NULL, NULL);
+	uint64_t t2 = now_ns();
+	printf("done runtime_ns=%.1f driver_ns=%.1f\n", (double)(t1 - t0) / n, (double)(t2 - t1) / n);
+}
+
 int main(int argc, char **argv)
 {
 	char line[64];
@@ -103,6 +132,10 @@ int main(int argc, char **argv)
 
 	if (!fgets(line, sizeof(line), stdin))
 		return 1;
+	if (atoi(argv[2]) == 0) {
+		measure_launches(atol(line));
+		return 0;
+	}
 	pid_t child = atoi(argv[3]) ? fork() : -1;
 	unsigned max_sem = run_steps(atoi(argv[2]));
 	if (child == 0)
