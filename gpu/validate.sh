@@ -13,7 +13,8 @@
 # (c) gpu/report.py compares and prints one table.
 # Env: OUT (results; default /tmp/profilemate-gpu-validate), PROFILEMATE_BIN
 # (default bin/profilemate-bpf), PYTHON (python3), WINDOW (10), ROUNDS (3),
-# PROF_STEPS (150), SYNC_SECONDS (15), WORKLOAD_ARGS (extra workload flags).
+# PROF_STEPS (150), SYNC_SECONDS (15), WORKLOAD_ARGS (extra workload flags),
+# VALIDATE_DEVICE=cpu (smoke test of the script itself with a tiny CPU model).
 # About 5-6 minutes in all.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,8 +36,13 @@ export PYTHONPATH=$REPO/simserver${PYTHONPATH:+:$PYTHONPATH}
 
 [ "$(id -u)" = 0 ] || say "warning: not root; the tracer will likely fail"
 [ -x "$BIN" ] || { say "no tracer binary at $BIN (set PROFILEMATE_BIN)"; exit 2; }
-$PY -c 'import torch, transformers; assert torch.cuda.is_available()' 2>>"$LOG" \
-    || { say "python needs torch with CUDA and transformers"; exit 2; }
+if [ "${VALIDATE_DEVICE:-cuda}" = cpu ]; then
+    # Smoke test of this script without a GPU: a tiny model on the CPU.
+    WORKLOAD_ARGS="--device cpu --dtype float32 --layers 2 --hidden 128 --intermediate 256 --heads 4 --vocab 1000 $WORKLOAD_ARGS"
+else
+    $PY -c 'import torch, transformers; assert torch.cuda.is_available()' 2>>"$LOG" \
+        || { say "python needs torch with CUDA and transformers"; exit 2; }
+fi
 
 # --- (a) the marker --------------------------------------------------------------
 has_entry_point() {
