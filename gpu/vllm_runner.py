@@ -15,7 +15,7 @@ Warm-up and graph capture go through _dummy_run / capture_model, which the
 marker suppresses; they never call execute_model.
 
 Simplifications (documented in gpu/README.md): no KV cache (attention runs
-causally over the packed tokens of the step), prefill and mixed steps are
+causally over the packed tokens of the step, positions 0..T-1), prefill and mixed steps are
 always eager (no piecewise graphs), greedy sampling.
 """
 import time
@@ -110,7 +110,12 @@ class GPUModelRunner:
 
     # --- the model -------------------------------------------------------
     def _logits(self, ids, pos, sample_idx):
-        hidden = self.model.model(input_ids=ids, position_ids=pos, use_cache=False)
+        # position_ids stay None on purpose: given explicit ones that are not
+        # 0..T-1, transformers looks for packed sequences, and outside graph
+        # capture that check (`.all()` on a device tensor) syncs the host with
+        # the GPU every step, which vLLM never does.  `pos` only sizes inputs.
+        del pos
+        hidden = self.model.model(input_ids=ids, use_cache=False)
         hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
         if sample_idx is None:
             return self.model.lm_head(hidden[0])
@@ -147,7 +152,7 @@ class GPUModelRunner:
 
     def profile_run(self):
         self._dummy_run(8)
-        self._logits(*(self._to_device([[1] * 512]),) * 2, None)
+        self._logits(self._to_device([[1] * 512]), None, None)
         if self.cuda:
             torch.cuda.synchronize()
 
@@ -194,11 +199,9 @@ class GPUModelRunner:
         if graph is not None:
             g, logits = graph
             self._static_ids[:, :n_tokens].copy_(self._to_device([ids]), non_blocking=True)
-            self._static_pos[:, :n_tokens].copy_(self._to_device([pos]), non_blocking=True)
             g.replay()
         else:
-            logits = self._logits(self._to_device([ids]), self._to_device([pos]),
-                                  self._to_device(sample_idx))
+            logits = self._logits(self._to_device([ids]), None, self._to_device(sample_idx))
         self._pending = (logits, req_ids, start, truth)
         truth.forward_end_ns = time.monotonic_ns()
         return None
