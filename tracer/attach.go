@@ -18,6 +18,10 @@ type Library struct {
 	Probes   int      // probes attached
 	Missing  []string // probed functions the library does not export
 	Failed   []string // functions it exports that the kernel would not probe
+
+	host           string // where the tracer opens it
+	runtimeLaunch  bool   // a runtime whose launch functions are probed
+	driverLaunches int    // a driver's probed launch functions
 }
 
 type libKey struct {
@@ -35,6 +39,9 @@ type attacher struct {
 	libs     map[libKey]*Library
 	failed   map[libKey]error
 	nextSpec uint32
+	// runtimeLaunches is set once a driver's launch functions could not
+	// be probed: launches are then counted at the runtimes.
+	runtimeLaunches bool
 }
 
 func newAttacher(objs *profilemateObjects, proc Proc) *attacher {
@@ -49,31 +56,53 @@ func (a *attacher) attach(pid int, m Mapping) (*Library, error) {
 	if kind == LibNone || a.libs[key] != nil || a.failed[key] != nil {
 		return nil, nil
 	}
-	lib := &Library{Kind: kind, Path: m.Path, FirstPID: pid}
-	host := a.proc.HostPath(pid, m.Path)
+	lib := &Library{Kind: kind, Path: m.Path, FirstPID: pid, host: a.proc.HostPath(pid, m.Path)}
 	var err error
 	switch kind {
 	case LibMarker:
-		err = a.attachMarker(lib, host)
+		err = a.attachMarker(lib)
 	case LibRuntime:
-		err = a.attachSymbols(lib, host, runtimeProbes)
+		sets := runtimeProbes
+		if a.runtimeLaunches {
+			sets = append([]probeSet{runtimeLaunchProbes}, sets...)
+			lib.runtimeLaunch = true
+		}
+		err = a.attachSymbols(lib, sets)
 	case LibDriver:
-		err = a.attachSymbols(lib, host, driverProbes)
+		err = a.attachSymbols(lib, driverProbes)
 	}
 	if err != nil {
 		a.failed[key] = err
 		return nil, fmt.Errorf("%s %s (pid %d): %w", kind, m.Path, pid, err)
 	}
 	a.libs[key] = lib
+	if kind == LibDriver && lib.driverLaunches == 0 && !a.runtimeLaunches {
+		a.runtimeLaunches = true
+		a.probeRuntimeLaunches()
+	}
 	return lib, nil
 }
 
-func (a *attacher) attachSymbols(lib *Library, path string, sets []probeSet) error {
-	ex, err := link.OpenExecutable(path)
+// probeRuntimeLaunches adds launch probes to the runtimes probed so far,
+// once a driver turned out to have launch functions the kernel won't probe.
+func (a *attacher) probeRuntimeLaunches() {
+	for _, lib := range a.libs {
+		if lib.Kind != LibRuntime || lib.runtimeLaunch {
+			continue
+		}
+		lib.runtimeLaunch = true
+		if err := a.attachSymbols(lib, []probeSet{runtimeLaunchProbes}); err != nil {
+			lib.Failed = append(lib.Failed, err.Error())
+		}
+	}
+}
+
+func (a *attacher) attachSymbols(lib *Library, sets []probeSet) error {
+	ex, err := link.OpenExecutable(lib.host)
 	if err != nil {
 		return err
 	}
-	offsets, err := symbolOffsets(path)
+	offsets, err := symbolOffsets(lib.host)
 	if err != nil {
 		return err
 	}
@@ -86,7 +115,10 @@ func (a *attacher) attachSymbols(lib *Library, path string, sets []probeSet) err
 				lib.Missing = append(lib.Missing, sym)
 			}
 		}
-		a.attachMulti(lib, ex, set.prog, false, found, offsets)
+		n := a.attachMulti(lib, ex, set.prog, false, found, offsets)
+		if set.prog == "drv_launch" {
+			lib.driverLaunches = n
+		}
 		if set.ret != "" {
 			a.attachMulti(lib, ex, set.ret, true, found, offsets)
 		}
@@ -100,10 +132,11 @@ func (a *attacher) attachSymbols(lib *Library, path string, sets []probeSet) err
 // attachMulti puts prog on all of syms with one uprobe_multi link. The kernel
 // refuses the whole link if it refuses one address (some first instructions
 // cannot be probed), so then each is tried alone and the refused ones are
-// reported: the others are still worth probing.
-func (a *attacher) attachMulti(lib *Library, ex *link.Executable, prog string, ret bool, syms []string, offsets map[string]uint64) {
+// reported: the others are still worth probing. It returns how many of syms
+// are probed.
+func (a *attacher) attachMulti(lib *Library, ex *link.Executable, prog string, ret bool, syms []string, offsets map[string]uint64) int {
 	if len(syms) == 0 {
-		return
+		return 0
 	}
 	try := func(syms []string) error {
 		opts := &link.UprobeMultiOptions{}
@@ -123,17 +156,22 @@ func (a *attacher) attachMulti(lib *Library, ex *link.Executable, prog string, r
 		return nil
 	}
 	err := try(syms)
-	if err != nil && len(syms) == 1 {
+	if err == nil {
+		return len(syms)
+	}
+	if len(syms) == 1 {
 		lib.Failed = append(lib.Failed, fmt.Sprintf("%s (%s): %v", syms[0], prog, err))
+		return 0
 	}
-	if err == nil || len(syms) == 1 {
-		return
-	}
+	n := 0
 	for _, s := range syms {
 		if err := try([]string{s}); err != nil {
 			lib.Failed = append(lib.Failed, fmt.Sprintf("%s (%s): %v", s, prog, err))
+		} else {
+			n++
 		}
 	}
+	return n
 }
 
 // symbolOffsets returns the file offsets of the functions a library exports,
@@ -160,8 +198,8 @@ func symbolOffsets(path string) (map[string]uint64, error) {
 	return out, nil
 }
 
-func (a *attacher) attachMarker(lib *Library, path string) error {
-	f, err := os.Open(path)
+func (a *attacher) attachMarker(lib *Library) error {
+	f, err := os.Open(lib.host)
 	if err != nil {
 		return err
 	}
@@ -170,7 +208,7 @@ func (a *attacher) attachMarker(lib *Library, path string) error {
 	if err != nil {
 		return fmt.Errorf("read USDT notes: %w", err)
 	}
-	ex, err := link.OpenExecutable(path)
+	ex, err := link.OpenExecutable(lib.host)
 	if err != nil {
 		return err
 	}

@@ -212,3 +212,26 @@ func BenchmarkProbedLaunchCost(b *testing.B) {
 			base(drv0, drv2), drv1, (drv1-base(drv0, drv2))/1000, drv1/base(drv0, drv2))
 	}
 }
+
+// TestRuntimeLaunchesWhereDriverCannotBeProbed: when no launch function of
+// the driver can be probed, launches are counted at the runtime instead.
+// Straight driver launches are then invisible, which the count shows.
+func TestRuntimeLaunchesWhereDriverCannotBeProbed(t *testing.T) {
+	saved := driverProbes
+	t.Cleanup(func() { driverProbes = saved })
+	driverProbes = append([]probeSet(nil), saved...)
+	for i, set := range driverProbes {
+		if set.prog == "drv_launch" {
+			driverProbes[i].symbols = []string{"cuLaunchKernel_not_exported"}
+		}
+	}
+	got, _ := traceWorkload(t, 5, false)
+	if len(got) != 5 {
+		t.Fatalf("%d steps, want 5", len(got))
+	}
+	for _, s := range got {
+		if s.Launches != 3+2 || s.GraphLaunches != 1 {
+			t.Errorf("step %d: %d launches, %d graphs; want the 5 runtime launches and 1 graph", s.StepID, s.Launches, s.GraphLaunches)
+		}
+	}
+}

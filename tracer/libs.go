@@ -58,11 +58,19 @@ type probeSet struct {
 // runtimeProbes and driverProbes list the functions probed in each library.
 // Launch functions get entry probes only: they are the hot path (hundreds per
 // step in eager mode) and need no duration.
+//
+// Kernel launches are counted at the driver: every launch reaches one of its
+// launch functions, runtime launches included (cuda-facts.md), and a probe
+// costs microseconds in a VM, so probing the runtime launch as well would
+// double the cost of most launches. runtimeLaunchProbes go on the runtime
+// only where a driver's launch functions cannot be probed; should both be
+// probed, the eBPF side still counts each launch once.
+var runtimeLaunchProbes = probeSet{prog: "rt_launch", symbols: []string{
+	"cudaLaunchKernel", "cudaLaunchKernel_ptsz",
+	"cudaLaunchKernelExC", "cudaLaunchKernelExC_ptsz",
+	"cudaLaunchCooperativeKernel", "cudaLaunchCooperativeKernel_ptsz"}}
+
 var runtimeProbes = []probeSet{
-	{prog: "rt_launch", symbols: []string{
-		"cudaLaunchKernel", "cudaLaunchKernel_ptsz",
-		"cudaLaunchKernelExC", "cudaLaunchKernelExC_ptsz",
-		"cudaLaunchCooperativeKernel", "cudaLaunchCooperativeKernel_ptsz"}},
 	{prog: "rt_graph_launch", symbols: []string{"cudaGraphLaunch", "cudaGraphLaunch_ptsz"}},
 	{prog: "sync_enter", ret: "sync_exit", symbols: []string{
 		"cudaStreamSynchronize", "cudaStreamSynchronize_ptsz",

@@ -153,6 +153,9 @@ func (t *Tracer) rescanMaps(now time.Time) {
 				for _, f := range lib.Failed {
 					t.opts.Logf("  not probed, its calls are not counted: %s", f)
 				}
+				if lib.Kind == LibDriver && lib.driverLaunches == 0 {
+					t.opts.Logf("  no launch function of the driver can be probed: launches are counted at the runtime, and launches straight through the driver (cuBLAS, Triton) are missed")
+				}
 			}
 		}
 	}
