@@ -1,0 +1,147 @@
+"""Checks of the GPU validation's pure-Python parts (no torch, no GPU).
+
+    PYTHONPATH=simserver python3 -m pytest gpu/test_gpu.py
+"""
+import csv
+import json
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path[:0] = [HERE, os.path.join(REPO, "simserver"), os.path.join(REPO, "marker")]
+
+import gpusched  # noqa: E402
+import profcount  # noqa: E402
+import report  # noqa: E402
+
+
+def test_schedule_is_a_function_of_seed_and_step():
+    a = [gpusched.plan(7, k) for k in range(1, 200)]
+    b = [gpusched.plan(7, k) for k in range(1, 200)]
+    assert a == b
+    assert a != [gpusched.plan(8, k) for k in range(1, 200)]
+    assert {p for p, _, _ in a} == {"decode", "prefill", "mixed"}
+
+
+@pytest.mark.parametrize("step", range(1, 300))
+def test_shape_agrees_with_the_marker(step):
+    from profilemate_marker.batch import batch_shape
+    so = gpusched.scheduler_output(3, step)
+    phase, n_reqs, n_tokens, p_reqs, p_tokens = gpusched.shape(so)
+    assert batch_shape(so) == (n_reqs, n_tokens, p_reqs, p_tokens)
+    plan_phase, decode, prefill = gpusched.plan(3, step)
+    assert phase == plan_phase
+    assert n_tokens == decode + sum(prefill)
+    assert 1 <= n_tokens and (phase != "decode" or n_tokens <= gpusched.MAX_DECODE_BATCH)
+
+
+def _x(cat, name, ts, dur=1, tid=1, corr=None, pid=1):
+    ev = {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "pid": pid, "tid": tid}
+    if corr is not None:
+        ev["args"] = {"correlation": corr}
+    return ev
+
+
+def test_profcount_attributes_kernels_by_correlation():
+    events = [
+        _x("user_annotation", "pm_step_1", 0, 100),
+        _x("user_annotation", "pm_step_2", 200, 100),
+        _x("cuda_runtime", "cudaLaunchKernel", 10, corr=1),
+        _x("cuda_driver", "cuLaunchKernelEx", 20, corr=2),
+        _x("cuda_runtime", "cudaGraphLaunch", 210, corr=3),
+        _x("cuda_runtime", "cudaLaunchKernel", 250, tid=2, corr=4),  # other thread
+        _x("kernel", "k1", 500, pid=0, tid=7, corr=1),
+        _x("kernel", "k2", 510, pid=0, tid=7, corr=2),
+        _x("kernel", "g1", 520, pid=0, tid=7, corr=3),
+        _x("kernel", "g2", 530, pid=0, tid=7, corr=3),
+        _x("kernel", "other", 540, pid=0, tid=7, corr=4),
+        _x("gpu_user_annotation", "pm_step_3", 600, 100, pid=0, tid=7),
+        _x("kernel", "nocall", 650, pid=0, tid=7, corr=99),  # falls back to the GPU span
+        _x("kernel", "lost", 900, pid=0, tid=7, corr=98),
+    ]
+    steps, unattributed = profcount.count_steps({"traceEvents": events})
+    assert steps[1] == {"kernels": 2, "launch_calls": 2, "graph_launches": 0}
+    assert steps[2] == {"kernels": 2, "launch_calls": 0, "graph_launches": 1}
+    assert steps[3]["kernels"] == 1
+    assert unattributed == 2
+
+
+TRUTH = ("pid", "step", "phase", "batch_size", "num_tokens", "num_prefill_reqs",
+         "num_prefill_tokens", "begin_ns", "forward_end_ns", "sample_end_ns", "end_ns",
+         "host_ms", "gpu_ms", "graph", "traced")
+TRACER = ("timestamp_sec,phase,batch_size,num_tokens,duration_ms,throughput_tokens_per_sec,pid,"
+          "step,cpu_ms,interval_ms,launches,graph_launches,sync_wait_ms,rank,process,"
+          "num_prefill_reqs,num_prefill_tokens,forward_ms").split(",")
+
+
+def _kernels(phase):
+    return 528 if phase == "decode" else 540
+
+
+def _write_run(d, name, pid, steps, slow, graph, windows=True, prof=False, err=0.01):
+    """Fake truth and tracer CSVs: traced in alternating 200-step windows,
+    steps `slow` times longer while traced, tracer durations off by err."""
+    run = os.path.join(d, name)
+    os.makedirs(run)
+    t, truth, traced_rows = 0, [], {}
+    for k in range(1, steps + 1):
+        phase, n, tok, pr, pt = gpusched.shape(gpusched.scheduler_output(1, k))
+        traced = int(windows and (k - 1) // 200 % 2 == 0)
+        period = (2 + tok * 0.01) * (slow if traced else 1)
+        host = period * 1.5
+        g = int(graph and phase == "decode")
+        truth.append((pid, k, phase, n, tok, pr, pt, t, t, t, t + int(host * 1e6), host,
+                      host * 0.9, g, traced))
+        if traced:
+            traced_rows.setdefault((k - 1) // 400 + 1, []).append(dict(zip(TRACER, (
+                t / 1e9, phase, n, tok, host * (1 + err), 0, pid, k, 0, 0,
+                1 if g else _kernels(phase), g, 0, 0, "python3", pr, pt, 0))))
+        t += int(period * 1e6)
+    with open(os.path.join(run, "truth.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(TRUTH)
+        w.writerows(truth)
+    for i, rows in traced_rows.items():
+        os.makedirs(os.path.join(run, f"trace{i}"))
+        with open(os.path.join(run, f"trace{i}", "forward_pass_timing.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, TRACER)
+            w.writeheader()
+            w.writerows(rows)
+        with open(os.path.join(run, f"trace{i}.log"), "w") as f:
+            f.write("profilemate-bpf: tracing pid 1\n  31 probes attached in 412 ms; marker found\n")
+    with open(os.path.join(run, "workload.log"), "w") as f:
+        f.write("WORKLOAD_RESULT " + json.dumps({"pid": pid, "steps": steps}) + "\n")
+    if prof:
+        with open(os.path.join(run, "counts.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(("step", "phase", "batch_size", "num_tokens", "kernels", "launch_calls",
+                        "graph_launches"))
+            for r in truth[:150]:
+                w.writerow((r[1], r[2], r[3], r[4], _kernels(r[2]), 0, 0))
+
+
+def test_report_on_synthetic_runs(tmp_path):
+    d = str(tmp_path)
+    _write_run(d, "graph", 11, 1200, 1.02, True)
+    _write_run(d, "eager", 12, 1200, 1.05, False)
+    _write_run(d, "prof", 13, 150, 1.0, False, windows=False, prof=True)
+    _write_run(d, "sync", 14, 400, 1.0, True, windows=False)
+    rep = report.build(d)
+    for mode in ("graph", "eager"):
+        acc = rep["accuracy"][mode]
+        assert acc["matched_steps"] == acc["truth_traced_steps"] == 600
+        assert acc["shape_agreement"] == 1
+        assert acc["median_abs_rel_err"] == pytest.approx(0.01)
+    assert rep["overhead"]["graph"]["matched_slowdown"] == pytest.approx(1.02)
+    assert rep["overhead"]["eager"]["matched_slowdown"] == pytest.approx(1.05)
+    assert rep["overhead"]["sync_every_step"]["matched_slowdown"] == pytest.approx(1.0)
+    cov = rep["coverage"]
+    assert cov["method"] == "step id" and cov["compared_steps"] == 150
+    assert cov["median_ratio"] == 1 and cov["within_1pct"] == 1
+    assert rep["graph_decode"]["median_graph_launches"] == 1
+    assert rep["attach_ms"]["eager"] == [412, 412, 412]
+    text = report.table(rep)
+    assert "+5.0%" in text and "412,412" in text
