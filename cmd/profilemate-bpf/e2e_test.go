@@ -21,14 +21,14 @@ import (
 // End-to-end: the built binary against the simulated vLLM server (simserver/),
 // compared with the server's own record of every step it ran.
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("tracing needs root (CI runs these as root)")
 	}
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	r, err := filepath.Abs("../..")
 	if err != nil {
@@ -39,7 +39,7 @@ func repoRoot(t *testing.T) string {
 
 // buildAll builds the binary and the simulated server (libraries, venv with
 // the marker installed through its entry point).
-func buildAll(t *testing.T) (bin string) {
+func buildAll(t testing.TB) (bin string) {
 	t.Helper()
 	repo := repoRoot(t)
 	bin = filepath.Join(t.TempDir(), "profilemate-bpf")
@@ -57,7 +57,7 @@ type server struct {
 	truth string
 }
 
-func startServer(t *testing.T, args ...string) *server {
+func startServer(t testing.TB, args ...string) *server {
 	t.Helper()
 	truth := t.TempDir()
 	cmd := exec.Command(filepath.Join(repoRoot(t), "simserver", "serve"), append(args, "--truth-dir", truth)...)
@@ -70,7 +70,7 @@ func startServer(t *testing.T, args ...string) *server {
 }
 
 // waitReady waits until the server's workers have warmed up (server.json).
-func (s *server) waitReady(t *testing.T) {
+func (s *server) waitReady(t testing.TB) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if _, err := os.Stat(filepath.Join(s.truth, "server.json")); err == nil {
@@ -88,7 +88,7 @@ type truthStep struct {
 	launches, graphLaunches int
 }
 
-func readTruth(t *testing.T, dir string) []truthStep {
+func readTruth(t testing.TB, dir string) []truthStep {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "truth_*.csv"))
 	var out []truthStep
@@ -103,7 +103,7 @@ func readTruth(t *testing.T, dir string) []truthStep {
 	return out
 }
 
-func readCSV(t *testing.T, path string) []map[string]string {
+func readCSV(t testing.TB, path string) []map[string]string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

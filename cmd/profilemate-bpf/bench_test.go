@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// BenchmarkTracerOverhead prints the tracer's overhead on the simulated
+// server as the ratio of step rates traced / untraced, in graph and eager
+// mode. Untraced and traced windows alternate on one running server, so both
+// see the same machine and the same workload.
+func BenchmarkTracerOverhead(b *testing.B) {
+	requireRoot(b)
+	bin := buildAll(b)
+	const window = 3 * time.Second
+	for _, mode := range []string{"graph", "eager"} {
+		b.Run(mode, func(b *testing.B) {
+			args := []string{"--workers", "1", "--duration", "120"}
+			if mode == "eager" {
+				args = append(args, "--eager")
+			}
+			srv := startServer(b, args...)
+			defer srv.cmd.Process.Kill()
+			srv.waitReady(b)
+			rate := func(from, to int64) float64 {
+				n := 0
+				for _, s := range readTruth(b, srv.truth) {
+					if s.begin >= from && s.begin < to {
+						n++
+					}
+				}
+				return float64(n) / (float64(to-from) / 1e9)
+			}
+			var untraced, traced []float64
+			for i := 0; i < 2*max(b.N, 2); i++ {
+				start := monotonic()
+				if i%2 == 0 {
+					time.Sleep(window)
+				} else {
+					cmd := exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", window.String(), "--out", filepath.Join(b.TempDir(), "out"))
+					if out, err := cmd.CombinedOutput(); err != nil {
+						b.Fatalf("%v\n%s", err, out)
+					}
+				}
+				end := monotonic()
+				time.Sleep(200 * time.Millisecond) // let the truth file catch up
+				r := rate(start+int64(200*time.Millisecond), end-int64(200*time.Millisecond))
+				if i%2 == 0 {
+					untraced = append(untraced, r)
+				} else {
+					traced = append(traced, r)
+				}
+			}
+			mean := func(x []float64) float64 {
+				s := 0.0
+				for _, v := range x {
+					s += v
+				}
+				return s / float64(len(x))
+			}
+			b.ReportMetric(mean(traced)/mean(untraced), "traced/untraced")
+			b.Logf("%s mode: %.0f steps/s untraced, %.0f traced: ratio %.3f (overhead %.1f%%)",
+				mode, mean(untraced), mean(traced), mean(traced)/mean(untraced), 100*(1-mean(traced)/mean(untraced)))
+		})
+	}
+}
