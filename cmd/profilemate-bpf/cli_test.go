@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// exitCode runs the binary and returns its exit status and output.
+func exitCode(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+func TestExitCodes(t *testing.T) {
+	requireRoot(t)
+	// A directory others can enter: one case runs the binary as nobody.
+	dir, err := os.MkdirTemp("", "profilemate-exit-codes-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "profilemate-bpf")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Process.Kill()
+	pid := strconv.Itoa(sleeper.Process.Pid)
+	nobody := exec.Command(bin, "--pid", pid, "--out", filepath.Join(dir, "out"))
+	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	for _, c := range []struct {
+		name string
+		cmd  *exec.Cmd
+		code int
+		says string
+	}{
+		{"no such pid", exec.Command(bin, "--pid", "999999999", "--out", t.TempDir()), exitNoProcess, "no process with pid 999999999"},
+		{"no CUDA in the tree", exec.Command(bin, "--pid", pid, "--duration", "1s", "--out", t.TempDir()), exitNoCUDA, "no CUDA library"},
+		{"unwritable output", exec.Command(bin, "--pid", pid, "--out", "/proc/1/nope"), exitOutput, "output directory"},
+		{"invalid duration", exec.Command(bin, "--pid", pid, "--duration", "soon"), exitUsage, "see --help"},
+		{"not root", nobody, exitPrivilege, "sudo"},
+	} {
+		code, out := exitCode(t, c.cmd)
+		if code != c.code || !strings.Contains(out, c.says) || strings.Contains(out, "panic") {
+			t.Errorf("%s: exit %d, want %d with %q; output:\n%s", c.name, code, c.code, c.says, out)
+		}
+	}
+}
+
+// TestWithoutMarker: a server without the marker is still traced for its
+// per-process CUDA activity, and the user is told how to install the marker.
+func TestWithoutMarker(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	t.Setenv("VLLM_PLUGINS", "none") // vLLM loads no plugin: no marker
+	srv := startServer(t, "--workers", "2", "--duration", "30")
+	srv.waitReady(t)
+	out := t.TempDir()
+	code, text := exitCode(t, exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", "2s", "--out", out))
+	if code != 0 || !strings.Contains(text, "marker NOT found") || !strings.Contains(text, "pip install") {
+		t.Fatalf("exit %d:\n%s", code, text)
+	}
+	var summary struct {
+		Activity []struct {
+			Title    string  `json:"title"`
+			Launches float64 `json:"launches"`
+		} `json:"_activity"`
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err := json.Unmarshal(b, &summary); err != nil {
+		t.Fatal(err)
+	}
+	workers := 0
+	for _, a := range summary.Activity {
+		if strings.HasPrefix(a.Title, "VLLM::Worker_TP") && a.Launches > 100 {
+			workers++
+		}
+	}
+	if workers != 2 {
+		t.Errorf("activity of %d workers, want 2:\n%s", workers, b)
+	}
+}
+
+// TestInterruptWritesResults: SIGINT ends the trace early and everything is
+// written, owned by the user who ran sudo.
+func TestInterruptWritesResults(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "1", "--duration", "30")
+	srv.waitReady(t)
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", "1h", "--out", out)
+	cmd.Env = append(os.Environ(), "SUDO_UID=4242", "SUDO_GID=4343")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v to stop after SIGINT", d)
+	}
+	for _, f := range []string{"forward_pass_timing.csv", "summary.json"} {
+		st, err := os.Stat(filepath.Join(out, f))
+		if err != nil {
+			t.Fatalf("%s not written after SIGINT:\n%s", f, buf.String())
+		}
+		if s := st.Sys().(*syscall.Stat_t); s.Uid != 4242 || s.Gid != 4343 {
+			t.Errorf("%s owned by %d:%d, want the sudo user 4242:4343", f, s.Uid, s.Gid)
+		}
+	}
+	if rows := readCSV(t, filepath.Join(out, "forward_pass_timing.csv")); len(rows) < 100 {
+		t.Errorf("%d rows after 2 s of tracing", len(rows))
+	}
+}
