@@ -277,6 +277,10 @@ def table(rep):
         f"max {fmt(c.get('max_ratio'), '.3f')}; within 1%: {share(c.get('within_1pct'))}")
     for ph, (tr, pr) in c.get("median_per_phase", {}).items():
         add(f"launches/step {ph} (tracer vs profiler kernels)", "", f"{tr} vs {pr}", "medians")
+    prof_result = (rep.get("results") or {}).get("prof") or {}
+    if "flagged_syncs" in prof_result:
+        add("host syncs flagged in eager steps", "", str(prof_result["flagged_syncs"]),
+            "torch.cuda sync debug mode over the profiled steps; expect 0")
     g = rep.get("graph_decode", {})
     add("graph decode: graph_launches, launches per step", f"{g.get('median_graph_launches')}, "
         f"{g.get('median_launches')}", "", f"{g.get('decode_steps')} decode steps traced")

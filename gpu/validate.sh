@@ -116,7 +116,7 @@ plain() { # NAME WORKLOAD-ARGS...: one untraced run
 T0=$(date +%s)
 alternating graph
 alternating eager --eager
-plain prof --eager --torch-profiler --steps "$PROF_STEPS" --duration 120 \
+plain prof --eager --torch-profiler --sync-debug --steps "$PROF_STEPS" --duration 120 \
     --profile-out "$OUTDIR/prof/counts.csv"
 plain sync --sync-every-step --duration "$SYNC_SECONDS"
 say "runs took $(($(date +%s) - T0)) s"

@@ -58,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--wait-traced", type=float, default=0.0,
                    help="after warm-up, wait up to this many seconds for a tracer to attach "
                         "(marker semaphore set) before step 1")
+    p.add_argument("--sync-debug", action="store_true",
+                   help="count host<->GPU synchronizing ops in the steps "
+                        "(torch.cuda.set_sync_debug_mode('warn'); there should be none)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cuda")
     p.add_argument("--dtype", default="bfloat16")
@@ -209,6 +212,20 @@ def main(argv=None):
     mark = (lambda k: torch.profiler.record_function(f"pm_step_{k}")) if args.torch_profiler \
         else (lambda k: contextlib.nullcontext())
 
+    flagged_syncs = []
+    if args.sync_debug and cuda:
+        import warnings
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if "synchroniz" in str(message).lower():
+                if not flagged_syncs:
+                    print(f"workload: synchronizing op in a step: {message} ({filename}:{lineno})",
+                          file=sys.stderr, flush=True)
+                flagged_syncs.append(str(message))
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        torch.cuda.set_sync_debug_mode("warn")
+
     thread = threading.Thread(target=output_thread, name="output", daemon=True)
     thread.start()
     k = 0
@@ -230,6 +247,8 @@ def main(argv=None):
         outputs.put(None)
         thread.join()
         elapsed = time.monotonic() - t0
+        if args.sync_debug and cuda:
+            torch.cuda.set_sync_debug_mode(0)
     pid = os.getpid()
     if args.truth:
         write_truth(args.truth, pid, truths)
@@ -252,6 +271,8 @@ def main(argv=None):
         "capture_s": round(capture_s, 2), "marker": "patched" if patched else "absent",
         "sync_every_step": args.sync_every_step, "torch_profiler": args.torch_profiler,
     }
+    if args.sync_debug:
+        result["flagged_syncs"] = len(flagged_syncs)
     print("WORKLOAD_RESULT " + json.dumps(result), flush=True)
 
 
