@@ -75,10 +75,29 @@ def accuracy(run):
         errs.append(float(r["duration_ms"]) / float(t["host_ms"]) - 1)
         shape_ok += (r["phase"] == t["phase"] and r["batch_size"] == t["batch_size"]
                      and r["num_tokens"] == t["num_tokens"])
+    # Secondary columns: cpu_ms (step_begin -> sample_end) and interval_ms
+    # (step_begin -> next step_begin) against the same points in the truth.
+    cpu_errs, int_errs = [], []
+    for r in run["tracer_own"]:
+        step = int(r["step"])
+        t, nxt = truth.get(step), truth.get(step + 1)
+        if t is None:
+            continue
+        cpu_true = (int(t["sample_end_ns"]) - int(t["begin_ns"])) / 1e6
+        if cpu_true > 0 and r.get("cpu_ms"):
+            cpu_errs.append(abs(float(r["cpu_ms"]) / cpu_true - 1))
+        if nxt is not None and r.get("interval_ms") and float(r["interval_ms"]) > 0:
+            int_true = (int(nxt["begin_ns"]) - int(t["begin_ns"])) / 1e6
+            if int_true > 0:
+                int_errs.append(abs(float(r["interval_ms"]) / int_true - 1))
     traced_truth = sum(1 for t in run["truth"] if t["traced"] == "1")
     out = {"matched_steps": matched, "tracer_rows": len(run["tracer_own"]),
            "truth_traced_steps": traced_truth,
            "shape_agreement": shape_ok / matched if matched else None}
+    if cpu_errs:
+        out["cpu_ms_median_abs_rel_err"] = statistics.median(cpu_errs)
+    if int_errs:
+        out["interval_ms_median_abs_rel_err"] = statistics.median(int_errs)
     if errs:
         absd = [abs(e) for e in errs]
         out.update(median_abs_rel_err=statistics.median(absd), p99_abs_rel_err=pct(absd, 99),
@@ -242,6 +261,9 @@ def table(rep):
     def share(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
+    def absp(x):
+        return "n/a" if x is None else f"{100 * x:.2f}%"
+
     def ovh(x):  # slowdown factor -> overhead percent
         return "n/a" if x is None else f"{100 * (x - 1):+.1f}%"
 
@@ -255,8 +277,13 @@ def table(rep):
     for key, label in (("median_abs_rel_err", "duration |rel err| median"),
                        ("p99_abs_rel_err", "duration |rel err| p99"),
                        ("median_signed_rel_err", "duration rel err median (signed)")):
-        add(label, pcnt(a["graph"].get(key)), pcnt(a["eager"].get(key)),
+        f = pcnt if "signed" in key else absp
+        add(label, f(a["graph"].get(key)), f(a["eager"].get(key)),
             "duration_ms vs execute_model entry -> get_output return")
+    add("cpu_ms |rel err| median", absp(a["graph"].get("cpu_ms_median_abs_rel_err")),
+        absp(a["eager"].get("cpu_ms_median_abs_rel_err")), "vs execute_model entry -> sample_tokens return")
+    add("interval_ms |rel err| median", absp(a["graph"].get("interval_ms_median_abs_rel_err")),
+        absp(a["eager"].get("interval_ms_median_abs_rel_err")), "vs entry -> next step's entry")
     add("plain steps/s", fmt(o["graph"].get("plain_steps_per_sec"), ".1f"),
         fmt(o["eager"].get("plain_steps_per_sec"), ".1f"), "untraced windows")
     add("traced steps/s", fmt(o["graph"].get("traced_steps_per_sec"), ".1f"),
