@@ -106,7 +106,27 @@ def marker_state():
     return True, patch.probes.step_begin_semaphore
 
 
+def avoid_packed_sequence_check():
+    """Keep transformers from syncing the host with the GPU every step.
+
+    Without a cache and attention mask, transformers' mask preparation looks
+    for packed sequences in position_ids and, outside graph capture, tests
+    the result with `.all()`: a device->host copy and a stream sync in every
+    eager forward, which vLLM never does (it would undo async scheduling).
+    Our packed steps are causal over the whole step anyway: say "not packed".
+    """
+    try:
+        from transformers import masking_utils
+    except ImportError:
+        return False
+    if not hasattr(masking_utils, "find_packed_sequence_indices"):
+        return False
+    masking_utils.find_packed_sequence_indices = lambda position_ids: None
+    return True
+
+
 def build_model(args, torch):
+    avoid_packed_sequence_check()
     from transformers import LlamaConfig, LlamaForCausalLM
     cfg = LlamaConfig(
         vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
