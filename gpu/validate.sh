@@ -93,7 +93,7 @@ alternating() { # NAME WORKLOAD-ARGS...: tracer windows alternating with plain o
     local name=$1; shift
     local dir=$OUTDIR/$name i
     local seconds=$((2 * ROUNDS * WINDOW + 2 * ROUNDS))
-    start_workload "$dir" "$@" --duration "$seconds" --wait-traced 120 || return 1
+    start_workload "$dir" "$@" --duration "$seconds" --wait-traced 30 || return 1
     for i in $(seq 1 "$ROUNDS"); do
         "$BIN" --pid "$WPID" --duration "${WINDOW}s" --out "$dir/trace$i" >"$dir/trace$i.log" 2>&1 \
             || say "tracer window $i of $name exited with $? (see $dir/trace$i.log)"
