@@ -164,7 +164,12 @@ class GPUModelRunner:
                 self._dummy_run(n, capture=True)
             except Exception as e:  # leave that size eager, say so
                 self.graph_errors.append(f"{n}: {e!r}")
-                torch.cuda.synchronize()
+                try:
+                    torch.cuda.synchronize()
+                except Exception as e2:
+                    self.graph_errors.append(f"{n}: after the failure: {e2!r}")
+                if not self.graphs and len(self.graph_errors) >= 3:
+                    break  # capture does not work here at all: stay eager
         torch.cuda.synchronize()
         return len(self.graphs)
 
