@@ -308,6 +308,9 @@ def table(rep):
     if "flagged_syncs" in prof_result:
         add("host syncs flagged in eager steps", "", str(prof_result["flagged_syncs"]),
             "torch.cuda sync debug mode over the profiled steps; expect 0")
+    gres = (rep.get("results") or {}).get("graph") or {}
+    add("CUDA graphs captured (failures)", f"{gres.get('graphs')} ({gres.get('graph_capture_failures')})",
+        "", "one per decode batch size 1-32; failed sizes run eagerly")
     g = rep.get("graph_decode", {})
     add("graph decode: graph_launches, launches per step", f"{g.get('median_graph_launches')}, "
         f"{g.get('median_launches')}", "", f"{g.get('decode_steps')} decode steps traced")
