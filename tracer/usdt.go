@@ -42,6 +42,7 @@ const (
 // Bounds on what a note may claim; a note beyond them is malformed.
 const (
 	maxNoteStrings = 4096
+	maxNoteSection = 1 << 20
 	maxProbes      = 4096
 	maxUSDTArgs    = 6 // USDT_MAX_ARGS in bpf/records.h
 )
@@ -149,6 +150,9 @@ func ReadUSDTProbes(r io.ReaderAt) (probes []USDTProbe, err error) {
 	sec := f.Section(".note.stapsdt")
 	if sec == nil {
 		return nil, nil
+	}
+	if sec.Size > maxNoteSection {
+		return nil, fmt.Errorf(".note.stapsdt of %d bytes: more than %d", sec.Size, maxNoteSection)
 	}
 	data, err := sec.Data()
 	if err != nil {
