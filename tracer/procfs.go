@@ -79,6 +79,21 @@ func (p Proc) Exists(pid int) bool {
 	return err == nil
 }
 
+// Alive reports whether the process exists and is not a zombie: a process
+// that exited but was not yet reaped by its parent has no more steps to give.
+func (p Proc) Alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
 // PPid returns the parent PID from /proc/PID/stat.
 func (p Proc) PPid(pid int) (int, error) {
 	b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "stat"))

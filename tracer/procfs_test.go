@@ -123,6 +123,10 @@ func TestDescendantsAndTitle(t *testing.T) {
 	if p.Exists(99) || !p.Exists(12) {
 		t.Error("Exists")
 	}
+	write("20", "stat", "20 (python3) Z 1 1 1 0")
+	if p.Alive(20) || !p.Alive(12) || p.Alive(99) {
+		t.Error("Alive: a zombie or a missing process is not alive")
+	}
 	if h := p.HostPath(12, "/usr/lib/libcuda.so.1"); h != filepath.Join(root, "12/root/usr/lib/libcuda.so.1") {
 		t.Errorf("HostPath = %q", h)
 	}

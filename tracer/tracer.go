@@ -126,12 +126,13 @@ func (t *Tracer) rescanMaps(now time.Time) {
 		if p.Exited {
 			continue
 		}
+		if !t.opts.Proc.Alive(p.PID) {
+			p.Exited = true
+			t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
+			continue
+		}
 		maps, err := t.opts.Proc.Maps(p.PID)
 		if err != nil {
-			if !t.opts.Proc.Exists(p.PID) {
-				p.Exited = true
-				t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
-			}
 			continue
 		}
 		if title := t.opts.Proc.Title(p.PID); title != "" {

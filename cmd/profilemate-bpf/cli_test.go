@@ -139,3 +139,28 @@ func TestInterruptWritesResults(t *testing.T) {
 		t.Errorf("%d rows after 2 s of tracing", len(rows))
 	}
 }
+
+// TestServerExitsMidTrace: the steps of processes that exit during the trace
+// are kept, and the trace ends once nothing is left to trace.
+func TestServerExitsMidTrace(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "2", "--duration", "3")
+	srv.waitReady(t)
+	out := t.TempDir()
+	start := time.Now()
+	code, text := exitCode(t, exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", "60s", "--out", out))
+	if code != 0 || !strings.Contains(text, "every traced process has exited") {
+		t.Fatalf("exit %d:\n%s", code, text)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("trace went on for %v after the server stopped", d)
+	}
+	pids := map[string]int{}
+	for _, r := range readCSV(t, filepath.Join(out, "forward_pass_timing.csv")) {
+		pids[r["pid"]]++
+	}
+	if len(pids) != 2 {
+		t.Errorf("rows from %d workers, want both: %v", len(pids), pids)
+	}
+}
