@@ -279,7 +279,51 @@ static __always_inline void count_launch(struct proc_state *p, bool graph)
 	}
 }
 
-/* Runtime kernel launches:
+/* A launch through the runtime: count it and mark the thread, so that the
+ * driver launch it makes next is not counted again. */
+static __always_inline int runtime_launch(bool graph)
+{
+	struct proc_state *p = current_proc();
+	struct thread_state *t;
+
+	if (!p)
+		return 0;
+	count_launch(p, graph);
+	t = current_thread();
+	if (t) {
+		if (graph)
+			t->rt_graph = 1;
+		else
+			t->rt_launch = 1;
+	}
+	return 0;
+}
+
+/* A launch at the driver: the same launch as the runtime's that marked this
+ * thread, or one straight from a library such as cuBLAS. */
+static __always_inline int driver_launch(bool graph)
+{
+	struct proc_state *p = current_proc();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct thread_state *t;
+
+	if (!p)
+		return 0;
+	/* A lookup, not current_thread(): the hot path needs no entry for
+	 * threads that never launched through a probed runtime. */
+	t = bpf_map_lookup_elem(&threads, &tid);
+	if (t) {
+		__u8 *mark = graph ? &t->rt_graph : &t->rt_launch;
+		if (*mark) {
+			*mark = 0; /* counted at the runtime */
+			return 0;
+		}
+	}
+	count_launch(p, graph);
+	return 0;
+}
+
+/* Runtime kernel launches (probed only where the driver's cannot be):
  * cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block,
  *                              void **args, size_t shmem, cudaStream_t stream);
  * cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config,
@@ -290,16 +334,7 @@ static __always_inline void count_launch(struct proc_state *p, bool graph)
 SEC("uprobe.multi")
 int rt_launch(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
-	struct thread_state *t;
-
-	if (!p)
-		return 0;
-	count_launch(p, false);
-	t = current_thread();
-	if (t)
-		t->rt_launch = 1;
-	return 0;
+	return runtime_launch(false);
 }
 
 /* Driver kernel launches:
@@ -312,52 +347,21 @@ int rt_launch(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int drv_launch(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
-	struct thread_state *t;
-
-	if (!p)
-		return 0;
-	t = current_thread();
-	if (t && t->rt_launch) {
-		t->rt_launch = 0; /* counted at the runtime */
-		return 0;
-	}
-	count_launch(p, false);
-	return 0;
+	return driver_launch(false);
 }
 
 /* cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream); */
 SEC("uprobe.multi")
 int rt_graph_launch(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
-	struct thread_state *t;
-
-	if (!p)
-		return 0;
-	count_launch(p, true);
-	t = current_thread();
-	if (t)
-		t->rt_graph = 1;
-	return 0;
+	return runtime_launch(true);
 }
 
 /* CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream); */
 SEC("uprobe.multi")
 int drv_graph_launch(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
-	struct thread_state *t;
-
-	if (!p)
-		return 0;
-	t = current_thread();
-	if (t && t->rt_graph) {
-		t->rt_graph = 0;
-		return 0;
-	}
-	count_launch(p, true);
-	return 0;
+	return driver_launch(true);
 }
 
 /* Entry of a blocking call: cudaStreamSynchronize, cudaDeviceSynchronize,
