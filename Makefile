@@ -3,20 +3,19 @@
 SHELL := /bin/bash
 BUILD ?= $(CURDIR)/build
 PREFIX ?= /usr/local
-VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+VERSION ?= 0.1.0
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin/profilemate-bpf
-GO_SOURCES := $(shell find cmd tracer analysis -name '*.go' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all build generate generate-check marker sim demo test test-go test-python fuzz bench install container-test clean
 
 all: build marker sim
 
 # A static binary: it runs on any Linux host and in a minimal container image.
-build: $(BIN)
-$(BIN): $(GO_SOURCES) tracer/profilemate_x86_bpfel.o
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/profilemate-bpf
+# Always run: go's own cache makes it cheap, and the version stamp stays true.
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/profilemate-bpf
 
 # Regenerate the eBPF objects (needs clang and libbpf-dev). The outputs are
 # committed so that `go build` needs neither.
@@ -60,7 +59,8 @@ bench: build sim
 install: build marker
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/profilemate-bpf
 	mkdir -p $(DESTDIR)$(PREFIX)/share/profilemate-bpf
-	cp -r marker $(DESTDIR)$(PREFIX)/share/profilemate-bpf/
+	tar -C $(CURDIR) --exclude=build --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache --exclude=tests -cf - marker \
+		| tar -C $(DESTDIR)$(PREFIX)/share/profilemate-bpf -xf -
 	@echo "installed $(PREFIX)/bin/profilemate-bpf and the marker in $(PREFIX)/share/profilemate-bpf/marker"
 
 clean:

@@ -164,3 +164,23 @@ func TestServerExitsMidTrace(t *testing.T) {
 		t.Errorf("rows from %d workers, want both: %v", len(pids), pids)
 	}
 }
+
+// TestMakeInstall: `make install` puts the binary and the marker where the
+// README says, and the binary knows its version and commit.
+func TestMakeInstall(t *testing.T) {
+	dest := t.TempDir()
+	repo := repoRoot(t)
+	if out, err := exec.Command("make", "-s", "-C", repo, "install", "DESTDIR="+dest, "PREFIX=/usr/local").CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(dest, "usr/local/bin/profilemate-bpf"), "--version").Output()
+	commit, _ := exec.Command("git", "-C", repo, "rev-parse", "--short", "HEAD").Output()
+	if err != nil || !strings.HasPrefix(string(out), "profilemate-bpf 0.") || !strings.Contains(string(out), strings.TrimSpace(string(commit))) {
+		t.Errorf("--version: %q (%v), want the version and commit %s", out, err, commit)
+	}
+	for _, f := range []string{"pyproject.toml", "sitecustomize.py", "profilemate_marker/patch.py", "profilemate_marker/libprofilemate_marker.so"} {
+		if _, err := os.Stat(filepath.Join(dest, "usr/local/share/profilemate-bpf/marker", f)); err != nil {
+			t.Errorf("marker not installed: %v", err)
+		}
+	}
+}
