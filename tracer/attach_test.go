@@ -81,10 +81,10 @@ func (w *workload) expect(t testing.TB, prefix string) string {
 }
 
 // traceWorkload attaches to a running workload, lets it run its steps and
-// returns what the tracer recorded and the workload's report line. (That the
-// semaphores go back to 0 when the tracer process ends, even by SIGKILL, is
-// checked end to end in cmd/profilemate-bpf.)
-func traceWorkload(t *testing.T, steps int, fork bool) (got []analysis.Step, done string) {
+// returns what the tracer recorded, the workload's report line and its
+// semaphore once the tracer closed. (That they also go back to 0 when the
+// tracer process is killed is checked end to end in cmd/profilemate-bpf.)
+func traceWorkload(t *testing.T, steps int, fork bool) (got []analysis.Step, done, after string) {
 	requireRoot(t)
 	bin, marker := buildWorkload(t)
 	w := startWorkload(t, bin, marker, steps, fork)
@@ -110,7 +110,8 @@ func traceWorkload(t *testing.T, steps int, fork bool) (got []analysis.Step, don
 		t.Fatal(err)
 	}
 	t.Logf("traced processes: %+v", procs)
-	return got, done
+	fmt.Fprintln(w.stdin, "semaphore?")
+	return got, done, w.expect(t, "semaphore=")
 }
 
 func checkSteps(t *testing.T, got []analysis.Step, pid uint32, steps int) {
@@ -142,13 +143,16 @@ func checkSteps(t *testing.T, got []analysis.Step, pid uint32, steps int) {
 // TestTraceCountsEachLaunchOnce: launches through the runtime reach the
 // driver's exported function too (the fake runtime calls it, as the real one
 // does) and must count once; straight driver launches count once; the
-// semaphore is raised while attached.
+// semaphore is raised while attached and lowered by Close.
 func TestTraceCountsEachLaunchOnce(t *testing.T) {
-	got, done := traceWorkload(t, 20, false)
+	got, done, after := traceWorkload(t, 20, false)
 	var child, maxSem int
 	fmt.Sscanf(done, "done child=%d max_semaphore=%d", &child, &maxSem)
 	if maxSem < 1 {
 		t.Errorf("semaphore never raised while attached: %q", done)
+	}
+	if after != "semaphore=0" {
+		t.Errorf("after Close: %q, want the semaphore back at 0", after)
 	}
 	if len(got) == 0 {
 		t.Fatal("no steps recorded")
@@ -159,7 +163,7 @@ func TestTraceCountsEachLaunchOnce(t *testing.T) {
 // TestTraceFollowsForkAfterAttach: a process forked after the tracer attached
 // is traced from its first step.
 func TestTraceFollowsForkAfterAttach(t *testing.T) {
-	got, done := traceWorkload(t, 10, true)
+	got, done, _ := traceWorkload(t, 10, true)
 	var child, maxSem int
 	fmt.Sscanf(done, "done child=%d max_semaphore=%d", &child, &maxSem)
 	if child <= 0 {
@@ -225,7 +229,7 @@ func TestRuntimeLaunchesWhereDriverCannotBeProbed(t *testing.T) {
 			driverProbes[i].symbols = []string{"cuLaunchKernel_not_exported"}
 		}
 	}
-	got, _ := traceWorkload(t, 5, false)
+	got, _, _ := traceWorkload(t, 5, false)
 	if len(got) != 5 {
 		t.Fatalf("%d steps, want 5", len(got))
 	}
