@@ -11,6 +11,13 @@ DIR/<run>/ for run in graph, eager (traced in alternating windows), prof
   counts.csv         (prof) kernels per step from the PyTorch profiler
 
 Prints one table and writes DIR/report.json and DIR/table.txt. Stdlib only.
+
+Tensor parallelism (gpu/validate_tp.sh; detected by DIR/graph/truth_rank0.csv):
+runs graph, eager, prof of `workload.py --tp N`; per run truth_rank<R>.csv,
+the engine's workload.log (WORKLOAD_RESULT with each rank's result and pid),
+trace<N>/ (forward_pass_timing.csv, summary.json with "_ranks") and
+counts_rank<R>.csv (prof). The same measures per rank (the tracer's rows of
+that rank's pid), then the cross-rank spread. One table per rank, one across.
 """
 import csv
 import glob
@@ -321,11 +328,249 @@ def table(rep):
     return "\n".join(lines)
 
 
+# --- tensor parallelism ---------------------------------------------------------
+TP_RUNS = ("graph", "eager", "prof")
+RANK_FILE_RE = re.compile(r"truth_rank(\d+)\.csv$")
+
+
+def is_tp(d):
+    return bool(glob.glob(os.path.join(d, "graph", "truth_rank*.csv")))
+
+
+def load_tp_run(d):
+    """load_run of an engine's directory, plus "ranks": {rank: run of that
+    rank alone} (its truth, its worker's result, the tracer rows of its pid)
+    and "spread": each tracer window's summary.json "_ranks"."""
+    run = load_run(d)
+    engine = run["result"] or {}
+    per_rank_results = engine.get("ranks") or []
+    run["ranks"] = {}
+    for path in sorted(glob.glob(os.path.join(d, "truth_rank*.csv"))):
+        rank = int(RANK_FILE_RE.search(path).group(1))
+        res = per_rank_results[rank] if rank < len(per_rank_results) else None
+        truth = read_csv(path)
+        pid = str(res["pid"]) if res else (truth[0]["pid"] if truth else None)
+        own = [r for r in run["tracer"] if r.get("pid") == pid]
+        run["ranks"][rank] = {"truth": truth, "tracer": run["tracer"], "tracer_own": own,
+                              "result": res, "attach_ms": run["attach_ms"],
+                              "probes": run["probes"], "pid": pid}
+    run["spread"] = []
+    for path in sorted(glob.glob(os.path.join(d, "trace*", "summary.json"))):
+        try:
+            with open(path) as f:
+                run["spread"].append(json.load(f).get("_ranks"))
+        except (OSError, ValueError):
+            run["spread"].append(None)
+    return run
+
+
+def rank_labels(rank, run):
+    """How the tracer labelled this rank's process: share of its rows whose
+    rank column is `rank`, and the titles seen."""
+    rows = run["tracer_own"]
+    if not rows:
+        return {"rows": 0}
+    return {"rows": len(rows), "rank_ok": sum(r.get("rank") == str(rank) for r in rows) / len(rows),
+            "titles": sorted({r.get("process", "") for r in rows})}
+
+
+def cross_rank(run):
+    """The spread of each step over the ranks, recomputed from the tracer's
+    rows (slowest minus fastest duration_ms among the ranks' pids, steps that
+    every rank timed) and, for the same steps, from the ranks' truths
+    (host_ms); plus the tracer's own "_ranks" of each window."""
+    ranks = run["ranks"]
+    by_step = {}
+    for rank, rr in ranks.items():
+        for r in rr["tracer_own"]:
+            by_step.setdefault(int(r["step"]), {})[rank] = float(r["duration_ms"])
+    truth = {rank: {int(t["step"]): float(t["host_ms"]) for t in rr["truth"]}
+             for rank, rr in ranks.items()}
+    spreads, true_spreads, slowest, diffs = [], [], {}, []
+    for step, d in sorted(by_step.items()):
+        if len(d) < len(ranks) or len(ranks) < 2:
+            continue
+        spread = max(d.values()) - min(d.values())
+        spreads.append(spread)
+        top = max(d, key=d.get)
+        slowest[top] = slowest.get(top, 0) + 1
+        tv = [truth[r].get(step) for r in ranks]
+        if all(v is not None and v > 0 for v in tv):
+            true_spreads.append(max(tv) - min(tv))
+            diffs.append(abs(spread - true_spreads[-1]))
+    out = {"aligned_steps": len(spreads), "tracer_windows": run["spread"]}
+    if spreads:
+        out["recomputed"] = {"mean_ms": statistics.mean(spreads), "p50_ms": pct(spreads, 50),
+                             "p95_ms": pct(spreads, 95), "p99_ms": pct(spreads, 99),
+                             "slowest": {str(k): v for k, v in sorted(slowest.items())}}
+    if true_spreads:
+        out["truth"] = {"mean_ms": statistics.mean(true_spreads),
+                        "p50_ms": pct(true_spreads, 50), "p99_ms": pct(true_spreads, 99),
+                        "median_abs_diff_ms": statistics.median(diffs)}
+    return out
+
+
+def build_tp(d):
+    runs = {name: load_tp_run(os.path.join(d, name)) for name in TP_RUNS}
+    ranks = sorted(set(runs["graph"]["ranks"]) | set(runs["eager"]["ranks"]))
+    rep = {"tp": len(ranks), "ranks": {}, "cross_rank": {}, "attach_ms": {}, "probes": {},
+           "results": {k: r["result"] for k, r in runs.items()}}
+    for name in ("graph", "eager"):
+        rep["attach_ms"][name] = runs[name]["attach_ms"]
+        rep["probes"][name] = runs[name]["probes"]
+        rep["cross_rank"][name] = cross_rank(runs[name])
+    empty = {"truth": [], "tracer": [], "tracer_own": [], "result": None}
+    for rank in ranks:
+        one = {"accuracy": {}, "overhead": {}, "labels": {}}
+        plain = {}
+        for name in ("graph", "eager"):
+            rr = runs[name]["ranks"].get(rank, empty)
+            one["accuracy"][name] = accuracy(rr)
+            one["overhead"][name], plain[name] = overhead(rr)
+            one["labels"][name] = rank_labels(rank, rr)
+        prof = runs["prof"]["ranks"].get(rank, empty)
+        one["overhead"]["torch_profiler"] = other_mode_overhead(prof, plain["eager"])
+        one["coverage"] = coverage(runs["eager"]["ranks"].get(rank, empty), read_csv(
+            os.path.join(d, "prof", f"counts_rank{rank}.csv")))
+        one["graph_decode"] = graph_decode(runs["graph"]["ranks"].get(rank, empty))
+        one["results"] = {name: runs[name]["ranks"].get(rank, empty)["result"]
+                          for name in TP_RUNS}
+        rep["ranks"][str(rank)] = one
+    return rep
+
+
+def _pcnt(x):
+    return "n/a" if x is None else f"{100 * x:+.2f}%"
+
+
+def _share(x):
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _absp(x):
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _ovh(x):  # slowdown factor -> overhead percent
+    return "n/a" if x is None else f"{100 * (x - 1):+.1f}%"
+
+
+def _spread_text(s):
+    if not s:
+        return "n/a"
+    text = (f"n={s.get('count')} mean {fmt(s.get('mean_ms'), '.3f')} p50 {fmt(s.get('p50_ms'), '.3f')} "
+            f"p95 {fmt(s.get('p95_ms'), '.3f')} p99 {fmt(s.get('p99_ms'), '.3f')} ms")
+    slow = s.get("slowest") or []
+    if slow:
+        text += "; slowest " + ", ".join(
+            f"TP{x.get('rank')} {_share(x.get('share'))}" for x in slow)
+    return text
+
+
+def table_tp(rep):
+    lines = []
+
+    def add(metric, graph, eager, note=""):
+        lines.append(f"| {metric} | {graph} | {eager} | {note} |")
+
+    for rank, one in rep["ranks"].items():
+        a, o, c = one["accuracy"], one["overhead"], one["coverage"]
+        lb = one["labels"]
+        lines.append("")
+        lines.append(f"### rank {rank} (VLLM::Worker_TP{rank})")
+        lines.append("")
+        lines.append("| metric | graph mode | eager mode | note |")
+        lines.append("|---|---|---|---|")
+        add("tracer rows labelled rank " + rank, _share(lb["graph"].get("rank_ok")),
+            _share(lb["eager"].get("rank_ok")),
+            "titles: " + ", ".join(sorted(set(lb["graph"].get("titles", []))
+                                          | set(lb["eager"].get("titles", [])))))
+        add("steps matched tracer<->truth",
+            f"{a['graph']['matched_steps']}/{a['graph']['truth_traced_steps']}",
+            f"{a['eager']['matched_steps']}/{a['eager']['truth_traced_steps']}",
+            "tracer rows for the rank's pid / its truth steps with the tracer attached")
+        add("shape agreement (phase,batch,tokens)", _share(a["graph"].get("shape_agreement")),
+            _share(a["eager"].get("shape_agreement")), "share of matched steps")
+        for key, label in (("median_abs_rel_err", "duration |rel err| median"),
+                           ("p99_abs_rel_err", "duration |rel err| p99"),
+                           ("median_signed_rel_err", "duration rel err median (signed)")):
+            f = _pcnt if "signed" in key else _absp
+            add(label, f(a["graph"].get(key)), f(a["eager"].get(key)),
+                "duration_ms vs the rank's execute_model entry -> get_output return")
+        add("plain / traced steps/s", f"{fmt(o['graph'].get('plain_steps_per_sec'), '.1f')} / "
+            f"{fmt(o['graph'].get('traced_steps_per_sec'), '.1f')}",
+            f"{fmt(o['eager'].get('plain_steps_per_sec'), '.1f')} / "
+            f"{fmt(o['eager'].get('traced_steps_per_sec'), '.1f')}", "untraced / traced windows")
+        add("tracer overhead (step rate)",
+            _ovh(1 / o["graph"]["rate_ratio"]) if o["graph"].get("rate_ratio") else "n/a",
+            _ovh(1 / o["eager"]["rate_ratio"]) if o["eager"].get("rate_ratio") else "n/a",
+            "plain rate / traced rate - 1")
+        add("tracer overhead (shape-matched period)", _ovh(o["graph"].get("matched_slowdown")),
+            _ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
+        p = o.get("torch_profiler", {})
+        add("--torch-profiler overhead", "", _ovh(p.get("matched_slowdown")),
+            f"shape-matched vs plain eager; steps/s {fmt(p.get('steps_per_sec'), '.1f')}")
+        add("launch coverage (tracer/profiler kernels) median", "",
+            fmt(c.get("median_ratio"), ".4f"),
+            f"{c['compared_steps']} steps by {c['method']}; min {fmt(c.get('min_ratio'), '.3f')} "
+            f"max {fmt(c.get('max_ratio'), '.3f')}; within 1%: {_share(c.get('within_1pct'))}")
+        for ph, (tr, pr) in c.get("median_per_phase", {}).items():
+            add(f"launches/step {ph} (tracer vs profiler kernels)", "", f"{tr} vs {pr}", "medians")
+        prof_result = one["results"].get("prof") or {}
+        if "flagged_syncs" in prof_result:
+            add("host syncs flagged in eager steps", "", str(prof_result["flagged_syncs"]),
+                "torch.cuda sync debug mode over the profiled steps; expect 0")
+        gres = one["results"].get("graph") or {}
+        add("CUDA graphs captured (failures)",
+            f"{gres.get('graphs')} ({gres.get('graph_capture_failures')})", "",
+            "decode batch sizes 1-32, NCCL all_reduce inside; failed sizes run eagerly")
+        g = one.get("graph_decode", {})
+        add("graph decode: graph_launches, launches per step",
+            f"{g.get('median_graph_launches')}, {g.get('median_launches')}", "",
+            f"{g.get('decode_steps')} decode steps traced")
+    lines.append("")
+    lines.append(f"### across the {rep['tp']} ranks of the server")
+    lines.append("")
+    lines.append("| metric | graph mode | eager mode | note |")
+    lines.append("|---|---|---|---|")
+    cr = rep["cross_rank"]
+    n_win = max(len(cr["graph"].get("tracer_windows", [])), len(cr["eager"].get("tracer_windows", [])))
+    for i in range(n_win):
+        g = cr["graph"]["tracer_windows"][i] if i < len(cr["graph"]["tracer_windows"]) else None
+        e = cr["eager"]["tracer_windows"][i] if i < len(cr["eager"]["tracer_windows"]) else None
+        add(f"tracer _ranks, window {i + 1}", _spread_text(g), _spread_text(e),
+            "summary.json: slowest minus fastest rank per step")
+    for name_key, label in (("recomputed", "spread from the CSV"), ("truth", "spread in the truths")):
+        def one_text(x):
+            if not x:
+                return "n/a"
+            t = f"mean {fmt(x.get('mean_ms'), '.3f')} p50 {fmt(x.get('p50_ms'), '.3f')} " \
+                f"p99 {fmt(x.get('p99_ms'), '.3f')} ms"
+            if "slowest" in x:
+                t += "; slowest " + ", ".join(f"TP{k} {v}" for k, v in x["slowest"].items())
+            if "median_abs_diff_ms" in x:
+                t += f"; |tracer-truth| median {fmt(x['median_abs_diff_ms'], '.3f')} ms"
+            return t
+        add(label, one_text(cr["graph"].get(name_key)), one_text(cr["eager"].get(name_key)),
+            f"{cr['graph'].get('aligned_steps')} / {cr['eager'].get('aligned_steps')} "
+            "steps timed on every rank (all windows)")
+    att = rep["attach_ms"]
+    add("attach time ms (per tracer window)", ",".join(map(str, att["graph"])) or "n/a",
+        ",".join(map(str, att["eager"])) or "n/a",
+        f"whole tree from --pid <engine>; probes: "
+        f"{rep['probes']['graph'][:1] or rep['probes']['eager'][:1]}")
+    return "\n".join(lines).lstrip("\n")
+
+
 def main(argv):
     if len(argv) != 2:
         sys.exit(__doc__)
-    rep = build(argv[1])
-    text = table(rep)
+    if is_tp(argv[1]):
+        rep = build_tp(argv[1])
+        text = table_tp(rep)
+    else:
+        rep = build(argv[1])
+        text = table(rep)
     print(text)
     with open(os.path.join(argv[1], "report.json"), "w") as f:
         json.dump(rep, f, indent=1, default=str)

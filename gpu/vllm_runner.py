@@ -90,13 +90,19 @@ class GPUModelRunner:
     """vLLM V1 GPUModelRunner's step interface over a transformers Llama."""
 
     def __init__(self, model, device, eager=True, max_decode_batch=gsched.MAX_DECODE_BATCH,
-                 traced_probe=lambda: 0):
+                 traced_probe=lambda: 0, agree=lambda ok: ok, capture_error_mode=None):
         self.model = model
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.eager = eager or not self.cuda
         self.max_decode_batch = max_decode_batch
         self.traced_probe = traced_probe
+        # Tensor parallelism: agree(ok) is True when every rank's ok is (a
+        # CPU collective), so all ranks keep graphs for the same batch sizes
+        # and stop capturing together; capture_error_mode "thread_local"
+        # keeps NCCL's watchdog thread from failing a capture.
+        self.agree = agree
+        self.capture_error_mode = capture_error_mode
         self.vocab = model.config.vocab_size
         self.step = 0
         self.graphs = {}
@@ -143,7 +149,8 @@ class GPUModelRunner:
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         pool = getattr(self, "_pool", None)
-        with torch.cuda.graph(graph, pool=pool):
+        mode = {"capture_error_mode": self.capture_error_mode} if self.capture_error_mode else {}
+        with torch.cuda.graph(graph, pool=pool, **mode):
             logits = self._logits(ids, pos, None)
         self._pool = graph.pool()
         self.graphs[num_tokens] = (graph, logits)
@@ -160,14 +167,20 @@ class GPUModelRunner:
         if self.eager:
             return 0
         for n in range(self.max_decode_batch, 0, -1):
+            ok = True
             try:
                 self._dummy_run(n, capture=True)
             except Exception as e:  # leave that size eager, say so
+                ok = False
                 self.graph_errors.append(f"{n}: {e!r}")
                 try:
                     torch.cuda.synchronize()
                 except Exception as e2:
                     self.graph_errors.append(f"{n}: after the failure: {e2!r}")
+            if not self.agree(ok):
+                if ok:  # captured here, not on another rank: eager everywhere
+                    self.graphs.pop(n, None)
+                    self.graph_errors.append(f"{n}: another rank could not capture it")
                 if not self.graphs and len(self.graph_errors) >= 3:
                     break  # capture does not work here at all: stay eager
         torch.cuda.synchronize()

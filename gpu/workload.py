@@ -19,6 +19,13 @@ validating profilemate-bpf on a GPU.
 
 Prints "WORKLOAD_READY pid=N" once warm (the tracer may attach then) and,
 at the end, "WORKLOAD_RESULT {json}" with steps/sec.
+
+--tp 2 (tensor parallelism, see gpu/tensorpar.py): this process becomes the engine
+(title VLLM::EngineCore) and starts one worker per GPU (VLLM::Worker_TP<R>),
+each running the same steps with NCCL all_reduces in the forward; their
+output is forwarded prefixed "(VLLM::Worker_TP<R> pid=N) ". The engine's
+WORKLOAD_READY pid is its own (trace it with --pid that); per-rank files are
+<name>_rank<R>.<ext> of --truth / --profile-out / --profile-trace.
 """
 import argparse
 import contextlib
@@ -69,6 +76,10 @@ def parse_args(argv=None):
     p.add_argument("--intermediate", type=int, default=5632)
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--vocab", type=int, default=32000)
+    p.add_argument("--tp", type=int, default=1,
+                   help="tensor-parallel size: an engine process and one worker per GPU")
+    p.add_argument("--tp-rank", type=int, default=-1, help=argparse.SUPPRESS)  # worker only
+    p.add_argument("--tp-port", type=int, default=0, help=argparse.SUPPRESS)  # worker only
     return p.parse_args(argv)
 
 
@@ -172,6 +183,12 @@ def write_profile_counts(path, counts, truths):
 
 def main(argv=None):
     args = parse_args(argv)
+    tp = None
+    if args.tp > 1:
+        import tensorpar as tp_mod  # gpu/tensorpar.py
+        if args.tp_rank < 0:
+            sys.exit(tp_mod.engine_main(args, sys.argv[1:] if argv is None else list(argv)))
+        tp_mod.worker_prelude(args)  # title, NCCL env, per-rank file names, device
     runner_module = install_runner_module()
     load_plugins()  # before the runner is built, as in vLLM
     import gpusched
@@ -180,6 +197,8 @@ def main(argv=None):
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         sys.exit("workload: CUDA is not available (use --device cpu for a smoke test)")
+    if args.tp > 1:
+        tp = tp_mod.Group(args, torch)  # torch.distributed: NCCL (gloo on the CPU)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -188,15 +207,23 @@ def main(argv=None):
     traced = (lambda: semaphore.value) if semaphore is not None else (lambda: 0)
     t_start = time.monotonic()
     with torch.inference_mode():
+        if tp is not None:
+            torch.manual_seed(args.seed)  # the same full weights on every rank, then sliced
         model = build_model(args, torch)
+        extra = {}
+        if tp is not None:
+            tp.shard(model)
+            extra = {"agree": tp.all_true, "capture_error_mode": "thread_local"}
         runner = runner_module.GPUModelRunner(model, args.device, eager=args.eager,
-                                              traced_probe=traced)
+                                              traced_probe=traced, **extra)
         runner.profile_run()
         t_capture = time.monotonic()
         runner.capture_model()
         capture_s = time.monotonic() - t_capture
     patched, _ = marker_state()
-    print(f"WORKLOAD_READY pid={os.getpid()} marker={'patched' if patched else 'absent'} "
+    ready = "WORKER_READY" if tp is not None else "WORKLOAD_READY"
+    rank = f"rank={args.tp_rank} " if tp is not None else ""
+    print(f"{ready} {rank}pid={os.getpid()} marker={'patched' if patched else 'absent'} "
           f"graphs={len(runner.graphs)} warmup_s={time.monotonic() - t_start:.1f}", flush=True)
     for err in runner.graph_errors[:3]:
         print(f"workload: graph capture failed for batch {err}", file=sys.stderr, flush=True)
@@ -210,6 +237,8 @@ def main(argv=None):
         if semaphore.value:
             # The marker's probes may be attached before the CUDA libraries'.
             time.sleep(1.0)
+    if tp is not None:
+        tp.barrier()  # every rank starts step 1 together
 
     truths = []
     inflight = threading.BoundedSemaphore(2)
@@ -255,7 +284,15 @@ def main(argv=None):
     with profiler as prof, torch.inference_mode():
         t0 = time.monotonic()
         end = t0 + args.duration
-        while not stop.is_set() and time.monotonic() < end and (not args.steps or k < args.steps):
+        while True:
+            if args.steps and k >= args.steps:
+                break
+            if tp is None:
+                if stop.is_set() or time.monotonic() >= end:
+                    break
+            elif k % tp.STOP_CHECK_EVERY == 0 and tp.any_true(
+                    stop.is_set() or time.monotonic() >= end):
+                break  # every rank stops after the same step (a CPU collective, not per step)
             k += 1
             so = gpusched.scheduler_output(args.seed, k)
             tokens += so.total_num_scheduled_tokens
@@ -295,6 +332,11 @@ def main(argv=None):
     }
     if args.sync_debug:
         result["flagged_syncs"] = len(flagged_syncs)
+    if tp is not None:
+        result.update(rank=args.tp_rank, tp=args.tp, truth=args.truth)
+        tp.close()
+        print("WORKER_RESULT " + json.dumps(result), flush=True)
+        return
     print("WORKLOAD_RESULT " + json.dumps(result), flush=True)
 
 
