@@ -145,3 +145,72 @@ def test_report_on_synthetic_runs(tmp_path):
     assert rep["attach_ms"]["eager"] == [412, 412, 412]
     text = report.table(rep)
     assert "+5.0%" in text and "412,412" in text
+
+
+def _tp_layout(d, name, steps, slow, graph, prof=False, tp=2):
+    """A TP run directory (as validate_tp.sh leaves it) from one fake run per
+    rank: truth_rank<R>.csv, trace windows holding every rank's rows (rank 1
+    0.5 ms slower), the engine's WORKLOAD_RESULT and counts_rank<R>.csv."""
+    import shutil
+    run = os.path.join(d, name)
+    os.makedirs(run)
+    results, windows = [], {}
+    for rank in range(tp):
+        tmp = os.path.join(d, f"tmp{rank}")
+        pid = 100 + 10 * rank + len(name)
+        _write_run(tmp, name, pid, steps, slow, graph, windows=not prof, prof=prof)
+        src = os.path.join(tmp, name)
+        shutil.copy(os.path.join(src, "truth.csv"), os.path.join(run, f"truth_rank{rank}.csv"))
+        if prof:
+            shutil.copy(os.path.join(src, "counts.csv"), os.path.join(run, f"counts_rank{rank}.csv"))
+        for w in sorted(os.listdir(src)):
+            if w.startswith("trace") and os.path.isdir(os.path.join(src, w)):
+                rows = report.read_csv(os.path.join(src, w, "forward_pass_timing.csv"))
+                for r in rows:
+                    r["rank"] = str(rank)
+                    r["process"] = f"VLLM::Worker_TP{rank}"
+                    r["duration_ms"] = str(float(r["duration_ms"]) + 0.5 * rank)
+                windows.setdefault(w, []).extend(rows)
+                shutil.copy(os.path.join(src, w + ".log"), os.path.join(run, w + ".log"))
+        results.append({"pid": pid, "rank": rank, "steps": steps, "graphs": 32, "mode": name})
+        shutil.rmtree(tmp)
+    for w, rows in windows.items():
+        os.makedirs(os.path.join(run, w))
+        with open(os.path.join(run, w, "forward_pass_timing.csv"), "w", newline="") as f:
+            wr = csv.DictWriter(f, TRACER)
+            wr.writeheader()
+            wr.writerows(rows)
+        with open(os.path.join(run, w, "summary.json"), "w") as f:
+            json.dump({"_ranks": {"count": 200, "unaligned_steps": 0, "mean_ms": 0.5,
+                                  "p50_ms": 0.5, "p95_ms": 0.5, "p99_ms": 0.5, "max_ms": 0.5,
+                                  "slowest": [{"rank": 0, "share": 0.0}, {"rank": 1, "share": 1.0}]}}, f)
+    with open(os.path.join(run, "workload.log"), "w") as f:
+        f.write("WORKLOAD_RESULT " + json.dumps({"pid": 99, "tp": tp, "ranks": results}) + "\n")
+
+
+def test_report_on_synthetic_tp_runs(tmp_path):
+    d = str(tmp_path)
+    _tp_layout(d, "graph", 1200, 1.02, True)
+    _tp_layout(d, "eager", 1200, 1.05, False)
+    _tp_layout(d, "prof", 150, 1.0, False, prof=True)
+    assert report.is_tp(d)
+    rep = report.build_tp(d)
+    assert rep["tp"] == 2 and set(rep["ranks"]) == {"0", "1"}
+    for rank, one in rep["ranks"].items():
+        assert one["labels"]["graph"]["rank_ok"] == 1
+        acc = one["accuracy"]["eager"]
+        assert acc["matched_steps"] == acc["truth_traced_steps"] == 600
+        assert one["overhead"]["eager"]["matched_slowdown"] == pytest.approx(1.05)
+        assert one["coverage"]["compared_steps"] == 150
+        if rank == "0":
+            assert one["coverage"]["median_ratio"] == 1
+            assert acc["median_abs_rel_err"] == pytest.approx(0.01)
+    cr = rep["cross_rank"]["graph"]
+    assert cr["aligned_steps"] == 600
+    assert cr["recomputed"]["p50_ms"] == pytest.approx(0.5)
+    assert cr["recomputed"]["slowest"] == {"1": 600}
+    assert cr["truth"]["p50_ms"] == pytest.approx(0.0)
+    text = report.table_tp(rep)
+    assert "### rank 1 (VLLM::Worker_TP1)" in text and "slowest TP0 0.0%, TP1 100.0%" in text
+    report.main(["report.py", d])
+    assert os.path.exists(os.path.join(d, "table.txt"))
