@@ -67,3 +67,8 @@ install: build marker
 clean:
 	rm -rf bin $(BUILD)
 	$(MAKE) -C marker clean
+
+# Build the container image with podman (as root) and trace the simulated
+# server from inside it; see README.md, "Container".
+container-test:
+	./scripts/container-test.sh
