@@ -8,6 +8,7 @@ Mix per step: decode (1-32 requests x 1 token) most of the time, prefill
 (1-4 new requests x 128-512 prompt tokens) and mixed (decode requests plus
 one prefill chunk, as chunked prefill does) now and then.
 """
+import itertools
 import random
 
 from vllm.v1.core.sched.output import (CachedRequestData, NewRequestData,
@@ -15,7 +16,11 @@ from vllm.v1.core.sched.output import (CachedRequestData, NewRequestData,
 
 MAX_DECODE_BATCH = 32
 PREFILL_REQS = (1, 4)
-PREFILL_TOKENS = (128, 512)
+#: Prompt lengths come in a few buckets, so warm-up can run every token count a
+#: step will have: the first forward of a new shape is many times slower
+#: (kernel selection), which would make the run drift and untraced and traced
+#: windows incomparable.
+PREFILL_TOKENS = (128, 256, 384, 512)
 #: Probability of each phase per step.
 P_PREFILL = 0.08
 P_MIXED = 0.08
@@ -27,10 +32,18 @@ def plan(seed, step):
     x = rng.random()
     if x < P_PREFILL:
         n = rng.randint(*PREFILL_REQS)
-        return "prefill", 0, [rng.randint(*PREFILL_TOKENS) for _ in range(n)]
+        return "prefill", 0, [rng.choice(PREFILL_TOKENS) for _ in range(n)]
     if x < P_PREFILL + P_MIXED:
-        return "mixed", rng.randint(1, MAX_DECODE_BATCH // 2), [rng.randint(*PREFILL_TOKENS)]
+        return "mixed", rng.randint(1, MAX_DECODE_BATCH // 2), [rng.choice(PREFILL_TOKENS)]
     return "decode", rng.randint(1, MAX_DECODE_BATCH), []
+
+
+def multi_token_counts():
+    """Every token count a prefill or mixed step can have, for warm-up."""
+    prefill = {sum(c) for n in range(PREFILL_REQS[0], PREFILL_REQS[1] + 1)
+               for c in itertools.product(PREFILL_TOKENS, repeat=n)}
+    mixed = {d + p for d in range(1, MAX_DECODE_BATCH // 2 + 1) for p in PREFILL_TOKENS}
+    return sorted(prefill | mixed)
 
 
 def scheduler_output(seed, step):

@@ -148,8 +148,9 @@ def rate(segs):
 
 
 def matched_slowdown(base_periods, other_periods):
-    """Mean step period of `other` / of `base`, shape by shape, weighted by
-    base's count of each shape (so a different batch mix does not count)."""
+    """Median step period of `other` / of `base`, shape by shape, weighted by
+    base's count of each shape (so a different batch mix does not count).
+    Medians: one slow step (a page fault, a new kernel) must not decide it."""
     def by_key(ps):
         d = {}
         for k, v in ps:
@@ -159,8 +160,8 @@ def matched_slowdown(base_periods, other_periods):
     num = den = 0.0
     for k, vs in b.items():
         if k in o:
-            num += len(vs) * statistics.mean(o[k])
-            den += len(vs) * statistics.mean(vs)
+            num += len(vs) * statistics.median(o[k])
+            den += len(vs) * statistics.median(vs)
     return num / den if den else None
 
 

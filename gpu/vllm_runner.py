@@ -157,8 +157,11 @@ class GPUModelRunner:
         return graph
 
     def profile_run(self):
+        """Warm-up: one forward of every token count the scheduler can ask
+        for, so that no step pays for a shape's first run (see gpusched)."""
         self._dummy_run(8)
-        self._logits(self._to_device([[1] * 512]), None, None)
+        for n in gsched.multi_token_counts():
+            self._logits(self._to_device([[1] * n]), None, None)
         if self.cuda:
             torch.cuda.synchronize()
 
