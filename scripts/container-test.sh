@@ -57,13 +57,9 @@ fi
 # runc rather than Debian's default crun: crun refuses hybrid cgroup hosts
 # (cgroup v1 with a controller on the v2 hierarchy, as on this CI's VMs).
 # Podman raises a root container's nofile/nproc limits, which fails where root
-# lacks CAP_SYS_RESOURCE (these VMs): then keep the host's limits instead.
+# lacks CAP_SYS_RESOURCE (these VMs): then keep the host's nofile and an
+# nproc of at most 32768 (higher values were refused here, below the host's).
 PODMAN=(podman --runtime runc)
-LIMITS=()
-if ! "${PODMAN[@]}" run --rm --network none "$BASE" true >/dev/null 2>&1 && podman image exists "$BASE"; then
-	nproc=$(ulimit -Hu); [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
-	LIMITS=(--ulimit "nofile=$(ulimit -Sn):$(ulimit -Hn)" --ulimit "nproc=$nproc:$nproc")
-fi
 
 # The base image, from Debian's mirror.
 if [ "${CONTAINER_REBUILD_BASE:-0}" != 1 ] && podman image exists "$BASE"; then
@@ -90,6 +86,12 @@ SOURCES
 		| podman import -q --change 'CMD ["/bin/bash"]' - "$BASE" >/dev/null \
 		|| fail "podman import $BASE"
 	rm -rf "$root"; trap - EXIT
+fi
+
+LIMITS=()
+if ! "${PODMAN[@]}" run --rm --network none "$BASE" true >/dev/null 2>&1; then
+	nproc=$(ulimit -Hu); [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
+	LIMITS=(--ulimit "nofile=$(ulimit -Sn):$(ulimit -Hn)" --ulimit "nproc=$nproc:$nproc")
 fi
 
 step "building $IMAGE"
