@@ -116,11 +116,40 @@ func checkServer(proc tracer.Proc, pid int) []checkLine {
 		}
 		lines = append(lines, checkLine{ok: true, what: what})
 	}
+	lines = append(lines, checkOpenable(proc, pids)...)
 	lines = append(lines,
 		checkLine{ok: cuda, what: "CUDA libraries in the server's processes",
 			fix: "no process maps libcudart or libcuda: is this a vLLM server on a GPU, and has it loaded its model?"},
 		checkLine{ok: marker, soft: true, what: "profilemate marker in the server's processes",
 			fix: "install it (pip install <profilemate-bpf>/marker) and restart the server once; without it only per-process CUDA activity is traced"})
+	return lines
+}
+
+// checkOpenable opens each probed library the way the tracer will, through
+// /proc/PID/root: in a container without CAP_SYS_PTRACE the maps can be read
+// but the server's files cannot, and tracing would find no CUDA library.
+func checkOpenable(proc tracer.Proc, pids []int) []checkLine {
+	var lines []checkLine
+	seen := map[string]bool{}
+	for _, p := range pids {
+		maps, err := proc.Maps(p)
+		if err != nil {
+			continue
+		}
+		for _, m := range maps {
+			if tracer.Classify(m.Path) == tracer.LibNone || seen[m.Path] {
+				continue
+			}
+			seen[m.Path] = true
+			f, err := os.Open(proc.HostPath(p, m.Path))
+			if err == nil {
+				f.Close()
+				continue
+			}
+			lines = append(lines, checkLine{what: fmt.Sprintf("open %s of pid %d through /proc/%d/root: %v", m.Path, p, p, err),
+				fix: "in a container, add --cap-add SYS_PTRACE (reading another process's files needs it)"})
+		}
+	}
 	return lines
 }
 

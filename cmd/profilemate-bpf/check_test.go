@@ -49,8 +49,9 @@ func fakeProc(t *testing.T, marker bool) tracer.Proc {
 	t.Helper()
 	root := t.TempDir()
 	write := func(pid, file, content string) {
-		os.MkdirAll(filepath.Join(root, pid), 0o755)
-		if err := os.WriteFile(filepath.Join(root, pid, file), []byte(content), 0o644); err != nil {
+		full := filepath.Join(root, pid, file)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -65,6 +66,11 @@ func fakeProc(t *testing.T, marker bool) tracer.Proc {
 		maps += "7f0000004000-7f0000005000 r-xp 00000000 fd:01 7 /sp/profilemate_marker/libprofilemate_marker.abi3.so\n"
 	}
 	write("11", "maps", maps)
+	// The files themselves, where the tracer opens them: /proc/PID/root/...
+	for _, line := range strings.Split(strings.TrimSpace(maps), "\n") {
+		path := strings.Fields(line)[5]
+		write("11", filepath.Join("root", path), "")
+	}
 	return tracer.Proc{Root: root}
 }
 
@@ -89,6 +95,14 @@ func TestCheckServer(t *testing.T) {
 	ok, text = verdict(checkServer(fakeProc(t, true), 11+100))
 	if ok || !strings.Contains(text, "no such process") {
 		t.Errorf("missing pid:\n%s", text)
+	}
+	// Libraries that cannot be opened through /proc/PID/root (the fixture
+	// has no root/ directories, as a container without CAP_SYS_PTRACE
+	// cannot open them) are ✗ with the capability to add.
+	noRoot := fakeProc(t, true)
+	os.RemoveAll(filepath.Join(noRoot.Root, "11", "root"))
+	if ok, text = verdict(checkOpenable(noRoot, []int{10, 11})); ok || !strings.Contains(text, "SYS_PTRACE") {
+		t.Errorf("unopenable libraries:\n%s", text)
 	}
 	// The API server alone maps no CUDA library: nothing to trace.
 	p := fakeProc(t, true)
