@@ -37,7 +37,7 @@ sim:
 demo: build marker sim
 	./scripts/demo.sh
 
-test: generate-check build marker sim test-go test-python
+test: generate-check build marker sim test-go test-python container-test
 
 test-go:
 	go vet ./...
