@@ -217,16 +217,21 @@ int usdt_step_begin(struct pt_regs *ctx)
 	return 0;
 }
 
+/* The open step a marker probe names in its first argument, if the process
+ * is traced and the step was seen to begin. */
+static __always_inline struct step_record *probed_step(struct pt_regs *ctx)
+{
+	struct proc_state *p = current_proc();
+
+	return p ? open_step(p, usdt_arg(ctx, 0)) : NULL;
+}
+
 /* USDT profilemate:forward_end(step_id) */
 SEC("uprobe.multi")
 int usdt_forward_end(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
-	struct step_record *s;
+	struct step_record *s = probed_step(ctx);
 
-	if (!p)
-		return 0;
-	s = open_step(p, usdt_arg(ctx, 0));
 	if (s)
 		s->forward_end_ns = bpf_ktime_get_ns();
 	return 0;
@@ -236,12 +241,8 @@ int usdt_forward_end(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int usdt_sample_end(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
-	struct step_record *s;
+	struct step_record *s = probed_step(ctx);
 
-	if (!p)
-		return 0;
-	s = open_step(p, usdt_arg(ctx, 0));
 	if (s)
 		s->sample_end_ns = bpf_ktime_get_ns();
 	return 0;
@@ -251,12 +252,8 @@ int usdt_sample_end(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int usdt_output_ready(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
-	struct step_record *s;
+	struct step_record *s = probed_step(ctx);
 
-	if (!p)
-		return 0;
-	s = open_step(p, usdt_arg(ctx, 0));
 	if (!s)
 		return 0;
 	s->output_ready_ns = bpf_ktime_get_ns();
