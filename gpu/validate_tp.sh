@@ -64,22 +64,7 @@ $PY -c 'import setproctitle' 2>/dev/null \
     || say "setproctitle: missing; the workload overwrites its argv area for the titles"
 
 # --- (a) the marker (as validate.sh) -------------------------------------------------
-has_entry_point() {
-    $PY - <<'EOF' 2>>"$LOG"
-import sys
-from importlib.metadata import entry_points
-sys.exit(0 if any(e.name == "profilemate_marker" for e in entry_points(group="vllm.general_plugins")) else 1)
-EOF
-}
-if $PY -m pip install --no-build-isolation --no-deps "$REPO/marker" >>"$LOG" 2>&1 && has_entry_point; then
-    MARKER="pip install (entry point vllm.general_plugins)"
-else
-    say "pip install of the marker failed (see $LOG); falling back to PYTHONPATH + sitecustomize"
-    make -C "$REPO/marker" >>"$LOG" 2>&1 || { say "make -C marker failed"; exit 2; }
-    export PYTHONPATH=$REPO/marker:$PYTHONPATH
-    MARKER="PYTHONPATH=marker + sitecustomize.py"
-fi
-say "marker: $MARKER"
+. "$REPO/gpu/install_marker.sh"
 
 # --- (b) the runs ----------------------------------------------------------------------
 WPID=
