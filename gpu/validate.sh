@@ -13,7 +13,8 @@
 # (c) gpu/report.py compares and prints one table.
 # Env: OUT (results; default /tmp/profilemate-gpu-validate), PROFILEMATE_BIN
 # (default bin/profilemate-bpf), PYTHON (python3), WINDOW (10), ROUNDS (3),
-# PROF_STEPS (150), SYNC_SECONDS (15), WORKLOAD_ARGS (extra workload flags),
+# PROF_STEPS (150), SYNC_SECONDS (15), RUNS (which of "graph eager prof sync"),
+# WORKLOAD_ARGS (extra workload flags, e.g. a larger model),
 # VALIDATE_DEVICE=cpu (smoke test of the script itself with a tiny CPU model).
 # About 5-6 minutes in all.
 set -u
@@ -26,6 +27,7 @@ WINDOW=${WINDOW:-10}
 ROUNDS=${ROUNDS:-3}
 PROF_STEPS=${PROF_STEPS:-150}
 SYNC_SECONDS=${SYNC_SECONDS:-15}
+RUNS=${RUNS:-graph eager prof sync}
 WORKLOAD_ARGS=${WORKLOAD_ARGS:-}
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/validate.log
@@ -98,12 +100,13 @@ plain() { # NAME WORKLOAD-ARGS...: one untraced run
     say "$name: $(grep '^WORKLOAD_RESULT' "$dir/workload.log")"
 }
 
+wanted() { case " $RUNS " in *" $1 "*) return 0 ;; esac; return 1; }
 T0=$(date +%s)
-alternating graph
-alternating eager --eager
-plain prof --eager --torch-profiler --sync-debug --steps "$PROF_STEPS" --duration 120 \
+wanted graph && alternating graph
+wanted eager && alternating eager --eager
+wanted prof && plain prof --eager --torch-profiler --sync-debug --steps "$PROF_STEPS" --duration 120 \
     --profile-out "$OUTDIR/prof/counts.csv"
-plain sync --sync-every-step --duration "$SYNC_SECONDS"
+wanted sync && plain sync --sync-every-step --duration "$SYNC_SECONDS"
 say "runs took $(($(date +%s) - T0)) s"
 
 # --- (c) the table -----------------------------------------------------------------
