@@ -138,6 +138,8 @@ def test_report_on_synthetic_runs(tmp_path):
     assert rep["overhead"]["graph"]["matched_slowdown"] == pytest.approx(1.02)
     assert rep["overhead"]["eager"]["matched_slowdown"] == pytest.approx(1.05)
     assert rep["overhead"]["sync_every_step"]["matched_slowdown"] == pytest.approx(1.0)
+    assert rep["overhead"]["graph"]["decode_slowdown"] == pytest.approx(1.02)
+    assert rep["overhead"]["eager"]["decode_slowdown"] == pytest.approx(1.05)
     cov = rep["coverage"]
     assert cov["method"] == "step id" and cov["compared_steps"] == 150
     assert cov["median_ratio"] == 1 and cov["within_1pct"] == 1
