@@ -84,6 +84,12 @@ struct {
 } usdt_specs SEC(".maps");
 
 
+/* Set by the tracer once it probes runtime launch functions, which it does
+ * only where a driver's cannot be probed. Until then no driver launch is the
+ * second half of a runtime launch, and the launch path skips the thread
+ * lookup. */
+volatile __u32 runtime_launch_probes;
+
 static const struct proc_state zero_proc;
 static const struct thread_state zero_thread;
 
@@ -144,10 +150,16 @@ static __always_inline void submit(struct step_record *s)
 	s->begin_ns = 0; /* the slot is free */
 }
 
-static __always_inline __s64 usdt_arg(struct pt_regs *ctx, __u32 n)
+/* The argument specs of the probe site that fired. */
+static __always_inline struct usdt_spec *usdt_spec_of(struct pt_regs *ctx)
 {
 	__u32 id = bpf_get_attach_cookie(ctx);
-	struct usdt_spec *spec = bpf_map_lookup_elem(&usdt_specs, &id);
+
+	return bpf_map_lookup_elem(&usdt_specs, &id);
+}
+
+static __always_inline __s64 usdt_arg(struct pt_regs *ctx, struct usdt_spec *spec, __u32 n)
+{
 	struct usdt_arg *a;
 	__u64 v = 0, base = 0;
 	int shift;
@@ -178,9 +190,9 @@ static __always_inline __s64 usdt_arg(struct pt_regs *ctx, __u32 n)
 	return (v << shift) >> shift;
 }
 
-static __always_inline __u32 arg_u32(struct pt_regs *ctx, __u32 n)
+static __always_inline __u32 arg_u32(struct pt_regs *ctx, struct usdt_spec *spec, __u32 n)
 {
-	__s64 v = usdt_arg(ctx, n);
+	__s64 v = usdt_arg(ctx, spec, n);
 	return v < 0 ? 0 : (__u32)v;
 }
 
@@ -190,12 +202,14 @@ SEC("uprobe.multi")
 int usdt_step_begin(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
+	struct usdt_spec *spec;
 	struct step_record *s;
 	__u64 id;
 
 	if (!p)
 		return 0;
-	id = usdt_arg(ctx, 0);
+	spec = usdt_spec_of(ctx);
+	id = usdt_arg(ctx, spec, 0);
 	if (!id)
 		return 0;
 	s = slot_of(p, id);
@@ -207,10 +221,10 @@ int usdt_step_begin(struct pt_regs *ctx)
 	s->step_id = id;
 	s->pid = bpf_get_current_pid_tgid() >> 32;
 	s->tid = (__u32)bpf_get_current_pid_tgid();
-	s->num_reqs = arg_u32(ctx, 1);
-	s->num_tokens = arg_u32(ctx, 2);
-	s->num_prefill_reqs = arg_u32(ctx, 3);
-	s->num_prefill_tokens = arg_u32(ctx, 4);
+	s->num_reqs = arg_u32(ctx, spec, 1);
+	s->num_tokens = arg_u32(ctx, spec, 2);
+	s->num_prefill_reqs = arg_u32(ctx, spec, 3);
+	s->num_prefill_tokens = arg_u32(ctx, spec, 4);
 	s->begin_ns = bpf_ktime_get_ns();
 	p->newest_step = id;
 	p->step_tid = s->tid;
@@ -223,7 +237,7 @@ static __always_inline struct step_record *probed_step(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
 
-	return p ? open_step(p, usdt_arg(ctx, 0)) : NULL;
+	return p ? open_step(p, usdt_arg(ctx, usdt_spec_of(ctx), 0)) : NULL;
 }
 
 /* USDT profilemate:forward_end(step_id) */
@@ -306,9 +320,10 @@ static __always_inline int driver_launch(bool graph)
 
 	if (!p)
 		return 0;
-	/* A lookup, not current_thread(): the hot path needs no entry for
-	 * threads that never launched through a probed runtime. */
-	t = bpf_map_lookup_elem(&threads, &tid);
+	/* Kernel launches are marked only while runtime launch probes exist;
+	 * graph launches always are. A lookup, not current_thread(): a thread
+	 * that never launched through the runtime needs no entry. */
+	t = graph || runtime_launch_probes ? bpf_map_lookup_elem(&threads, &tid) : NULL;
 	if (t) {
 		__u8 *mark = graph ? &t->rt_graph : &t->rt_launch;
 		if (*mark) {

@@ -12,12 +12,11 @@ import (
 
 // Library is one probed library file (one inode), wherever it is mapped.
 type Library struct {
-	Kind     LibKind
-	Path     string   // as the first process that mapped it names it
-	FirstPID int      // that process
-	Probes   int      // probes attached
-	Missing  []string // probed functions the library does not export
-	Failed   []string // functions it exports that the kernel would not probe
+	Kind    LibKind
+	Path    string   // as the first process that mapped it names it
+	Probes  int      // probes attached
+	Missing []string // probed functions the library does not export
+	Failed  []string // functions it exports that the kernel would not probe
 
 	host           string // where the tracer opens it
 	runtimeLaunch  bool   // a runtime whose launch functions are probed
@@ -56,18 +55,13 @@ func (a *attacher) attach(pid int, m Mapping) (*Library, error) {
 	if kind == LibNone || a.libs[key] != nil || a.failed[key] != nil {
 		return nil, nil
 	}
-	lib := &Library{Kind: kind, Path: m.Path, FirstPID: pid, host: a.proc.HostPath(pid, m.Path)}
+	lib := &Library{Kind: kind, Path: m.Path, host: a.proc.HostPath(pid, m.Path)}
 	var err error
 	switch kind {
 	case LibMarker:
 		err = a.attachMarker(lib)
 	case LibRuntime:
-		sets := runtimeProbes
-		if a.runtimeLaunches {
-			sets = append([]probeSet{runtimeLaunchProbes}, sets...)
-			lib.runtimeLaunch = true
-		}
-		err = a.attachSymbols(lib, sets)
+		err = a.attachSymbols(lib, runtimeProbes)
 	case LibDriver:
 		err = a.attachSymbols(lib, driverProbes)
 	}
@@ -76,16 +70,23 @@ func (a *attacher) attach(pid int, m Mapping) (*Library, error) {
 		return nil, fmt.Errorf("%s %s (pid %d): %w", kind, m.Path, pid, err)
 	}
 	a.libs[key] = lib
-	if kind == LibDriver && lib.driverLaunches == 0 && !a.runtimeLaunches {
+	if kind == LibDriver && lib.driverLaunches == 0 {
 		a.runtimeLaunches = true
+	}
+	if a.runtimeLaunches {
 		a.probeRuntimeLaunches()
 	}
 	return lib, nil
 }
 
-// probeRuntimeLaunches adds launch probes to the runtimes probed so far,
-// once a driver turned out to have launch functions the kernel won't probe.
+// probeRuntimeLaunches adds launch probes to every runtime probed so far,
+// once a driver turned out to have launch functions the kernel won't probe,
+// and tells the programs that runtime launches now mark their threads.
 func (a *attacher) probeRuntimeLaunches() {
+	if err := a.objs.RuntimeLaunchProbes.Set(uint32(1)); err != nil {
+		a.runtimeLaunches = false // unmarked, runtime launches would count twice
+		return
+	}
 	for _, lib := range a.libs {
 		if lib.Kind != LibRuntime || lib.runtimeLaunch {
 			continue
@@ -155,13 +156,8 @@ func (a *attacher) attachMulti(lib *Library, ex *link.Executable, prog string, r
 		lib.Probes += len(syms)
 		return nil
 	}
-	err := try(syms)
-	if err == nil {
+	if len(syms) > 1 && try(syms) == nil {
 		return len(syms)
-	}
-	if len(syms) == 1 {
-		lib.Failed = append(lib.Failed, fmt.Sprintf("%s (%s): %v", syms[0], prog, err))
-		return 0
 	}
 	n := 0
 	for _, s := range syms {

@@ -75,22 +75,23 @@ type profilemateUsdtSpec struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	profilemateMapDrops            = "drops"
-	profilemateMapEvents           = "events"
-	profilemateMapProcs            = "procs"
-	profilemateMapThreads          = "threads"
-	profilemateMapUsdtSpecs        = "usdt_specs"
-	profilemateProgDrvGraphLaunch  = "drv_graph_launch"
-	profilemateProgDrvLaunch       = "drv_launch"
-	profilemateProgOnFork          = "on_fork"
-	profilemateProgRtGraphLaunch   = "rt_graph_launch"
-	profilemateProgRtLaunch        = "rt_launch"
-	profilemateProgSyncEnter       = "sync_enter"
-	profilemateProgSyncExit        = "sync_exit"
-	profilemateProgUsdtForwardEnd  = "usdt_forward_end"
-	profilemateProgUsdtOutputReady = "usdt_output_ready"
-	profilemateProgUsdtSampleEnd   = "usdt_sample_end"
-	profilemateProgUsdtStepBegin   = "usdt_step_begin"
+	profilemateMapDrops               = "drops"
+	profilemateMapEvents              = "events"
+	profilemateMapProcs               = "procs"
+	profilemateMapThreads             = "threads"
+	profilemateMapUsdtSpecs           = "usdt_specs"
+	profilemateProgDrvGraphLaunch     = "drv_graph_launch"
+	profilemateProgDrvLaunch          = "drv_launch"
+	profilemateProgOnFork             = "on_fork"
+	profilemateProgRtGraphLaunch      = "rt_graph_launch"
+	profilemateProgRtLaunch           = "rt_launch"
+	profilemateProgSyncEnter          = "sync_enter"
+	profilemateProgSyncExit           = "sync_exit"
+	profilemateProgUsdtForwardEnd     = "usdt_forward_end"
+	profilemateProgUsdtOutputReady    = "usdt_output_ready"
+	profilemateProgUsdtSampleEnd      = "usdt_sample_end"
+	profilemateProgUsdtStepBegin      = "usdt_step_begin"
+	profilemateVarRuntimeLaunchProbes = "runtime_launch_probes"
 )
 
 // loadProfilemate returns the embedded CollectionSpec for profilemate.
@@ -163,6 +164,7 @@ type profilemateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type profilemateVariableSpecs struct {
+	RuntimeLaunchProbes *ebpf.VariableSpec `ebpf:"runtime_launch_probes"`
 }
 
 // profilemateObjects contains all objects after they have been loaded into the kernel.
@@ -206,6 +208,7 @@ func (m *profilemateMaps) Close() error {
 //
 // It can be passed to loadProfilemateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type profilemateVariables struct {
+	RuntimeLaunchProbes *ebpf.Variable `ebpf:"runtime_launch_probes"`
 }
 
 // profilematePrograms contains all programs after they have been loaded into the kernel.

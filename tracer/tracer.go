@@ -23,6 +23,10 @@ import (
 	"github.com/profilemate/profilemate-bpf/analysis"
 )
 
+// rescanEvery is how often Run looks for processes the fork hook added: a
+// new worker is picked up well within a second.
+const rescanEvery = 250 * time.Millisecond
+
 // ErrNoProcess is returned by Start when the PID names no process.
 var ErrNoProcess = errors.New("no such process")
 
@@ -30,9 +34,6 @@ var ErrNoProcess = errors.New("no such process")
 type Options struct {
 	PID  int  // any process of the server, normally the API server
 	Proc Proc // where /proc is
-	// Rescan is how often the tracer looks for new processes and for
-	// libraries a process mapped since the last look.
-	Rescan time.Duration
 	// Logf receives what the tracer finds as it finds it; nil discards.
 	Logf func(format string, args ...any)
 }
@@ -41,8 +42,12 @@ type Options struct {
 type ProcInfo struct {
 	PID    int
 	Title  string
-	Libs   map[LibKind]bool // kinds of library it maps
 	Exited bool
+}
+
+// Label is the process as the analysis names it: title and tensor-parallel rank.
+func (p ProcInfo) Label() analysis.Process {
+	return analysis.Process{PID: uint32(p.PID), Title: p.Title, Rank: RankOf(p.Title)}
 }
 
 // Tracer traces one process tree.
@@ -53,11 +58,10 @@ type Tracer struct {
 	fork   link.Link
 	reader *ringbuf.Reader
 
-	mu        sync.Mutex
-	procs     map[int]*ProcInfo
-	lastMaps  time.Time
-	invalid   atomic.Uint64
-	attachErr []error
+	mu       sync.Mutex
+	procs    map[int]*ProcInfo
+	lastMaps time.Time
+	invalid  atomic.Uint64
 }
 
 // Start loads the programs, registers opts.PID and its descendants and
@@ -67,9 +71,6 @@ type Tracer struct {
 func Start(opts Options) (*Tracer, error) {
 	if opts.Proc.Root == "" {
 		opts.Proc.Root = "/proc"
-	}
-	if opts.Rescan <= 0 {
-		opts.Rescan = 250 * time.Millisecond
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
@@ -114,7 +115,7 @@ func (t *Tracer) addProc(pid int) {
 		t.opts.Logf("cannot trace pid %d: %v", pid, err)
 		return
 	}
-	p := &ProcInfo{PID: pid, Title: t.opts.Proc.Title(pid), Libs: map[LibKind]bool{}}
+	p := &ProcInfo{PID: pid, Title: t.opts.Proc.Title(pid)}
 	t.procs[pid] = p
 	t.opts.Logf("process %d %s", pid, p.Title)
 }
@@ -139,14 +140,8 @@ func (t *Tracer) rescanMaps(now time.Time) {
 			p.Title = title
 		}
 		for _, m := range maps {
-			kind := Classify(m.Path)
-			if kind == LibNone {
-				continue
-			}
-			p.Libs[kind] = true
 			lib, err := t.att.attach(p.PID, m)
 			if err != nil {
-				t.attachErr = append(t.attachErr, err)
 				t.opts.Logf("cannot probe %v", err)
 			}
 			if lib != nil {
@@ -194,7 +189,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 		t.invalid.Add(n)
 		done <- err
 	}()
-	tick := time.NewTicker(t.opts.Rescan)
+	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -231,13 +226,6 @@ func (t *Tracer) Libraries() []*Library {
 	return t.att.libraries()
 }
 
-// AttachErrors returns the libraries that could not be probed.
-func (t *Tracer) AttachErrors() []error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]error(nil), t.attachErr...)
-}
-
 var tpRank = regexp.MustCompile(`_TP(\d+)`)
 
 // RankOf returns the tensor-parallel rank in a vLLM process title such as
@@ -255,7 +243,7 @@ func RankOf(title string) int {
 }
 
 // Activity returns each traced process's CUDA activity over the whole trace.
-func (t *Tracer) Activity() ([]analysis.ProcessActivity, error) {
+func (t *Tracer) Activity() []analysis.ProcessActivity {
 	procs := t.Processes()
 	out := make([]analysis.ProcessActivity, 0, len(procs))
 	for _, p := range procs {
@@ -264,12 +252,12 @@ func (t *Tracer) Activity() ([]analysis.ProcessActivity, error) {
 			continue
 		}
 		out = append(out, analysis.ProcessActivity{
-			Process:  analysis.Process{PID: uint32(p.PID), Title: p.Title, Rank: RankOf(p.Title)},
+			Process:  p.Label(),
 			Launches: st.Launches, GraphLaunches: st.GraphLaunches,
 			SyncWaitNs: st.SyncWaitNs, Syncs: st.Syncs,
 		})
 	}
-	return out, nil
+	return out
 }
 
 // Lost returns the records the kernel could not send (ring buffer full) and

@@ -11,10 +11,6 @@ import (
 // writeResults writes the CSV and summary, prints the table and says where
 // the files are. It runs after every trace, also an interrupted one.
 func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *collector, startNs, endNs uint64) error {
-	activity, err := tr.Activity()
-	if err != nil {
-		fmt.Fprintln(stderr, "profilemate-bpf: warning: per-process activity:", err)
-	}
 	dropped, invalid, err := tr.Lost()
 	if err != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", err)
@@ -25,14 +21,14 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 	}
 	var procs []analysis.Process
 	for _, p := range tr.Processes() {
-		procs = append(procs, analysis.Process{PID: uint32(p.PID), Title: p.Title, Rank: tracer.RankOf(p.Title)})
+		procs = append(procs, p.Label())
 	}
 	col.mu.Lock()
 	steps := col.steps
 	col.mu.Unlock()
 	res := analysis.Analyze(analysis.Report{
 		StartNs: startNs, EndNs: endNs, Steps: steps, Processes: procs,
-		Activity: activity, DroppedRecords: dropped + invalid,
+		Activity: tr.Activity(), DroppedRecords: dropped + invalid,
 	})
 	files, err := analysis.Write(dir, res)
 	if err != nil {
