@@ -87,13 +87,15 @@ func checkServer(proc tracer.Proc, pid int) []checkLine {
 	if err != nil {
 		return []checkLine{{what: "list processes", fix: err.Error()}}
 	}
-	var lines []checkLine
+	var lines, unopenable []checkLine
 	cuda, marker := false, false
+	opened := map[string]bool{}
 	for _, p := range pids {
 		maps, err := proc.Maps(p)
 		if err != nil {
 			continue // exited meanwhile
 		}
+		unopenable = append(unopenable, checkOpenable(proc, p, maps, opened)...)
 		kinds := map[tracer.LibKind]string{}
 		for _, m := range maps {
 			if k := tracer.Classify(m.Path); k != tracer.LibNone {
@@ -116,7 +118,7 @@ func checkServer(proc tracer.Proc, pid int) []checkLine {
 		}
 		lines = append(lines, checkLine{ok: true, what: what})
 	}
-	lines = append(lines, checkOpenable(proc, pids)...)
+	lines = append(lines, unopenable...)
 	lines = append(lines,
 		checkLine{ok: cuda, what: "CUDA libraries in the server's processes",
 			fix: "no process maps libcudart or libcuda: is this a vLLM server on a GPU, and has it loaded its model?"},
@@ -125,30 +127,24 @@ func checkServer(proc tracer.Proc, pid int) []checkLine {
 	return lines
 }
 
-// checkOpenable opens each probed library the way the tracer will, through
-// /proc/PID/root: in a container without CAP_SYS_PTRACE the maps can be read
-// but the server's files cannot, and tracing would find no CUDA library.
-func checkOpenable(proc tracer.Proc, pids []int) []checkLine {
+// checkOpenable opens each library of one process that the tracer would
+// probe, the way it will: through /proc/PID/root. In a container without
+// CAP_SYS_PTRACE the maps can be read but the server's files cannot, and
+// tracing would find no CUDA library. seen skips paths already tried.
+func checkOpenable(proc tracer.Proc, pid int, maps []tracer.Mapping, seen map[string]bool) []checkLine {
 	var lines []checkLine
-	seen := map[string]bool{}
-	for _, p := range pids {
-		maps, err := proc.Maps(p)
-		if err != nil {
+	for _, m := range maps {
+		if tracer.Classify(m.Path) == tracer.LibNone || seen[m.Path] {
 			continue
 		}
-		for _, m := range maps {
-			if tracer.Classify(m.Path) == tracer.LibNone || seen[m.Path] {
-				continue
-			}
-			seen[m.Path] = true
-			f, err := os.Open(proc.HostPath(p, m.Path))
-			if err == nil {
-				f.Close()
-				continue
-			}
-			lines = append(lines, checkLine{what: fmt.Sprintf("open %s of pid %d through /proc/%d/root: %v", m.Path, p, p, err),
-				fix: "in a container, add --cap-add SYS_PTRACE (reading another process's files needs it)"})
+		seen[m.Path] = true
+		f, err := os.Open(proc.HostPath(pid, m.Path))
+		if err == nil {
+			f.Close()
+			continue
 		}
+		lines = append(lines, checkLine{what: fmt.Sprintf("open %s of pid %d through /proc/%d/root: %v", m.Path, pid, pid, err),
+			fix: "in a container, add --cap-add SYS_PTRACE (reading another process's files needs it)"})
 	}
 	return lines
 }
