@@ -273,57 +273,45 @@ def table(rep):
     def add(metric, graph, eager, note=""):
         lines.append(f"| {metric} | {graph} | {eager} | {note} |")
 
-    def pcnt(x):
-        return "n/a" if x is None else f"{100 * x:+.2f}%"
-
-    def share(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
-
-    def absp(x):
-        return "n/a" if x is None else f"{100 * x:.2f}%"
-
-    def ovh(x):  # slowdown factor -> overhead percent
-        return "n/a" if x is None else f"{100 * (x - 1):+.1f}%"
-
     lines.append("| metric | graph mode | eager mode | note |")
     lines.append("|---|---|---|---|")
     add("steps matched tracer<->truth", f"{a['graph']['matched_steps']}/{a['graph']['truth_traced_steps']}",
         f"{a['eager']['matched_steps']}/{a['eager']['truth_traced_steps']}",
         "tracer rows for the pid / truth steps with the tracer attached")
-    add("shape agreement (phase,batch,tokens)", share(a["graph"].get("shape_agreement")),
-        share(a["eager"].get("shape_agreement")), "share of matched steps")
+    add("shape agreement (phase,batch,tokens)", _share(a["graph"].get("shape_agreement")),
+        _share(a["eager"].get("shape_agreement")), "share of matched steps")
     for key, label in (("median_abs_rel_err", "duration |rel err| median"),
                        ("p99_abs_rel_err", "duration |rel err| p99"),
                        ("median_signed_rel_err", "duration rel err median (signed)")):
-        f = pcnt if "signed" in key else absp
+        f = _pcnt if "signed" in key else _absp
         add(label, f(a["graph"].get(key)), f(a["eager"].get(key)),
             "duration_ms vs execute_model entry -> get_output return")
-    add("cpu_ms |rel err| median", absp(a["graph"].get("cpu_ms_median_abs_rel_err")),
-        absp(a["eager"].get("cpu_ms_median_abs_rel_err")), "vs execute_model entry -> sample_tokens return")
-    add("interval_ms |rel err| median", absp(a["graph"].get("interval_ms_median_abs_rel_err")),
-        absp(a["eager"].get("interval_ms_median_abs_rel_err")), "vs entry -> next step's entry")
+    add("cpu_ms |rel err| median", _absp(a["graph"].get("cpu_ms_median_abs_rel_err")),
+        _absp(a["eager"].get("cpu_ms_median_abs_rel_err")), "vs execute_model entry -> sample_tokens return")
+    add("interval_ms |rel err| median", _absp(a["graph"].get("interval_ms_median_abs_rel_err")),
+        _absp(a["eager"].get("interval_ms_median_abs_rel_err")), "vs entry -> next step's entry")
     add("plain steps/s", fmt(o["graph"].get("plain_steps_per_sec"), ".1f"),
         fmt(o["eager"].get("plain_steps_per_sec"), ".1f"), "untraced windows")
     add("traced steps/s", fmt(o["graph"].get("traced_steps_per_sec"), ".1f"),
         fmt(o["eager"].get("traced_steps_per_sec"), ".1f"), "tracer attached")
-    add("tracer overhead (step rate)", ovh(1 / o["graph"]["rate_ratio"]) if o["graph"].get("rate_ratio") else "n/a",
-        ovh(1 / o["eager"]["rate_ratio"]) if o["eager"].get("rate_ratio") else "n/a",
+    add("tracer overhead (step rate)", _ovh(1 / o["graph"]["rate_ratio"]) if o["graph"].get("rate_ratio") else "n/a",
+        _ovh(1 / o["eager"]["rate_ratio"]) if o["eager"].get("rate_ratio") else "n/a",
         "plain rate / traced rate - 1")
-    add("tracer overhead (shape-matched period)", ovh(o["graph"].get("matched_slowdown")),
-        ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
-    add("tracer overhead (decode steps, batch-matched period)", ovh(o["graph"].get("decode_slowdown")),
-        ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
+    add("tracer overhead (shape-matched period)", _ovh(o["graph"].get("matched_slowdown")),
+        _ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
+    add("tracer overhead (decode steps, batch-matched period)", _ovh(o["graph"].get("decode_slowdown")),
+        _ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
     s, p = o.get("sync_every_step", {}), o.get("torch_profiler", {})
-    add("--sync-every-step overhead", ovh(s.get("matched_slowdown")), "",
+    add("--sync-every-step overhead", _ovh(s.get("matched_slowdown")), "",
         f"shape-matched vs plain graph; steps/s {fmt(s.get('steps_per_sec'), '.1f')}")
-    add("--sync-every-step overhead (decode steps)", ovh(s.get("decode_slowdown")), "",
+    add("--sync-every-step overhead (decode steps)", _ovh(s.get("decode_slowdown")), "",
         "median period per decode batch size vs plain graph")
-    add("--torch-profiler overhead", "", ovh(p.get("matched_slowdown")),
+    add("--torch-profiler overhead", "", _ovh(p.get("matched_slowdown")),
         f"shape-matched vs plain eager; steps/s {fmt(p.get('steps_per_sec'), '.1f')}")
     add("launch coverage (tracer/profiler kernels) median", "",
         fmt(c.get("median_ratio"), ".4f"),
         f"{c['compared_steps']} steps by {c['method']}; min {fmt(c.get('min_ratio'), '.3f')} "
-        f"max {fmt(c.get('max_ratio'), '.3f')}; within 1%: {share(c.get('within_1pct'))}")
+        f"max {fmt(c.get('max_ratio'), '.3f')}; within 1%: {_share(c.get('within_1pct'))}")
     for ph, (tr, pr) in c.get("median_per_phase", {}).items():
         add(f"launches/step {ph} (tracer vs profiler kernels)", "", f"{tr} vs {pr}", "medians")
     prof_result = (rep.get("results") or {}).get("prof") or {}
