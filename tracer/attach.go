@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
+	"syscall"
 
 	"github.com/cilium/ebpf/link"
 )
@@ -14,18 +16,36 @@ import (
 type Library struct {
 	Kind    LibKind
 	Path    string   // as the first process that mapped it names it
+	Loaded  bool     // a traced process maps it (else it was found installed)
 	Probes  int      // probes attached
 	Missing []string // probed functions the library does not export
 	Failed  []string // functions it exports that the kernel would not probe
 
 	host           string // where the tracer opens it
+	installed      bool   // probed where installed, before a process mapped it
 	runtimeLaunch  bool   // a runtime whose launch functions are probed
 	driverLaunches int    // a driver's probed launch functions
 }
 
+// libKey names a file: by the device and inode /proc/PID/maps prints, or by
+// those stat gives through /proc/PID/root. The two differ on overlayfs (maps
+// shows the layer's file), so a library is known by both where it has both.
 type libKey struct {
 	dev   string
 	inode uint64
+}
+
+// statKey is the key of the file at host, or false if it cannot be read.
+func statKey(host string) (libKey, bool) {
+	st, err := os.Stat(host)
+	if err != nil {
+		return libKey{}, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return libKey{}, false
+	}
+	return libKey{"stat:" + strconv.FormatUint(sys.Dev, 10), sys.Ino}, true
 }
 
 // attacher attaches the programs once per library inode: a uprobe on a file
@@ -35,7 +55,7 @@ type attacher struct {
 	objs     *profilemateObjects
 	proc     Proc
 	links    []link.Link
-	libs     map[libKey]*Library
+	libs     map[libKey]*Library // by maps key and by stat key
 	failed   map[libKey]error
 	nextSpec uint32
 	// runtimeLaunches is set once a driver's launch functions could not
@@ -48,14 +68,64 @@ func newAttacher(objs *profilemateObjects, proc Proc) *attacher {
 }
 
 // attach probes the library behind m if it is one the tracer knows and has
-// not probed yet. It returns the library when this call attached it.
+// not probed yet. It returns the library when this call attached it, or
+// when it is a marker library probed where it was installed that a traced
+// process now maps for the first time.
 func (a *attacher) attach(pid int, m Mapping) (*Library, error) {
 	kind := Classify(m.Path)
 	key := libKey{m.Dev, m.Inode}
 	if kind == LibNone || a.libs[key] != nil || a.failed[key] != nil {
 		return nil, nil
 	}
-	lib := &Library{Kind: kind, Path: m.Path, host: a.proc.HostPath(pid, m.Path)}
+	host := a.proc.HostPath(pid, m.Path)
+	sk, ok := statKey(host)
+	if lib := a.libs[sk]; ok && lib != nil {
+		a.libs[key] = lib
+		if lib.Loaded {
+			return nil, nil
+		}
+		lib.Loaded = true
+		return lib, nil
+	}
+	if ok && a.failed[sk] != nil {
+		return nil, nil
+	}
+	keys := []libKey{key}
+	if ok {
+		keys = append(keys, sk)
+	}
+	lib, err := a.probe(pid, kind, m.Path, host, keys)
+	if err != nil {
+		a.failed[key] = err
+		return nil, err
+	}
+	lib.Loaded = true
+	return lib, nil
+}
+
+// attachInstalled probes a marker library found where process pid imports
+// from, before any process maps it: the kernel raises its semaphores and
+// plants its probes in each process as it maps the file. It returns the
+// library when this call attached it.
+func (a *attacher) attachInstalled(pid int, path string) (*Library, error) {
+	host := a.proc.HostPath(pid, path)
+	sk, ok := statKey(host)
+	if !ok || a.libs[sk] != nil || a.failed[sk] != nil {
+		return nil, nil
+	}
+	lib, err := a.probe(pid, LibMarker, path, host, []libKey{sk})
+	if err != nil {
+		a.failed[sk] = err
+		return nil, err
+	}
+	lib.installed = true
+	return lib, nil
+}
+
+// probe attaches the programs of kind to the file at host (path in pid) and
+// records the library under keys.
+func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey) (*Library, error) {
+	lib := &Library{Kind: kind, Path: path, host: host}
 	var err error
 	switch kind {
 	case LibMarker:
@@ -66,10 +136,11 @@ func (a *attacher) attach(pid int, m Mapping) (*Library, error) {
 		err = a.attachSymbols(lib, driverProbes)
 	}
 	if err != nil {
-		a.failed[key] = err
-		return nil, fmt.Errorf("%s %s (pid %d): %w", kind, m.Path, pid, err)
+		return nil, fmt.Errorf("%s %s (pid %d): %w", kind, path, pid, err)
 	}
-	a.libs[key] = lib
+	for _, k := range keys {
+		a.libs[k] = lib
+	}
 	if kind == LibDriver && lib.driverLaunches == 0 {
 		a.runtimeLaunches = true
 	}
@@ -87,7 +158,7 @@ func (a *attacher) probeRuntimeLaunches() {
 		a.runtimeLaunches = false // unmarked, runtime launches would count twice
 		return
 	}
-	for _, lib := range a.libs {
+	for _, lib := range a.libraries() {
 		if lib.Kind != LibRuntime || lib.runtimeLaunch {
 			continue
 		}
@@ -254,11 +325,15 @@ func specOf(p USDTProbe) profilemateUsdtSpec {
 	return s
 }
 
-// libraries returns the probed libraries.
+// libraries returns the probed libraries, each once.
 func (a *attacher) libraries() []*Library {
+	seen := map[*Library]bool{}
 	out := make([]*Library, 0, len(a.libs))
 	for _, l := range a.libs {
-		out = append(out, l)
+		if !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
 	}
 	return out
 }

@@ -50,13 +50,14 @@ type workload struct {
 	out   *bufio.Scanner
 }
 
-func startWorkload(t testing.TB, bin, marker string, steps int, fork bool) *workload {
+func startWorkload(t testing.TB, bin, marker string, steps int, fork bool, env ...string) *workload {
 	t.Helper()
 	f := "0"
 	if fork {
 		f = "1"
 	}
 	cmd := exec.Command(bin, marker, fmt.Sprint(steps), f)
+	cmd.Env = append(os.Environ(), env...)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -84,10 +85,14 @@ func (w *workload) expect(t testing.TB, prefix string) string {
 // returns what the tracer recorded, the workload's report line and its
 // semaphore once the tracer closed. (That they also go back to 0 when the
 // tracer process is killed is checked end to end in cmd/profilemate-bpf.)
-func traceWorkload(t *testing.T, steps int, fork bool) (got []analysis.Step, done, after string) {
+func traceWorkload(t *testing.T, steps int, fork bool, env ...string) (got []analysis.Step, done, after string) {
 	requireRoot(t)
 	bin, marker := buildWorkload(t)
-	w := startWorkload(t, bin, marker, steps, fork)
+	if len(env) > 0 && env[0] == lateMarker {
+		// The in-tree marker, where PYTHONPATH=<repo>/marker finds it.
+		env = append(env, "PYTHONPATH="+filepath.Dir(filepath.Dir(marker)))
+	}
+	w := startWorkload(t, bin, marker, steps, fork, env...)
 	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +184,27 @@ func TestTraceFollowsForkAfterAttach(t *testing.T) {
 	for pid := range pids {
 		checkSteps(t, got, pid, 10)
 	}
+}
+
+const lateMarker = "WORKLOAD_LATE_MARKER=1"
+
+// TestTraceMarkerLoadedAfterAttach: a process that loads the marker after
+// the tracer attached, and fires its first step at once, is traced from that
+// step: the tracer probed the marker where the process's Python would import
+// it from (its PYTHONPATH) before the process mapped it, rather than when the
+// next rescan of its maps finds it. The kernel raises the semaphore as the
+// process maps the library.
+func TestTraceMarkerLoadedAfterAttach(t *testing.T) {
+	got, done, after := traceWorkload(t, 10, false, lateMarker)
+	var child, maxSem int
+	fmt.Sscanf(done, "done child=%d max_semaphore=%d", &child, &maxSem)
+	if maxSem < 1 || after != "semaphore=0" {
+		t.Errorf("semaphore: %q while attached, %q after Close; want raised, then 0", done, after)
+	}
+	if len(got) == 0 {
+		t.Fatal("no steps recorded")
+	}
+	checkSteps(t, got, got[0].PID, 10)
 }
 
 // BenchmarkProbedLaunchCost prints what a probe adds to one launch call, as

@@ -60,6 +60,7 @@ type Tracer struct {
 
 	mu       sync.Mutex
 	procs    map[int]*ProcInfo
+	pyDirs   map[int]map[string]bool // per process, the Python dirs looked into
 	lastMaps time.Time
 	invalid  atomic.Uint64
 }
@@ -82,7 +83,7 @@ func Start(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc), procs: map[int]*ProcInfo{}}
+	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{}}
 	if t.fork, err = link.AttachTracing(link.TracingOptions{Program: objs.OnFork}); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("attach the fork hook (tp_btf/sched_process_fork): %w", err)
@@ -129,6 +130,7 @@ func (t *Tracer) rescanMaps(now time.Time) {
 		}
 		if !t.opts.Proc.Alive(p.PID) {
 			p.Exited = true
+			delete(t.pyDirs, p.PID)
 			t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
 			continue
 		}
@@ -144,16 +146,50 @@ func (t *Tracer) rescanMaps(now time.Time) {
 			if err != nil {
 				t.opts.Logf("cannot probe %v", err)
 			}
-			if lib != nil {
-				t.opts.Logf("%s %s: %d probes attached (found in pid %d)", lib.Kind, lib.Path, lib.Probes, p.PID)
-				for _, f := range lib.Failed {
-					t.opts.Logf("  not probed, its calls are not counted: %s", f)
-				}
-				if lib.Kind == LibDriver && lib.driverLaunches == 0 {
-					t.opts.Logf("  no launch function of the driver can be probed: launches are counted at the runtime, and launches straight through the driver (cuBLAS, Triton) are missed")
-				}
+			switch {
+			case lib != nil && lib.installed:
+				t.opts.Logf("%s %s loaded by pid %d", lib.Kind, lib.Path, p.PID)
+			case lib != nil:
+				t.logAttached(lib, fmt.Sprintf("found in pid %d", p.PID))
 			}
 		}
+		t.findInstalledMarkers(p.PID, maps)
+	}
+}
+
+// findInstalledMarkers probes the marker where process pid's Python would
+// import it from, in the directories not looked into yet, so that a process
+// which loads it later is traced from its first step.
+func (t *Tracer) findInstalledMarkers(pid int, maps []Mapping) {
+	looked := t.pyDirs[pid]
+	if looked == nil {
+		looked = map[string]bool{}
+		t.pyDirs[pid] = looked
+	}
+	for _, dir := range t.opts.Proc.PythonDirs(pid, maps) {
+		if looked[dir] {
+			continue
+		}
+		looked[dir] = true
+		for _, path := range t.opts.Proc.MarkerInstalls(pid, dir) {
+			lib, err := t.att.attachInstalled(pid, path)
+			if err != nil {
+				t.opts.Logf("cannot probe %v", err)
+			}
+			if lib != nil {
+				t.logAttached(lib, fmt.Sprintf("installed where pid %d imports from; not loaded yet", pid))
+			}
+		}
+	}
+}
+
+func (t *Tracer) logAttached(lib *Library, where string) {
+	t.opts.Logf("%s %s: %d probes attached (%s)", lib.Kind, lib.Path, lib.Probes, where)
+	for _, f := range lib.Failed {
+		t.opts.Logf("  not probed, its calls are not counted: %s", f)
+	}
+	if lib.Kind == LibDriver && lib.driverLaunches == 0 {
+		t.opts.Logf("  no launch function of the driver can be probed: launches are counted at the runtime, and launches straight through the driver (cuBLAS, Triton) are missed")
 	}
 }
 

@@ -23,6 +23,12 @@ server once (it costs nothing while no tracer is attached):
     pip install <profilemate-bpf>/marker
 or run the server with PYTHONPATH=<profilemate-bpf>/marker. See the README.`
 
+const markerNotLoadedHint = `The marker is installed where these processes import from, but none has
+loaded it yet: processes that load it from now on (vLLM's workers as they
+start) are timed from their first forward pass. A server that was started
+before the marker was installed, or with PROFILEMATE_MARKER=0 or a VLLM_PLUGINS
+list without it, does not load it until it is restarted.`
+
 // monotonicNs reads the clock bpf_ktime_get_ns uses.
 func monotonicNs() uint64 {
 	var ts unix.Timespec
@@ -90,18 +96,25 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	defer tr.Close()
 	attachTime := time.Since(t0)
 
-	probes, cuda, marker := 0, false, false
+	probes, cuda, marker, installed := 0, false, false, false
 	for _, l := range tr.Libraries() {
 		probes += l.Probes
 		cuda = cuda || l.Kind == tracer.LibRuntime || l.Kind == tracer.LibDriver
-		marker = marker || l.Kind == tracer.LibMarker
+		marker = marker || l.Kind == tracer.LibMarker && l.Loaded
+		installed = installed || l.Kind == tracer.LibMarker
 	}
 	if !cuda {
 		return fail(exitNoCUDA, fmt.Errorf("no CUDA library (libcudart*.so*, libcuda.so*) is mapped by pid %d or its %d descendants: is it a vLLM server on a GPU?",
 			cfg.pid, len(tr.Processes())-1))
 	}
-	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), map[bool]string{true: "found", false: "NOT found"}[marker])
-	if !marker {
+	switch {
+	case marker:
+		fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker found\n", probes, attachTime.Milliseconds())
+	case installed:
+		fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker installed, not loaded yet\n", probes, attachTime.Milliseconds())
+		fmt.Fprintln(stderr, markerNotLoadedHint)
+	default:
+		fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker NOT found\n", probes, attachTime.Milliseconds())
 		fmt.Fprintln(stderr, markerHint)
 	}
 

@@ -11,6 +11,9 @@
  *
  *   workload MARKER_SO STEPS FORK
  *
+ * With WORKLOAD_LATE_MARKER set it loads the marker only after "go", as a
+ * vLLM worker imports it after it starts, and runs its first step at once.
+ *
  * With STEPS=0 it measures instead: the "go" line gives N; N runtime launches
  * (cudaLaunchKernel) then N straight driver launches (cuLaunchKernelEx),
  * printing the mean nanoseconds per call of each.
@@ -109,6 +112,20 @@ static void measure_launches(long n)
 	printf("done runtime_ns=%.1f driver_ns=%.1f\n", (double)(t1 - t0) / n, (double)(t2 - t1) / n);
 }
 
+static void load_marker(const char *path)
+{
+	void *lib = dlopen(path, RTLD_NOW);
+	if (!lib) {
+		fprintf(stderr, "workload: %s\n", dlerror());
+		exit(2);
+	}
+	sem = must(lib, "profilemate_step_begin_semaphore");
+	step_begin = (probe5)must(lib, "profilemate_step_begin");
+	forward_end = (probe1)must(lib, "profilemate_forward_end");
+	sample_end = (probe1)must(lib, "profilemate_sample_end");
+	output_ready = (probe1)must(lib, "profilemate_output_ready");
+}
+
 int main(int argc, char **argv)
 {
 	char line[64];
@@ -117,21 +134,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: workload MARKER_SO STEPS FORK\n");
 		return 2;
 	}
-	void *lib = dlopen(argv[1], RTLD_NOW);
-	if (!lib) {
-		fprintf(stderr, "workload: %s\n", dlerror());
-		return 2;
-	}
-	sem = must(lib, "profilemate_step_begin_semaphore");
-	step_begin = (probe5)must(lib, "profilemate_step_begin");
-	forward_end = (probe1)must(lib, "profilemate_forward_end");
-	sample_end = (probe1)must(lib, "profilemate_sample_end");
-	output_ready = (probe1)must(lib, "profilemate_output_ready");
+	int late = getenv("WORKLOAD_LATE_MARKER") != NULL;
+	if (!late)
+		load_marker(argv[1]);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("ready\n");
 
 	if (!fgets(line, sizeof(line), stdin))
 		return 1;
+	if (late)
+		load_marker(argv[1]);
 	if (atoi(argv[2]) == 0) {
 		measure_launches(atol(line));
 		return 0;
