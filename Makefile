@@ -44,9 +44,10 @@ test-go:
 	# One package at a time: the root tests time real servers on 2 cores.
 	go test -p 1 -count=1 -timeout 20m ./...
 
-# Two runs: each suite has its own conftest.py.
+# Separate runs: each suite has its own conftest.py or import path.
 test-python: marker sim
 	$(BUILD)/venv/bin/python -m pytest -q marker/tests
+	$(BUILD)/venv/bin/python -m pytest -q gpu/test_gpu.py
 	$(MAKE) -C simserver test BUILD=$(BUILD)
 
 fuzz:

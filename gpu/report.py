@@ -4,7 +4,8 @@
     python3 gpu/report.py DIR        (DIR as laid out by gpu/validate.sh)
 
 DIR/<run>/ for run in graph, eager (traced in alternating windows), prof
-(eager under torch.profiler), sync (graph with --sync-every-step):
+(eager under torch.profiler), prof-graph (graph under torch.profiler), sync
+and sync-eager (graph and eager with --sync-every-step):
   truth.csv          the workload's ground truth (one row per step)
   workload.log       its output (WORKLOAD_RESULT line)
   trace<N>/forward_pass_timing.csv, trace<N>.log   one per tracer window
@@ -249,8 +250,28 @@ def graph_decode(run):
             "truth_graph_steps": sum(1 for t in run["truth"] if t["graph"] == "1")}
 
 
+#: The runs of the two other ways to time steps, by method and mode.
+OTHER_METHODS = {"sync_every_step": {"graph": "sync", "eager": "sync-eager"},
+                 "torch_profiler": {"graph": "prof-graph", "eager": "prof"}}
+
+
+def lowest(o):
+    """Per mode, the method with the least decode-step overhead, of the
+    tracer and the other ways measured."""
+    out = {}
+    for mode in ("graph", "eager"):
+        cands = {"profilemate-bpf": o.get(mode, {}).get("decode_slowdown")}
+        for method in OTHER_METHODS:
+            cands[method] = o.get(method, {}).get(mode, {}).get("decode_slowdown")
+        cands = {k: v for k, v in cands.items() if v is not None}
+        if len(cands) > 1:
+            out[mode] = min(cands, key=cands.get)
+    return out
+
+
 def build(d):
-    runs = {name: load_run(os.path.join(d, name)) for name in ("graph", "eager", "prof", "sync")}
+    names = ("graph", "eager", "prof", "prof-graph", "sync", "sync-eager")
+    runs = {name: load_run(os.path.join(d, name)) for name in names}
     rep = {"accuracy": {}, "overhead": {}, "attach_ms": {}, "probes": {}}
     plain = {}
     for name in ("graph", "eager"):
@@ -258,8 +279,10 @@ def build(d):
         rep["overhead"][name], plain[name] = overhead(runs[name])
         rep["attach_ms"][name] = runs[name]["attach_ms"]
         rep["probes"][name] = runs[name]["probes"]
-    rep["overhead"]["sync_every_step"] = other_mode_overhead(runs["sync"], plain["graph"])
-    rep["overhead"]["torch_profiler"] = other_mode_overhead(runs["prof"], plain["eager"])
+    for method, by_mode in OTHER_METHODS.items():
+        rep["overhead"][method] = {mode: other_mode_overhead(runs[run], plain[mode])
+                                   for mode, run in by_mode.items()}
+    rep["lowest_overhead"] = lowest(rep["overhead"])
     rep["coverage"] = coverage(runs["eager"], read_csv(os.path.join(d, "prof", "counts.csv")))
     rep["graph_decode"] = graph_decode(runs["graph"])
     rep["results"] = {k: r["result"] for k, r in runs.items()}
@@ -301,13 +324,18 @@ def table(rep):
         _ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
     add("tracer overhead (decode steps, batch-matched period)", _ovh(o["graph"].get("decode_slowdown")),
         _ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
-    s, p = o.get("sync_every_step", {}), o.get("torch_profiler", {})
-    add("--sync-every-step overhead", _ovh(s.get("matched_slowdown")), "",
-        f"shape-matched vs plain graph; steps/s {fmt(s.get('steps_per_sec'), '.1f')}")
-    add("--sync-every-step overhead (decode steps)", _ovh(s.get("decode_slowdown")), "",
-        "median period per decode batch size vs plain graph")
-    add("--torch-profiler overhead", "", _ovh(p.get("matched_slowdown")),
-        f"shape-matched vs plain eager; steps/s {fmt(p.get('steps_per_sec'), '.1f')}")
+    for method, label in (("sync_every_step", "--sync-every-step"), ("torch_profiler", "--torch-profiler")):
+        m = o.get(method, {})
+        g, e = m.get("graph", {}), m.get("eager", {})
+        add(f"{label} overhead (shape-matched period)", _ovh(g.get("matched_slowdown")),
+            _ovh(e.get("matched_slowdown")),
+            f"separate run vs the plain windows; steps/s {fmt(g.get('steps_per_sec'), '.1f')}, "
+            f"{fmt(e.get('steps_per_sec'), '.1f')}")
+        add(f"{label} overhead (decode steps, batch-matched period)", _ovh(g.get("decode_slowdown")),
+            _ovh(e.get("decode_slowdown")), "median period per decode batch size vs plain")
+    low = rep.get("lowest_overhead", {})
+    add("lowest decode-step overhead of the three", low.get("graph", "n/a"), low.get("eager", "n/a"),
+        "profilemate-bpf, --sync-every-step, --torch-profiler")
     add("launch coverage (tracer/profiler kernels) median", "",
         fmt(c.get("median_ratio"), ".4f"),
         f"{c['compared_steps']} steps by {c['method']}; min {fmt(c.get('min_ratio'), '.3f')} "
@@ -510,9 +538,13 @@ def table_tp(rep):
             "plain rate / traced rate - 1")
         add("tracer overhead (shape-matched period)", _ovh(o["graph"].get("matched_slowdown")),
             _ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
+        add("tracer overhead (decode steps, batch-matched period)", _ovh(o["graph"].get("decode_slowdown")),
+            _ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
         p = o.get("torch_profiler", {})
         add("--torch-profiler overhead", "", _ovh(p.get("matched_slowdown")),
             f"shape-matched vs plain eager; steps/s {fmt(p.get('steps_per_sec'), '.1f')}")
+        add("--torch-profiler overhead (decode steps)", "", _ovh(p.get("decode_slowdown")),
+            "median period per decode batch size vs plain eager")
         add("launch coverage (tracer/profiler kernels) median", "",
             fmt(c.get("median_ratio"), ".4f"),
             f"{c['compared_steps']} steps by {c['method']}; min {fmt(c.get('min_ratio'), '.3f')} "

@@ -238,11 +238,13 @@ class Group:
         self.dist.barrier(group=self.cpu)
 
     def close(self):
+        """Wait until every rank has written its results. The group is not
+        destroyed: the worker exits right after (workload.py), and NCCL's
+        teardown with graphs that captured its collectives can hang."""
         try:
             self.barrier()
-            self.dist.destroy_process_group()
         except Exception as e:  # the results are written already
-            print(f"workload: destroy_process_group: {e!r}", file=sys.stderr, flush=True)
+            print(f"workload: final barrier: {e!r}", file=sys.stderr, flush=True)
 
     # --- the model ----------------------------------------------------------
     def shard(self, model):

@@ -81,16 +81,17 @@ def _kernels(phase):
     return 528 if phase == "decode" else 540
 
 
-def _write_run(d, name, pid, steps, slow, graph, windows=True, prof=False, err=0.01):
+def _write_run(d, name, pid, steps, slow, graph, windows=True, prof=False, err=0.01, slow_all=1.0):
     """Fake truth and tracer CSVs: traced in alternating 200-step windows,
-    steps `slow` times longer while traced, tracer durations off by err."""
+    steps `slow` times longer while traced (and `slow_all` times longer in
+    all), tracer durations off by err."""
     run = os.path.join(d, name)
     os.makedirs(run)
     t, truth, traced_rows = 0, [], {}
     for k in range(1, steps + 1):
         phase, n, tok, pr, pt = gpusched.shape(gpusched.scheduler_output(1, k))
         traced = int(windows and (k - 1) // 200 % 2 == 0)
-        period = (2 + tok * 0.01) * (slow if traced else 1)
+        period = (2 + tok * 0.01) * (slow if traced else 1) * slow_all
         host = period * 1.5
         g = int(graph and phase == "decode")
         truth.append((pid, k, phase, n, tok, pr, pt, t, t, t, t + int(host * 1e6), host,
@@ -127,8 +128,10 @@ def test_report_on_synthetic_runs(tmp_path):
     d = str(tmp_path)
     _write_run(d, "graph", 11, 1200, 1.02, True)
     _write_run(d, "eager", 12, 1200, 1.05, False)
-    _write_run(d, "prof", 13, 150, 1.0, False, windows=False, prof=True)
+    _write_run(d, "prof", 13, 150, 1.0, False, windows=False, prof=True, slow_all=1.9)
     _write_run(d, "sync", 14, 400, 1.0, True, windows=False)
+    _write_run(d, "sync-eager", 15, 400, 1.0, False, windows=False, slow_all=1.03)
+    _write_run(d, "prof-graph", 16, 400, 1.0, True, windows=False, slow_all=1.5)
     rep = report.build(d)
     for mode in ("graph", "eager"):
         acc = rep["accuracy"][mode]
@@ -137,7 +140,13 @@ def test_report_on_synthetic_runs(tmp_path):
         assert acc["median_abs_rel_err"] == pytest.approx(0.01)
     assert rep["overhead"]["graph"]["matched_slowdown"] == pytest.approx(1.02)
     assert rep["overhead"]["eager"]["matched_slowdown"] == pytest.approx(1.05)
-    assert rep["overhead"]["sync_every_step"]["matched_slowdown"] == pytest.approx(1.0)
+    sync, prof = rep["overhead"]["sync_every_step"], rep["overhead"]["torch_profiler"]
+    assert sync["graph"]["matched_slowdown"] == pytest.approx(1.0)
+    assert sync["eager"]["decode_slowdown"] == pytest.approx(1.03)
+    assert prof["graph"]["decode_slowdown"] == pytest.approx(1.5)
+    assert prof["eager"]["matched_slowdown"] == pytest.approx(1.9)
+    # graph: sync (1.0) beats the tracer (1.02); eager: sync (1.03) beats 1.05
+    assert rep["lowest_overhead"] == {"graph": "sync_every_step", "eager": "sync_every_step"}
     assert rep["overhead"]["graph"]["decode_slowdown"] == pytest.approx(1.02)
     assert rep["overhead"]["eager"]["decode_slowdown"] == pytest.approx(1.05)
     cov = rep["coverage"]
@@ -146,7 +155,8 @@ def test_report_on_synthetic_runs(tmp_path):
     assert rep["graph_decode"]["median_graph_launches"] == 1
     assert rep["attach_ms"]["eager"] == [412, 412, 412]
     text = report.table(rep)
-    assert "+5.0%" in text and "412,412" in text
+    assert "+5.0%" in text and "412,412" in text and "+50.0%" in text
+    assert "| lowest decode-step overhead of the three | sync_every_step |" in text
 
 
 def _tp_layout(d, name, steps, slow, graph, prof=False, tp=2):

@@ -9,14 +9,17 @@
 #            alternating with untraced windows (ROUNDS of each);
 #     eager  the same with --eager (every kernel launched);
 #     prof   --eager under the PyTorch profiler, PROF_STEPS steps (kernels/step);
+#     prof-graph  graph mode under the PyTorch profiler, PROF_STEPS steps;
 #     sync   graph mode with --sync-every-step, SYNC_SECONDS of stepping;
+#     sync-eager  the same with --eager;
 # (c) gpu/report.py compares and prints one table.
 # Env: OUT (results; default /tmp/profilemate-gpu-validate), PROFILEMATE_BIN
 # (default bin/profilemate-bpf), PYTHON (python3), WINDOW (10), ROUNDS (3),
-# PROF_STEPS (150), SYNC_SECONDS (15), RUNS (which of "graph eager prof sync"),
+# PROF_STEPS (150), SYNC_SECONDS (15),
+# RUNS (which of "graph eager prof prof-graph sync sync-eager"),
 # WORKLOAD_ARGS (extra workload flags, e.g. a larger model),
 # VALIDATE_DEVICE=cpu (smoke test of the script itself with a tiny CPU model).
-# About 5-6 minutes in all.
+# About 7 minutes in all.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -27,7 +30,7 @@ WINDOW=${WINDOW:-10}
 ROUNDS=${ROUNDS:-3}
 PROF_STEPS=${PROF_STEPS:-150}
 SYNC_SECONDS=${SYNC_SECONDS:-15}
-RUNS=${RUNS:-graph eager prof sync}
+RUNS=${RUNS:-graph eager prof prof-graph sync sync-eager}
 WORKLOAD_ARGS=${WORKLOAD_ARGS:-}
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/validate.log
@@ -106,7 +109,9 @@ wanted graph && alternating graph
 wanted eager && alternating eager --eager
 wanted prof && plain prof --eager --torch-profiler --sync-debug --steps "$PROF_STEPS" --duration 120 \
     --profile-out "$OUTDIR/prof/counts.csv"
+wanted prof-graph && plain prof-graph --torch-profiler --steps "$PROF_STEPS" --duration 120
 wanted sync && plain sync --sync-every-step --duration "$SYNC_SECONDS"
+wanted sync-eager && plain sync-eager --eager --sync-every-step --duration "$SYNC_SECONDS"
 say "runs took $(($(date +%s) - T0)) s"
 
 # --- (c) the table -----------------------------------------------------------------

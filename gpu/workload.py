@@ -30,6 +30,7 @@ WORKLOAD_READY pid is its own (trace it with --pid that); per-rank files are
 import argparse
 import contextlib
 import csv
+import faulthandler
 import importlib.util
 import json
 import os
@@ -304,6 +305,10 @@ def main(argv=None):
                 out = runner.sample_tokens(None)
             outputs.put(out)
         outputs.put(None)
+        if tp is not None:
+            # A rank stuck past here (a collective, the teardown) prints
+            # where, then exits, instead of holding the validation up.
+            faulthandler.dump_traceback_later(90, exit=True)
         thread.join()
         elapsed = time.monotonic() - t0
         if args.sync_debug and cuda:
@@ -334,9 +339,12 @@ def main(argv=None):
         result["flagged_syncs"] = len(flagged_syncs)
     if tp is not None:
         result.update(rank=args.tp_rank, tp=args.tp, truth=args.truth)
-        tp.close()
         print("WORKER_RESULT " + json.dumps(result), flush=True)
-        return
+        tp.close()
+        # Tearing down NCCL and the graphs that captured its collectives
+        # can hang at exit; everything is written, so leave without it.
+        sys.stderr.flush()
+        os._exit(0)
     print("WORKLOAD_RESULT " + json.dumps(result), flush=True)
 
 
