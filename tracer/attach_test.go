@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -262,6 +263,27 @@ func TestRuntimeLaunchesWhereDriverCannotBeProbed(t *testing.T) {
 	for _, s := range got {
 		if s.Launches != 3+2 || s.GraphLaunches != 1 {
 			t.Errorf("step %d: %d launches, %d graphs; want the 5 runtime launches and 1 graph", s.StepID, s.Launches, s.GraphLaunches)
+		}
+	}
+}
+
+func TestProbeOffset(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		code  []byte
+		shift uint64
+	}{
+		{"endbr64; push %rbp", []byte{0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48}, 4},
+		{"endbr64; push %r15", []byte{0xf3, 0x0f, 0x1e, 0xfa, 0x41, 0x57}, 4},
+		{"endbr64; lock addq (single-stepped either way)", []byte{0xf3, 0x0f, 0x1e, 0xfa, 0xf0, 0x48}, 0},
+		{"endbr64; mov", []byte{0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x89}, 0},
+		{"push %rbp, no endbr64", []byte{0x55, 0x48, 0x89, 0xe5, 0x41, 0x57}, 0},
+		{"endbr64 at the end of the file", []byte{0xf3, 0x0f, 0x1e, 0xfa}, 0},
+	} {
+		// The function at file offset 3, after some other bytes.
+		code := append([]byte{0xcc, 0xcc, 0xcc}, c.code...)
+		if got := probeOffset(bytes.NewReader(code), 3); got != 3+c.shift {
+			t.Errorf("%s: probe at %d, want %d", c.name, got, 3+c.shift)
 		}
 	}
 }
