@@ -287,3 +287,37 @@ func TestProbeOffset(t *testing.T) {
 		}
 	}
 }
+
+// TestSimDriverStartsLikeTheRealOne: the real libcuda.so.580's probed
+// functions start with push %rbp; mov %rsp,%rbp (gpu/launchcost.py on the
+// H200), which the kernel emulates under a probe; the simulated driver must
+// too, or the tests would time a different probe.
+func TestSimDriverStartsLikeTheRealOne(t *testing.T) {
+	repo, _ := filepath.Abs("..")
+	build := filepath.Join(t.TempDir(), "build")
+	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "simserver"), "libs", "BUILD="+build).CombinedOutput(); err != nil {
+		t.Fatalf("make simserver libs: %v\n%s", err, out)
+	}
+	path := filepath.Join(build, "sim", "driver", "libcuda.so.1")
+	offsets, err := symbolOffsets(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prologue := []byte{0x55, 0x48, 0x89, 0xe5}
+	for _, set := range driverProbes {
+		for _, sym := range set.symbols {
+			off, ok := offsets[sym]
+			if !ok {
+				t.Errorf("%s: not exported", sym)
+				continue
+			}
+			if got := raw[off : off+4]; !bytes.Equal(got, prologue) {
+				t.Errorf("%s starts with % x, want % x", sym, got, prologue)
+			}
+		}
+	}
+}
