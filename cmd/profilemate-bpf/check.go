@@ -90,12 +90,20 @@ func checkServer(proc tracer.Proc, pid int) []checkLine {
 	var lines, unopenable []checkLine
 	cuda, marker := false, false
 	opened := map[string]bool{}
+	var installs []string // marker libraries where the processes import from
+	lookedIn := map[string]bool{}
 	for _, p := range pids {
 		maps, err := proc.Maps(p)
 		if err != nil {
 			continue // exited meanwhile
 		}
 		unopenable = append(unopenable, checkOpenable(proc, p, maps, opened)...)
+		for _, dir := range proc.PythonDirs(p, maps) {
+			if !lookedIn[dir] {
+				lookedIn[dir] = true
+				installs = append(installs, proc.MarkerInstalls(p, dir)...)
+			}
+		}
 		kinds := map[tracer.LibKind]string{}
 		for _, m := range maps {
 			if k := tracer.Classify(m.Path); k != tracer.LibNone {
@@ -122,9 +130,20 @@ func checkServer(proc tracer.Proc, pid int) []checkLine {
 	lines = append(lines,
 		checkLine{ok: cuda, what: "CUDA libraries in the server's processes",
 			fix: "no process maps libcudart or libcuda: is this a vLLM server on a GPU, and has it loaded its model?"},
-		checkLine{ok: marker, soft: true, what: "profilemate marker in the server's processes",
-			fix: "install it (pip install <profilemate-bpf>/marker) and restart the server once; without it only per-process CUDA activity is traced"})
+		markerLine(marker, installs))
 	return lines
+}
+
+// markerLine says whether the server's processes loaded the marker and, if
+// not, whether it is installed where they import from: then only a restart
+// is missing.
+func markerLine(loaded bool, installs []string) checkLine {
+	line := checkLine{ok: loaded, soft: true, what: "profilemate marker in the server's processes",
+		fix: "install it (pip install <profilemate-bpf>/marker) and restart the server once; without it only per-process CUDA activity is traced"}
+	if !loaded && len(installs) > 0 {
+		line.fix = fmt.Sprintf("installed (%s) but not loaded: restart the server once (or check PROFILEMATE_MARKER and VLLM_PLUGINS); workers it starts from now on load it", installs[0])
+	}
+	return line
 }
 
 // checkOpenable opens each library of one process that the tracer would

@@ -92,6 +92,23 @@ func TestCheckServer(t *testing.T) {
 	if !ok || !strings.Contains(text, "✗ profilemate marker") || !strings.Contains(text, "pip install") {
 		t.Errorf("server without marker (still traceable, with advice):\n%s", text)
 	}
+	// Installed where the worker imports from (its PYTHONPATH) but not
+	// loaded: only a restart is missing.
+	p := fakeProc(t, false)
+	for file, content := range map[string]string{
+		"environ": "PYTHONPATH=/sp\x00",
+		"root/sp/profilemate_marker/libprofilemate_marker.abi3.so": "",
+	} {
+		os.MkdirAll(filepath.Dir(filepath.Join(p.Root, "11", file)), 0o755)
+		if err := os.WriteFile(filepath.Join(p.Root, "11", file), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok, text = verdict(checkServer(p, 10))
+	if !ok || !strings.Contains(text, "✗ profilemate marker") ||
+		!strings.Contains(text, "installed (/sp/profilemate_marker/libprofilemate_marker.abi3.so) but not loaded: restart") {
+		t.Errorf("server with the marker installed, not loaded:\n%s", text)
+	}
 	ok, text = verdict(checkServer(fakeProc(t, true), 11+100))
 	if ok || !strings.Contains(text, "no such process") {
 		t.Errorf("missing pid:\n%s", text)
@@ -105,7 +122,7 @@ func TestCheckServer(t *testing.T) {
 		t.Errorf("unopenable libraries:\n%s", text)
 	}
 	// The API server alone maps no CUDA library: nothing to trace.
-	p := fakeProc(t, true)
+	p = fakeProc(t, true)
 	os.RemoveAll(filepath.Join(p.Root, "11"))
 	ok, text = verdict(checkServer(p, 10))
 	if ok || !strings.Contains(text, "✗ CUDA libraries") {

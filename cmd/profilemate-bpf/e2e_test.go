@@ -221,7 +221,7 @@ func TestEndToEndWorkersRunning(t *testing.T) {
 func TestEndToEndWorkersSpawnedAfterAttach(t *testing.T) {
 	requireRoot(t)
 	bin := buildAll(t)
-	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30", "--start-delay", "1", "--start-method", "spawn")
+	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30", "--start-delay", "2", "--start-method", "spawn")
 	time.Sleep(200 * time.Millisecond) // the API server is up; EngineCore not yet
 	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 9*time.Second)
 	time.Sleep(300 * time.Millisecond)

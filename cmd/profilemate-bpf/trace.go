@@ -36,6 +36,26 @@ func monotonicNs() uint64 {
 	return uint64(ts.Nano())
 }
 
+// markerStatus says whether forward passes can be timed: the marker is
+// loaded by a traced process, installed where they import from but not
+// loaded yet, or absent; with what the user can do about the last two.
+func markerStatus(libs []*tracer.Library) (status, hint string) {
+	installed := false
+	for _, l := range libs {
+		if l.Kind != tracer.LibMarker {
+			continue
+		}
+		if l.Loaded {
+			return "found", ""
+		}
+		installed = true
+	}
+	if installed {
+		return "installed, not loaded yet", markerNotLoadedHint
+	}
+	return "NOT found", markerHint
+}
+
 // collector keeps the steps as they arrive from the ring buffer.
 type collector struct {
 	mu      sync.Mutex
@@ -96,26 +116,19 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	defer tr.Close()
 	attachTime := time.Since(t0)
 
-	probes, cuda, marker, installed := 0, false, false, false
+	probes, cuda := 0, false
 	for _, l := range tr.Libraries() {
 		probes += l.Probes
 		cuda = cuda || l.Kind == tracer.LibRuntime || l.Kind == tracer.LibDriver
-		marker = marker || l.Kind == tracer.LibMarker && l.Loaded
-		installed = installed || l.Kind == tracer.LibMarker
 	}
 	if !cuda {
 		return fail(exitNoCUDA, fmt.Errorf("no CUDA library (libcudart*.so*, libcuda.so*) is mapped by pid %d or its %d descendants: is it a vLLM server on a GPU?",
 			cfg.pid, len(tr.Processes())-1))
 	}
-	switch {
-	case marker:
-		fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker found\n", probes, attachTime.Milliseconds())
-	case installed:
-		fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker installed, not loaded yet\n", probes, attachTime.Milliseconds())
-		fmt.Fprintln(stderr, markerNotLoadedHint)
-	default:
-		fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker NOT found\n", probes, attachTime.Milliseconds())
-		fmt.Fprintln(stderr, markerHint)
+	status, hint := markerStatus(tr.Libraries())
+	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), status)
+	if hint != "" {
+		fmt.Fprintln(stderr, hint)
 	}
 
 	col := &collector{}
