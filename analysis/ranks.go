@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"maps"
+	"regexp"
 	"slices"
 )
 
@@ -11,6 +12,11 @@ import (
 // faster ranks lose, and a rank that is often the slowest points at its GPU or
 // host.
 type RankSpread struct {
+	// Group names the tensor-parallel group: the workers' title up to its
+	// _TP<n> part ("VLLM::Worker", "VLLM::Worker_DP1"). vLLM titles each
+	// worker by its data- and pipeline-parallel ranks first, so ranks of
+	// different groups, which run different steps, are never mixed.
+	Group string `json:"group"`
 	// AlignedSteps is the number of step ids that every rank timed; the
 	// statistics below are over those steps and are zero when there are none.
 	AlignedSteps int `json:"count"`
@@ -38,12 +44,23 @@ type RankSlowest struct {
 	Share float64 `json:"share"` // Count / AlignedSteps; 0 when nothing aligned
 }
 
-// rankSpread aligns the rows of ranked processes by step id. It returns nil
-// unless at least two processes with steps have distinct ranks >= 0: with one
-// rank there is nothing to compare, and when two processes claim the same rank
-// (several data-parallel groups, which the rank alone cannot tell apart) any
-// alignment would mix groups and report a meaningless spread.
-func rankSpread(rows []Row, procs processes) *RankSpread {
+var tpPart = regexp.MustCompile(`_TP\d+`)
+
+// rankGroup returns the tensor-parallel group of a worker's title: the title
+// before its _TP<n> part ("VLLM::Worker_DP1_TP0_EP0" -> "VLLM::Worker_DP1").
+func rankGroup(title string) string {
+	if loc := tpPart.FindStringIndex(title); loc != nil {
+		return title[:loc[0]]
+	}
+	return title
+}
+
+// rankSpreads returns the cross-rank spread of each tensor-parallel group
+// with at least two ranked processes that timed steps, by group name. A
+// group where two processes claim the same rank (titles that do not tell
+// their data-parallel groups apart) is left out: any alignment would mix
+// groups and report a meaningless spread.
+func rankSpreads(rows []Row, procs processes) []*RankSpread {
 	byPID := make(map[uint32]map[uint64]float64) // pid -> step id -> duration
 	for _, r := range rows {
 		if r.Rank < 0 {
@@ -54,24 +71,38 @@ func rankSpread(rows []Row, procs processes) *RankSpread {
 		}
 		byPID[r.PID][r.Step] = r.DurationMs
 	}
-	if len(byPID) < 2 {
-		return nil
-	}
-	ranked := make([]Process, 0, len(byPID))
-	seen := make(map[int]bool)
+	groups := make(map[string][]Process)
 	for pid := range byPID {
 		p := procs.get(pid)
+		groups[rankGroup(p.Title)] = append(groups[rankGroup(p.Title)], p)
+	}
+	var out []*RankSpread
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		if rs := rankSpread(name, groups[name], byPID); rs != nil {
+			out = append(out, rs)
+		}
+	}
+	return out
+}
+
+// rankSpread aligns the steps of one group's processes by step id, or
+// returns nil when fewer than two distinct ranks are there.
+func rankSpread(group string, ranked []Process, byPID map[uint32]map[uint64]float64) *RankSpread {
+	if len(ranked) < 2 {
+		return nil
+	}
+	seen := make(map[int]bool)
+	for _, p := range ranked {
 		if seen[p.Rank] {
 			return nil
 		}
 		seen[p.Rank] = true
-		ranked = append(ranked, p)
 	}
 	sortProcesses(ranked)
 
 	ids := make(map[uint64]bool)
-	for _, steps := range byPID {
-		for id := range steps {
+	for _, p := range ranked {
+		for id := range byPID[p.PID] {
 			ids[id] = true
 		}
 	}
@@ -100,7 +131,7 @@ func rankSpread(rows []Row, procs processes) *RankSpread {
 		}
 	}
 
-	rs := &RankSpread{AlignedSteps: len(spreads), UnalignedSteps: len(ids) - len(spreads)}
+	rs := &RankSpread{Group: group, AlignedSteps: len(spreads), UnalignedSteps: len(ids) - len(spreads)}
 	if len(spreads) > 0 {
 		d := distribution(spreads)
 		rs.MeanMs, rs.P50Ms, rs.P95Ms, rs.P99Ms, rs.MaxMs = d.mean, d.p50, d.p95, d.p99, d.max

@@ -13,8 +13,12 @@ type Summary struct {
 	Phases    PhaseSet         // all processes together
 	Trace     TraceInfo        // "_trace"
 	Processes []ProcessSummary // "_processes": processes with timed steps
-	Ranks     *RankSpread      // "_ranks": nil without two distinct ranks
-	Activity  []ActivitySummary
+	// Ranks has the cross-rank spread of each tensor-parallel group with
+	// two ranks or more, by group: "_ranks" when there is one group (one
+	// engine, the usual case), "_rank_groups" when there are several (data
+	// or pipeline parallelism).
+	Ranks    []*RankSpread
+	Activity []ActivitySummary
 }
 
 // TraceInfo describes the trace as a whole, so that a reader can judge how
@@ -68,7 +72,7 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 			DroppedRecords:       r.DroppedRecords,
 		},
 		Processes: processSummaries(rows, procs),
-		Ranks:     rankSpread(rows, procs),
+		Ranks:     rankSpreads(rows, procs),
 		Activity:  activitySummaries(r.Activity, r.durationSec()),
 	}
 }
@@ -122,15 +126,18 @@ func activitySummaries(acts []ProcessActivity, traceSec float64) []ActivitySumma
 }
 
 // MarshalJSON writes the phases first, as the sitecustomize profiler did,
-// then "_trace", "_processes", "_ranks" (only when there are ranks) and
-// "_activity".
+// then "_trace", "_processes", "_ranks" or "_rank_groups" (only when there
+// are ranks) and "_activity".
 func (s Summary) MarshalJSON() ([]byte, error) {
 	m := s.Phases.members()
 	m = append(m,
 		member{"_trace", s.Trace},
 		member{"_processes", nonNil(s.Processes)})
-	if s.Ranks != nil {
-		m = append(m, member{"_ranks", s.Ranks})
+	switch {
+	case len(s.Ranks) == 1:
+		m = append(m, member{"_ranks", s.Ranks[0]})
+	case len(s.Ranks) > 1:
+		m = append(m, member{"_rank_groups", s.Ranks})
 	}
 	m = append(m, member{"_activity", nonNil(s.Activity)})
 	return marshalObject(m)

@@ -23,7 +23,7 @@ func RenderTable(w io.Writer, s Summary) error {
 	if err := renderPhases(w, s); err != nil {
 		return err
 	}
-	if s.Ranks != nil {
+	if len(s.Ranks) > 0 {
 		fmt.Fprintln(w)
 		return renderRanks(w, s.Ranks)
 	}
@@ -61,17 +61,29 @@ func phaseLine(st PhaseStats, process string) []string {
 	}
 }
 
-func renderRanks(w io.Writer, rs *RankSpread) error {
-	t := newTable(w, "Cross-rank spread per step (slowest - fastest rank, ms)",
-		[]string{"Aligned steps", "Mean", "P50", "P95", "P99", "Max", "Slowest rank"},
-		6)
-	err := t.Append([]string{
-		fmt.Sprint(rs.AlignedSteps),
-		ms(rs.MeanMs), ms(rs.P50Ms), ms(rs.P95Ms), ms(rs.P99Ms), ms(rs.MaxMs),
-		slowestText(rs),
-	})
-	if err != nil {
-		return err
+// renderRanks shows one line per tensor-parallel group, named in a first
+// column when there are several.
+func renderRanks(w io.Writer, groups []*RankSpread) error {
+	head := []string{"Aligned steps", "Mean", "P50", "P95", "P99", "Max", "Slowest rank"}
+	text := []int{6} // left-aligned columns
+	several := len(groups) > 1
+	if several {
+		head = append([]string{"Group"}, head...)
+		text = []int{0, 7}
+	}
+	t := newTable(w, "Cross-rank spread per step (slowest - fastest rank, ms)", head, text...)
+	for _, rs := range groups {
+		line := []string{
+			fmt.Sprint(rs.AlignedSteps),
+			ms(rs.MeanMs), ms(rs.P50Ms), ms(rs.P95Ms), ms(rs.P99Ms), ms(rs.MaxMs),
+			slowestText(rs),
+		}
+		if several {
+			line = append([]string{rs.Group}, line...)
+		}
+		if err := t.Append(line); err != nil {
+			return err
+		}
 	}
 	return t.Render()
 }
