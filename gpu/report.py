@@ -289,6 +289,22 @@ def build(d):
     return rep
 
 
+def _accuracy_rows(add, a, pid, whose):
+    """The rows on matching and duration accuracy, for one process's steps
+    (`pid` and `whose` word the notes)."""
+    add("steps matched tracer<->truth", f"{a['graph']['matched_steps']}/{a['graph']['truth_traced_steps']}",
+        f"{a['eager']['matched_steps']}/{a['eager']['truth_traced_steps']}",
+        f"tracer rows for {pid} / truth steps with the tracer attached")
+    add("shape agreement (phase,batch,tokens)", _share(a["graph"].get("shape_agreement")),
+        _share(a["eager"].get("shape_agreement")), "share of matched steps")
+    for key, label in (("median_abs_rel_err", "duration |rel err| median"),
+                       ("p99_abs_rel_err", "duration |rel err| p99"),
+                       ("median_signed_rel_err", "duration rel err median (signed)")):
+        f = _pcnt if "signed" in key else _absp
+        add(label, f(a["graph"].get(key)), f(a["eager"].get(key)),
+            f"duration_ms vs {whose}execute_model entry -> get_output return")
+
+
 def table(rep):
     a, o, c = rep["accuracy"], rep["overhead"], rep["coverage"]
     lines = []
@@ -298,17 +314,7 @@ def table(rep):
 
     lines.append("| metric | graph mode | eager mode | note |")
     lines.append("|---|---|---|---|")
-    add("steps matched tracer<->truth", f"{a['graph']['matched_steps']}/{a['graph']['truth_traced_steps']}",
-        f"{a['eager']['matched_steps']}/{a['eager']['truth_traced_steps']}",
-        "tracer rows for the pid / truth steps with the tracer attached")
-    add("shape agreement (phase,batch,tokens)", _share(a["graph"].get("shape_agreement")),
-        _share(a["eager"].get("shape_agreement")), "share of matched steps")
-    for key, label in (("median_abs_rel_err", "duration |rel err| median"),
-                       ("p99_abs_rel_err", "duration |rel err| p99"),
-                       ("median_signed_rel_err", "duration rel err median (signed)")):
-        f = _pcnt if "signed" in key else _absp
-        add(label, f(a["graph"].get(key)), f(a["eager"].get(key)),
-            "duration_ms vs execute_model entry -> get_output return")
+    _accuracy_rows(add, a, "the pid", "")
     add("cpu_ms |rel err| median", _absp(a["graph"].get("cpu_ms_median_abs_rel_err")),
         _absp(a["eager"].get("cpu_ms_median_abs_rel_err")), "vs execute_model entry -> sample_tokens return")
     add("interval_ms |rel err| median", _absp(a["graph"].get("interval_ms_median_abs_rel_err")),
@@ -516,18 +522,7 @@ def table_tp(rep):
             _share(lb["eager"].get("rank_ok")),
             "titles: " + ", ".join(sorted(set(lb["graph"].get("titles", []))
                                           | set(lb["eager"].get("titles", [])))))
-        add("steps matched tracer<->truth",
-            f"{a['graph']['matched_steps']}/{a['graph']['truth_traced_steps']}",
-            f"{a['eager']['matched_steps']}/{a['eager']['truth_traced_steps']}",
-            "tracer rows for the rank's pid / its truth steps with the tracer attached")
-        add("shape agreement (phase,batch,tokens)", _share(a["graph"].get("shape_agreement")),
-            _share(a["eager"].get("shape_agreement")), "share of matched steps")
-        for key, label in (("median_abs_rel_err", "duration |rel err| median"),
-                           ("p99_abs_rel_err", "duration |rel err| p99"),
-                           ("median_signed_rel_err", "duration rel err median (signed)")):
-            f = _pcnt if "signed" in key else _absp
-            add(label, f(a["graph"].get(key)), f(a["eager"].get(key)),
-                "duration_ms vs the rank's execute_model entry -> get_output return")
+        _accuracy_rows(add, a, "the rank's pid", "the rank's ")
         add("plain / traced steps/s", f"{fmt(o['graph'].get('plain_steps_per_sec'), '.1f')} / "
             f"{fmt(o['graph'].get('traced_steps_per_sec'), '.1f')}",
             f"{fmt(o['eager'].get('plain_steps_per_sec'), '.1f')} / "
