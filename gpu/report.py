@@ -305,6 +305,17 @@ def _accuracy_rows(add, a, pid, whose):
             f"duration_ms vs {whose}execute_model entry -> get_output return")
 
 
+def _tracer_overhead_rows(add, o):
+    """The rows on what the tracer costs, from overhead() per mode."""
+    add("tracer overhead (step rate)", _ovh(1 / o["graph"]["rate_ratio"]) if o["graph"].get("rate_ratio") else "n/a",
+        _ovh(1 / o["eager"]["rate_ratio"]) if o["eager"].get("rate_ratio") else "n/a",
+        "plain rate / traced rate - 1")
+    add("tracer overhead (shape-matched period)", _ovh(o["graph"].get("matched_slowdown")),
+        _ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
+    add("tracer overhead (decode steps, batch-matched period)", _ovh(o["graph"].get("decode_slowdown")),
+        _ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
+
+
 def table(rep):
     a, o, c = rep["accuracy"], rep["overhead"], rep["coverage"]
     lines = []
@@ -323,13 +334,7 @@ def table(rep):
         fmt(o["eager"].get("plain_steps_per_sec"), ".1f"), "untraced windows")
     add("traced steps/s", fmt(o["graph"].get("traced_steps_per_sec"), ".1f"),
         fmt(o["eager"].get("traced_steps_per_sec"), ".1f"), "tracer attached")
-    add("tracer overhead (step rate)", _ovh(1 / o["graph"]["rate_ratio"]) if o["graph"].get("rate_ratio") else "n/a",
-        _ovh(1 / o["eager"]["rate_ratio"]) if o["eager"].get("rate_ratio") else "n/a",
-        "plain rate / traced rate - 1")
-    add("tracer overhead (shape-matched period)", _ovh(o["graph"].get("matched_slowdown")),
-        _ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
-    add("tracer overhead (decode steps, batch-matched period)", _ovh(o["graph"].get("decode_slowdown")),
-        _ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
+    _tracer_overhead_rows(add, o)
     for method, label in (("sync_every_step", "--sync-every-step"), ("torch_profiler", "--torch-profiler")):
         m = o.get(method, {})
         g, e = m.get("graph", {}), m.get("eager", {})
@@ -527,14 +532,7 @@ def table_tp(rep):
             f"{fmt(o['graph'].get('traced_steps_per_sec'), '.1f')}",
             f"{fmt(o['eager'].get('plain_steps_per_sec'), '.1f')} / "
             f"{fmt(o['eager'].get('traced_steps_per_sec'), '.1f')}", "untraced / traced windows")
-        add("tracer overhead (step rate)",
-            _ovh(1 / o["graph"]["rate_ratio"]) if o["graph"].get("rate_ratio") else "n/a",
-            _ovh(1 / o["eager"]["rate_ratio"]) if o["eager"].get("rate_ratio") else "n/a",
-            "plain rate / traced rate - 1")
-        add("tracer overhead (shape-matched period)", _ovh(o["graph"].get("matched_slowdown")),
-            _ovh(o["eager"].get("matched_slowdown")), "same batch shapes only")
-        add("tracer overhead (decode steps, batch-matched period)", _ovh(o["graph"].get("decode_slowdown")),
-            _ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
+        _tracer_overhead_rows(add, o)
         p = o.get("torch_profiler", {})
         add("--torch-profiler overhead", "", _ovh(p.get("matched_slowdown")),
             f"shape-matched vs plain eager; steps/s {fmt(p.get('steps_per_sec'), '.1f')}")
