@@ -39,8 +39,9 @@ func label(p Process) string {
 	return fmt.Sprintf("%s (%d)", p.Title, p.PID)
 }
 
-// compareProcesses orders ranked processes by rank first (TP0, TP1, ...),
-// then unranked ones by pid, which is how users scan a tensor-parallel group.
+// compareProcesses orders ranked processes first, by tensor-parallel group
+// and then rank (DP0_TP0, DP0_TP1, DP1_TP0, ...), then unranked ones by pid,
+// which is how users scan a tensor-parallel group.
 func compareProcesses(a, b Process) int {
 	if ar, br := a.Rank >= 0, b.Rank >= 0; ar != br {
 		if ar {
@@ -49,6 +50,9 @@ func compareProcesses(a, b Process) int {
 		return 1
 	}
 	if a.Rank >= 0 {
+		if c := cmp.Compare(rankGroup(a.Title), rankGroup(b.Title)); c != 0 {
+			return c
+		}
 		if c := cmp.Compare(a.Rank, b.Rank); c != 0 {
 			return c
 		}

@@ -116,6 +116,14 @@ func TestRankSpreadPerDataParallelGroup(t *testing.T) {
 		t.Errorf("DP1: %+v", dp1)
 	}
 
+	var order []uint32
+	for _, p := range sum.Processes {
+		order = append(order, p.PID)
+	}
+	if want := []uint32{200, 201, 210, 211, 220, 300}; !reflect.DeepEqual(order, want) {
+		t.Errorf("processes in order %v, want %v (by group, then rank; unranked last)", order, want)
+	}
+
 	var js bytes.Buffer
 	if err := WriteSummary(&js, sum); err != nil {
 		t.Fatal(err)

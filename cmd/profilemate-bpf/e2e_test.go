@@ -69,15 +69,24 @@ func startServer(t testing.TB, args ...string) *server {
 	return &server{cmd: cmd, truth: truth}
 }
 
-// waitReady waits until the server's workers have warmed up (server.json).
-func (s *server) waitReady(t testing.TB) {
+// waitReady waits until the server's workers have warmed up: its engine
+// wrote server.json, or each data-parallel engine its server_dp<d>.json
+// when files are named.
+func (s *server) waitReady(t testing.TB, files ...string) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(s.truth, "server.json")); err == nil {
-			return
+	if len(files) == 0 {
+		files = []string{"server.json"}
+	}
+	for _, f := range files {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(s.truth, f)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("simulated server did not become ready (no %s)", f)
+			}
 		}
 	}
-	t.Fatal("simulated server did not become ready")
 }
 
 type truthStep struct {
@@ -143,7 +152,7 @@ func runTracer(t *testing.T, bin string, pid int, d time.Duration) (dir string, 
 func monotonic() int64 { return int64(monotonicNs()) }
 
 // compare checks every truth step wholly inside [start, end] against the CSV.
-func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64) {
+func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64, workers int) {
 	t.Helper()
 	type key struct{ pid, step int }
 	got := map[key][]map[string]string{}
@@ -190,7 +199,7 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 	}
 	t.Logf("%d steps inside the window from %d processes, phases %v; %d (%.1f%%) within 5%% or 0.3 ms",
 		inside, len(pids), phases, accurate, 100*float64(accurate)/float64(max(inside, 1)))
-	if inside < 100 || len(pids) != 2 {
+	if inside < 100 || len(pids) != workers {
 		t.Fatalf("only %d steps from %d workers inside the window", inside, len(pids))
 	}
 	for _, p := range []string{"prefill", "decode", "mixed"} {
@@ -210,7 +219,7 @@ func TestEndToEndWorkersRunning(t *testing.T) {
 	srv.waitReady(t)
 	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second)
 	time.Sleep(300 * time.Millisecond) // the truth file is written per step
-	compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end)
+	compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
 	var summary map[string]json.RawMessage
 	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
 	if err := json.Unmarshal(b, &summary); err != nil || summary["decode"] == nil || summary["_ranks"] == nil {
@@ -242,7 +251,78 @@ func TestEndToEndWorkersSpawnedAfterAttach(t *testing.T) {
 				pid, (begin-start)/1e6)
 		}
 	}
-	compare(t, truth, readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end)
+	compare(t, truth, readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
+}
+
+// TestEndToEndDataParallel: two data-parallel engines of two tensor-parallel
+// ranks each run different batches under the same step ids. Every step of
+// the four workers is traced once with its rank, and the cross-rank spread
+// is computed per data-parallel group, never across groups.
+func TestEndToEndDataParallel(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "2", "--data-parallel", "2", "--duration", "30")
+	srv.waitReady(t, "server_dp0.json", "server_dp1.json")
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
+	compare(t, readTruth(t, srv.truth), rows, start, end, 4)
+
+	want := map[string]map[int]string{} // group -> TP rank -> pid
+	for dp := range 2 {
+		var s struct {
+			Workers []struct {
+				PID   int    `json:"pid"`
+				Title string `json:"title"`
+				Rank  int    `json:"rank"`
+			} `json:"workers"`
+		}
+		b, err := os.ReadFile(filepath.Join(srv.truth, fmt.Sprintf("server_dp%d.json", dp)))
+		if err != nil || json.Unmarshal(b, &s) != nil || len(s.Workers) != 2 {
+			t.Fatalf("server_dp%d.json: %v %s", dp, err, b)
+		}
+		group := fmt.Sprintf("VLLM::Worker_DP%d", dp)
+		want[group] = map[int]string{}
+		for _, w := range s.Workers {
+			want[group][w.Rank] = strconv.Itoa(w.PID)
+			if w.Title != fmt.Sprintf("%s_TP%d", group, w.Rank) {
+				t.Errorf("worker title %q", w.Title)
+			}
+		}
+	}
+	for _, r := range rows {
+		group, _, _ := strings.Cut(r["process"], "_TP")
+		if rank, _ := strconv.Atoi(r["rank"]); want[group][rank] != r["pid"] {
+			t.Fatalf("row of pid %s titled %q has rank %s", r["pid"], r["process"], r["rank"])
+		}
+	}
+
+	var summary struct {
+		Ranks  json.RawMessage `json:"_ranks"`
+		Groups []struct {
+			Group   string `json:"group"`
+			Aligned int    `json:"count"`
+			Slowest []struct {
+				Rank int `json:"rank"`
+				PID  int `json:"pid"`
+			} `json:"slowest"`
+		} `json:"_rank_groups"`
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err := json.Unmarshal(b, &summary); err != nil || summary.Ranks != nil || len(summary.Groups) != 2 {
+		t.Fatalf("summary.json: want two _rank_groups and no _ranks: %v\n%s", err, b)
+	}
+	for _, g := range summary.Groups {
+		if want[g.Group] == nil || g.Aligned < 100 || len(g.Slowest) != 2 {
+			t.Errorf("group %+v", g)
+			continue
+		}
+		for _, s := range g.Slowest {
+			if want[g.Group][s.Rank] != strconv.Itoa(s.PID) {
+				t.Errorf("group %s: rank %d is pid %d, want %s", g.Group, s.Rank, s.PID, want[g.Group][s.Rank])
+			}
+		}
+	}
 }
 
 // TestKilledTracerLeavesServerRunning: SIGKILL mid-trace; the server keeps

@@ -1,9 +1,9 @@
 """The API server process: the root of the server's process tree.
 
 It loads the plugins and the CUDA libraries (as `import torch` maps them in
-a real API server, which launches nothing), starts EngineCore after
---start-delay, and on SIGTERM/SIGINT stops EngineCore, which stops the
-workers.
+a real API server, which launches nothing), starts EngineCore (one per
+data-parallel rank) after --start-delay, and on SIGTERM/SIGINT stops
+EngineCore, which stops the workers.
 """
 import multiprocessing
 import os
@@ -25,16 +25,24 @@ def run(opts) -> int:
     if stop.wait(opts.start_delay):
         return 0
     ctx = multiprocessing.get_context(opts.start_method)
-    engine = ctx.Process(target=engine_core_main, args=(opts, os.getpid()),
-                         name="EngineCore_DP0")
-    engine.start()
-    while engine.is_alive() and not stop.is_set():
-        engine.join(0.2)
-    if engine.is_alive():
-        engine.terminate()
-        engine.join(ENGINE_EXIT_S)
-        if engine.is_alive():
-            engine.kill()
-            engine.join()
-        return 0
-    return 0 if engine.exitcode == 0 else 1
+    engines = [ctx.Process(target=engine_core_main, args=(opts, os.getpid(), dp),
+                           name=f"EngineCore_DP{dp}") for dp in range(opts.data_parallel)]
+    for e in engines:
+        e.start()
+    failed = False
+    while not stop.is_set():
+        alive = [e for e in engines if e.is_alive()]
+        failed = any(not e.is_alive() and e.exitcode != 0 for e in engines)
+        if not alive or failed:
+            break
+        alive[0].join(0.2)
+    # Stopped, or an engine failed: stop the others.
+    for e in engines:
+        if e.is_alive():
+            e.terminate()
+    for e in engines:
+        e.join(ENGINE_EXIT_S)
+        if e.is_alive():
+            e.kill()
+            e.join()
+    return 1 if failed else 0

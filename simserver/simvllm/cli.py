@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 MAX_WORKERS = 8
+MAX_DATA_PARALLEL = 4
 
 
 @dataclass
@@ -12,6 +13,7 @@ class Options:
     duration: float
     rate: float
     workers: int
+    data_parallel: int
     eager: bool
     runner: str
     start_method: str
@@ -33,14 +35,16 @@ def _non_negative(name):
     return parse
 
 
-def _workers(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--workers must be an integer, not {text!r}")
-    if not 1 <= n <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"--workers must be 1 to {MAX_WORKERS}, not {n}")
-    return n
+def _count(name, most):
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, not {text!r}")
+        if not 1 <= n <= most:
+            raise argparse.ArgumentTypeError(f"{name} must be 1 to {most}, not {n}")
+        return n
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,9 +58,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=_non_negative("--rate"), default=0.0,
                    help="new requests per second; 0 (default): back-to-back waves of "
                         "requests, so the engine never idles")
-    p.add_argument("--workers", type=_workers, default=1,
+    p.add_argument("--workers", type=_count("--workers", MAX_WORKERS), default=1,
                    help="tensor-parallel workers; 1 (default) runs the model inside "
                         "EngineCore")
+    p.add_argument("--data-parallel", type=_count("--data-parallel", MAX_DATA_PARALLEL),
+                   default=1,
+                   help="data-parallel engines, each with its --workers and its own request "
+                        "mix (seed + its rank), titled as vLLM titles them: "
+                        "VLLM::EngineCore_DP<d>, VLLM::Worker_DP<d>_TP<r>; 1 (default)")
     p.add_argument("--eager", action="store_true",
                    help="launch every kernel (vLLM's --enforce-eager): no CUDA graphs")
     p.add_argument("--runner", choices=("v1", "v2", "mixed"), default="mixed",

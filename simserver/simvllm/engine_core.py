@@ -32,12 +32,19 @@ class WorkerDied(Exception):
     """A worker's connection closed while the engine still needed it."""
 
 
+def titles(opts, dp_rank: int):
+    """The engine's title and a function giving each worker's, as vLLM
+    names them: _DP<d> only with data parallelism."""
+    dp = f"_DP{dp_rank}" if opts.data_parallel > 1 else ""
+    return TITLE + dp, lambda rank: f"VLLM::Worker{dp}_TP{rank}"
+
+
 class LocalWorker:
     """The uni executor: the runner in this process, on this main thread."""
 
-    def __init__(self, opts):
+    def __init__(self, opts, title: str):
         self.replies, reply = multiprocessing.Pipe(duplex=False)
-        self.worker = Worker(opts, 0, TITLE, reply)
+        self.worker = Worker(opts, 0, title, reply)
         self.info = self.replies.recv()[1]
         self.process = None
 
@@ -51,11 +58,11 @@ class LocalWorker:
 class RemoteWorker:
     """A worker process and the two pipes to it."""
 
-    def __init__(self, ctx, opts, rank: int):
+    def __init__(self, ctx, opts, rank: int, title: str):
         steps_r, self.steps = ctx.Pipe(duplex=False)
         self.replies, replies_w = ctx.Pipe(duplex=False)
         self.process = ctx.Process(target=worker_main, name=f"VllmWorker-{rank}",
-                                   args=(opts, rank, steps_r, replies_w, os.getpid()))
+                                   args=(opts, rank, title, steps_r, replies_w, os.getpid()))
         self.process.start()
         steps_r.close()
         replies_w.close()
@@ -89,29 +96,31 @@ def recv(worker, stop) -> object:
     return None
 
 
-def write_server_json(opts, api_pid: int, workers) -> None:
-    """<truth-dir>/server.json: the pids and titles of all processes; written
-    once every worker is warmed up, so its presence means 'serving'."""
+def write_server_json(opts, api_pid: int, title: str, dp_rank: int, workers) -> None:
+    """<truth-dir>/server.json (server_dp<d>.json with data parallelism): the
+    pids and titles of the engine's processes; written once every worker is
+    warmed up, so its presence means 'serving'."""
     runners = [w.info for w in workers]
     doc = {
         "api_server": {"pid": api_pid, "title": Path(f"/proc/{api_pid}/cmdline")
                        .read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode()},
-        "engine_core": {"pid": os.getpid(), "title": TITLE},
+        "engine_core": {"pid": os.getpid(), "title": title, "dp_rank": dp_rank},
         "workers": runners if len(workers) > 1 else [],
         "runners": runners,
         "start_method": opts.start_method,
         "async_scheduling": not opts.sync,
         "eager": opts.eager,
     }
-    path = Path(opts.truth_dir) / "server.json"
+    name = f"server_dp{dp_rank}.json" if opts.data_parallel > 1 else "server.json"
+    path = Path(opts.truth_dir) / name
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.rename(path)
 
 
-def serve_steps(opts, workers, stop) -> None:
+def serve_steps(opts, seed: int, workers, stop) -> None:
     """Schedule and run steps until --duration is over or a stop signal."""
-    sched = Scheduler(opts.seed, opts.rate)
+    sched = Scheduler(seed, opts.rate)
     depth = 1 if opts.sync else 2
     inflight = collections.deque()
     deadline = time.monotonic() + opts.duration if opts.duration else None
@@ -137,10 +146,11 @@ def serve_steps(opts, workers, stop) -> None:
         inflight.popleft()
 
 
-def engine_core_main(opts, api_pid: int) -> None:
-    """Entry of the EngineCore process."""
+def engine_core_main(opts, api_pid: int, dp_rank: int = 0) -> None:
+    """Entry of the EngineCore process of data-parallel rank dp_rank."""
     procs.die_with_parent(api_pid)
-    procs.set_title(TITLE)
+    title, worker_title = titles(opts, dp_rank)
+    procs.set_title(title)
     stop = procs.StopFlag()
     load_general_plugins()
     cuda.libs()
@@ -148,18 +158,20 @@ def engine_core_main(opts, api_pid: int) -> None:
     code = 0
     try:
         if opts.workers == 1:
-            workers.append(LocalWorker(opts))
+            workers.append(LocalWorker(opts, title))
         else:
             ctx = multiprocessing.get_context(opts.start_method)
-            workers.extend(RemoteWorker(ctx, opts, rank) for rank in range(opts.workers))
+            workers.extend(RemoteWorker(ctx, opts, rank, worker_title(rank))
+                           for rank in range(opts.workers))
             for w in workers:
                 reply = recv(w, stop)
                 if reply is None:
                     return
                 w.info = reply[1]
         if opts.truth_dir:
-            write_server_json(opts, api_pid, workers)
-        serve_steps(opts, workers, stop)
+            write_server_json(opts, api_pid, title, dp_rank, workers)
+        # Each data-parallel engine serves its own requests.
+        serve_steps(opts, opts.seed + dp_rank, workers, stop)
     except WorkerDied as e:
         print(f"EngineCore: worker {e} died", file=sys.stderr)
         code = 1

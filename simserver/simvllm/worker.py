@@ -93,10 +93,9 @@ class Worker:
             self.truth.close()
 
 
-def worker_main(opts, rank: int, steps, reply, parent_pid: int) -> None:
-    """Entry of a worker process started by EngineCore."""
+def worker_main(opts, rank: int, title: str, steps, reply, parent_pid: int) -> None:
+    """Entry of a worker process started by EngineCore, titled `title`."""
     procs.die_with_parent(parent_pid)
-    title = f"VLLM::Worker_TP{rank}"
     procs.set_title(title)
     stop = procs.StopFlag()
     load_general_plugins()

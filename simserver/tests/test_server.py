@@ -85,6 +85,29 @@ def test_two_workers_mixed_runners_truth(tmp_path):
         assert overlapping_steps(rows) > len(rows) / 2, "async scheduling overlaps steps"
 
 
+def test_data_parallel_engines(tmp_path):
+    """--data-parallel 2: two engines under the API server, titled and with
+    workers titled as vLLM's, each serving its own request mix (seed + its
+    rank) and writing its own server_dp<d>.json."""
+    proc = start_serve("--workers", 2, "--data-parallel", 2, "--duration", 2,
+                       "--truth-dir", tmp_path)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert not (tmp_path / "server.json").exists()
+    truth = read_truth(tmp_path)
+    for dp in (0, 1):
+        server = json.loads((tmp_path / f"server_dp{dp}.json").read_text())
+        assert server["engine_core"]["title"] == f"VLLM::EngineCore_DP{dp}"
+        assert server["engine_core"]["dp_rank"] == dp
+        assert [w["title"] for w in server["workers"]] == [
+            f"VLLM::Worker_DP{dp}_TP0", f"VLLM::Worker_DP{dp}_TP1"]
+        for w in server["workers"]:
+            rows = truth[w["pid"]]
+            assert len(rows) > 100
+            check_against_workload(rows, seed=dp)
+    assert len(truth) == 4
+
+
 def test_uni_executor_eager_sync_spawn(tmp_path):
     server, truth = run_to_end(tmp_path, "--workers", 1, "--runner", "v2", "--eager", "--sync",
                                "--start-method", "spawn", "--duration", 1.5)
@@ -203,6 +226,7 @@ def test_general_plugins_run_in_every_process(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--workers", "0"], "--workers must be 1 to 8"),
     (["--workers", "two"], "--workers must be an integer"),
+    (["--data-parallel", "5"], "--data-parallel must be 1 to 4"),
     (["--duration", "-1"], "--duration must be finite and >= 0"),
     (["--rate", "fast"], "--rate must be a number"),
     (["--start-delay", "nan"], "--start-delay must be finite and >= 0"),
