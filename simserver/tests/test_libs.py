@@ -210,15 +210,22 @@ def test_dtoh_copy_to_pageable_waits_but_to_pinned_does_not(rt):
 def test_output_thread_syncs_while_main_thread_launches(rt):
     """Thread safety: a synchronizing thread sees work another thread queues."""
     waits = []
+    queued, done = threading.Event(), threading.Event()
 
     def output_thread():
-        for _ in range(20):
+        # Syncs only once work is queued (else 20 syncs could all run before
+        # the first launch), then while the main thread keeps launching.
+        queued.wait()
+        while not done.is_set():
             waits.append(timed(rt.cudart.cudaStreamSynchronize, None)[1])
 
     t = threading.Thread(target=output_thread)
     t.start()
-    for _ in range(2000):
+    for i in range(2000):
         launch(rt.cudart, "cudaLaunchKernel", 0.05)  # 100 ms in all
+        if i == 500:  # 25 ms of GPU work queued, launched in a few ms
+            queued.set()
+    done.set()
     t.join()
     assert rt.cudart.cudaDeviceSynchronize() == 0
     assert rt.driver.simcuQueueTailNs() <= time.monotonic_ns()
