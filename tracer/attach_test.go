@@ -123,6 +123,7 @@ func traceWorkload(t *testing.T, steps int, fork bool, env ...string) (got []ana
 func checkSteps(t *testing.T, got []analysis.Step, pid uint32, steps int) {
 	t.Helper()
 	seen := map[uint64]int{}
+	var short []string
 	for _, s := range got {
 		if s.PID != pid {
 			continue
@@ -134,10 +135,18 @@ func checkSteps(t *testing.T, got []analysis.Step, pid uint32, steps int) {
 			s.SampleEndNs < s.ForwardEndNs || s.ForwardEndNs < s.BeginNs {
 			t.Errorf("pid %d step %d: %+v", pid, s.StepID, s)
 		}
-		// The synchronization waits for the graph's 2 ms of queued work.
-		if s.SyncWaitNs < graphNs*9/10 || s.SyncWaitNs > dur || dur < graphNs {
-			t.Errorf("pid %d step %d: sync wait %d ns of a %d ns step, want about %d", pid, s.StepID, s.SyncWaitNs, dur, graphNs)
+		// The synchronization waits for the graph's 2 ms of queued work,
+		// less the host time between the graph launch and the sync: a
+		// step's first probe hits or a preemption there shorten one wait.
+		if s.SyncWaitNs > dur || dur < graphNs {
+			t.Errorf("pid %d step %d: sync wait %d ns of a %d ns step", pid, s.StepID, s.SyncWaitNs, dur)
 		}
+		if s.SyncWaitNs < graphNs*9/10 {
+			short = append(short, fmt.Sprintf("step %d: %d ns", s.StepID, s.SyncWaitNs))
+		}
+	}
+	if len(short) > 1 {
+		t.Errorf("pid %d: sync waits under 90%% of the graph's %d ns in %d steps, want 1 at most: %v", pid, graphNs, len(short), short)
 	}
 	for i := 1; i <= steps; i++ {
 		if seen[uint64(i)] != 1 {
