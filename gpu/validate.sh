@@ -101,6 +101,8 @@ plain() { # NAME WORKLOAD-ARGS...: one untraced run
     start_workload "$dir" "$@" || return 1
     wait "$WPID"
     say "$name: $(grep '^WORKLOAD_RESULT' "$dir/workload.log")"
+    # --sync-debug names the first synchronizing op of a step, if any.
+    grep -h 'synchronizing op in a step' "$dir/workload.log" | head -1 | tee -a "$LOG" >&2
 }
 
 wanted() { case " $RUNS " in *" $1 "*) return 0 ;; esac; return 1; }
