@@ -4,6 +4,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 )
 
 // RankSpread measures how far apart the tensor-parallel ranks finish the same
@@ -44,7 +45,23 @@ type RankSlowest struct {
 	Share float64 `json:"share"` // Count / AlignedSteps; 0 when nothing aligned
 }
 
-var tpPart = regexp.MustCompile(`_TP\d+`)
+// tpPart is the _TP<n> part of a vLLM worker's title, which names its
+// tensor-parallel rank.
+var tpPart = regexp.MustCompile(`_TP(\d+)`)
+
+// RankOf returns the tensor-parallel rank in a vLLM process title such as
+// "VLLM::Worker_TP1" or "VLLM::Worker_DP0_TP1_EP1", or -1.
+func RankOf(title string) int {
+	m := tpPart.FindStringSubmatch(title)
+	if m == nil {
+		return -1
+	}
+	r, err := strconv.Atoi(m[1])
+	if err != nil {
+		return -1
+	}
+	return r
+}
 
 // rankGroup returns the tensor-parallel group of a worker's title: the title
 // before its _TP<n> part ("VLLM::Worker_DP1_TP0_EP0" -> "VLLM::Worker_DP1").
@@ -74,7 +91,8 @@ func rankSpreads(rows []Row, procs processes) []*RankSpread {
 	groups := make(map[string][]Process)
 	for pid := range byPID {
 		p := procs.get(pid)
-		groups[rankGroup(p.Title)] = append(groups[rankGroup(p.Title)], p)
+		g := rankGroup(p.Title)
+		groups[g] = append(groups[g], p)
 	}
 	var out []*RankSpread
 	for _, name := range slices.Sorted(maps.Keys(groups)) {

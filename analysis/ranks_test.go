@@ -159,3 +159,14 @@ func TestRankGroup(t *testing.T) {
 		}
 	}
 }
+
+func TestRankOf(t *testing.T) {
+	for title, want := range map[string]int{
+		"VLLM::Worker_TP0": 0, "VLLM::Worker_TP1_EP1": 1, "VLLM::Worker_TP12": 12,
+		"VLLM::EngineCore": -1, "python3 -m vllm": -1,
+	} {
+		if got := RankOf(title); got != want {
+			t.Errorf("RankOf(%q) = %d, want %d", title, got, want)
+		}
+	}
+}

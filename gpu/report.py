@@ -316,6 +316,20 @@ def _tracer_overhead_rows(add, o):
         _ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
 
 
+def _coverage_rows(add, c, prof_result):
+    """The rows on launch coverage (coverage()) and on host syncs the
+    profiled eager run flagged."""
+    add("launch coverage (tracer/profiler kernels) median", "",
+        fmt(c.get("median_ratio"), ".4f"),
+        f"{c['compared_steps']} steps by {c['method']}; min {fmt(c.get('min_ratio'), '.3f')} "
+        f"max {fmt(c.get('max_ratio'), '.3f')}; within 1%: {_share(c.get('within_1pct'))}")
+    for ph, (tr, pr) in c.get("median_per_phase", {}).items():
+        add(f"launches/step {ph} (tracer vs profiler kernels)", "", f"{tr} vs {pr}", "medians")
+    if "flagged_syncs" in (prof_result or {}):
+        add("host syncs flagged in eager steps", "", str(prof_result["flagged_syncs"]),
+            "torch.cuda sync debug mode over the profiled steps; expect 0")
+
+
 def table(rep):
     a, o, c = rep["accuracy"], rep["overhead"], rep["coverage"]
     lines = []
@@ -347,16 +361,7 @@ def table(rep):
     low = rep.get("lowest_overhead", {})
     add("lowest decode-step overhead of the three", low.get("graph", "n/a"), low.get("eager", "n/a"),
         "profilemate-bpf, --sync-every-step, --torch-profiler")
-    add("launch coverage (tracer/profiler kernels) median", "",
-        fmt(c.get("median_ratio"), ".4f"),
-        f"{c['compared_steps']} steps by {c['method']}; min {fmt(c.get('min_ratio'), '.3f')} "
-        f"max {fmt(c.get('max_ratio'), '.3f')}; within 1%: {_share(c.get('within_1pct'))}")
-    for ph, (tr, pr) in c.get("median_per_phase", {}).items():
-        add(f"launches/step {ph} (tracer vs profiler kernels)", "", f"{tr} vs {pr}", "medians")
-    prof_result = (rep.get("results") or {}).get("prof") or {}
-    if "flagged_syncs" in prof_result:
-        add("host syncs flagged in eager steps", "", str(prof_result["flagged_syncs"]),
-            "torch.cuda sync debug mode over the profiled steps; expect 0")
+    _coverage_rows(add, c, (rep.get("results") or {}).get("prof"))
     gres = (rep.get("results") or {}).get("graph") or {}
     add("CUDA graphs captured (failures)", f"{gres.get('graphs')} ({gres.get('graph_capture_failures')})",
         "", "one per decode batch size 1-32; failed sizes run eagerly")
@@ -538,16 +543,7 @@ def table_tp(rep):
             f"shape-matched vs plain eager; steps/s {fmt(p.get('steps_per_sec'), '.1f')}")
         add("--torch-profiler overhead (decode steps)", "", _ovh(p.get("decode_slowdown")),
             "median period per decode batch size vs plain eager")
-        add("launch coverage (tracer/profiler kernels) median", "",
-            fmt(c.get("median_ratio"), ".4f"),
-            f"{c['compared_steps']} steps by {c['method']}; min {fmt(c.get('min_ratio'), '.3f')} "
-            f"max {fmt(c.get('max_ratio'), '.3f')}; within 1%: {_share(c.get('within_1pct'))}")
-        for ph, (tr, pr) in c.get("median_per_phase", {}).items():
-            add(f"launches/step {ph} (tracer vs profiler kernels)", "", f"{tr} vs {pr}", "medians")
-        prof_result = one["results"].get("prof") or {}
-        if "flagged_syncs" in prof_result:
-            add("host syncs flagged in eager steps", "", str(prof_result["flagged_syncs"]),
-                "torch.cuda sync debug mode over the profiled steps; expect 0")
+        _coverage_rows(add, c, one["results"].get("prof"))
         gres = one["results"].get("graph") or {}
         add("CUDA graphs captured (failures)",
             f"{gres.get('graphs')} ({gres.get('graph_capture_failures')})", "",

@@ -132,17 +132,6 @@ func TestDescendantsAndTitle(t *testing.T) {
 	}
 }
 
-func TestRankOf(t *testing.T) {
-	for title, want := range map[string]int{
-		"VLLM::Worker_TP0": 0, "VLLM::Worker_TP1_EP1": 1, "VLLM::Worker_TP12": 12,
-		"VLLM::EngineCore": -1, "python3 -m vllm": -1,
-	} {
-		if got := RankOf(title); got != want {
-			t.Errorf("RankOf(%q) = %d, want %d", title, got, want)
-		}
-	}
-}
-
 func FuzzParseMaps(f *testing.F) {
 	f.Add(sampleMaps)
 	f.Add("0-1 r-xp 0 0:0 1 /a\n")

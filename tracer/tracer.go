@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +45,7 @@ type ProcInfo struct {
 
 // Label is the process as the analysis names it: title and tensor-parallel rank.
 func (p ProcInfo) Label() analysis.Process {
-	return analysis.Process{PID: uint32(p.PID), Title: p.Title, Rank: RankOf(p.Title)}
+	return analysis.Process{PID: uint32(p.PID), Title: p.Title, Rank: analysis.RankOf(p.Title)}
 }
 
 // Tracer traces one process tree.
@@ -260,22 +258,6 @@ func (t *Tracer) Libraries() []*Library {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.att.libraries()
-}
-
-var tpRank = regexp.MustCompile(`_TP(\d+)`)
-
-// RankOf returns the tensor-parallel rank in a vLLM process title such as
-// "VLLM::Worker_TP1" or "VLLM::Worker_TP1_EP1", or -1.
-func RankOf(title string) int {
-	m := tpRank.FindStringSubmatch(title)
-	if m == nil {
-		return -1
-	}
-	r, err := strconv.Atoi(m[1])
-	if err != nil {
-		return -1
-	}
-	return r
 }
 
 // Activity returns each traced process's CUDA activity over the whole trace.

@@ -42,8 +42,7 @@ func checkPrivileges() error {
 	if err != nil {
 		return fail(exitPrivilege, fmt.Errorf("cannot read capabilities: %w", err))
 	}
-	has := func(c uint) bool { return caps&(1<<c) != 0 }
-	if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
+	if checkCaps(caps).ok {
 		return nil
 	}
 	return fail(exitPrivilege, errors.New("profilemate-bpf needs root, or CAP_BPF and CAP_PERFMON: run it with sudo"))
@@ -54,7 +53,7 @@ const btfPath = "/sys/kernel/btf/vmlinux"
 
 // checkKernel fails when the kernel lacks what the programs need.
 func checkKernel() error {
-	if _, err := os.Stat(btfPath); err != nil {
+	if !checkBTF(btfPath).ok {
 		return fail(exitKernel, fmt.Errorf("this kernel exposes no BTF (%s): it needs CONFIG_DEBUG_INFO_BTF=y (kernel 5.5+)", btfPath))
 	}
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {

@@ -23,11 +23,8 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 	for _, p := range tr.Processes() {
 		procs = append(procs, p.Label())
 	}
-	col.mu.Lock()
-	steps := col.steps
-	col.mu.Unlock()
 	res := analysis.Analyze(analysis.Report{
-		StartNs: startNs, EndNs: endNs, Steps: steps, Processes: procs,
+		StartNs: startNs, EndNs: endNs, Steps: col.all(), Processes: procs,
 		Activity: tr.Activity(), DroppedRecords: dropped + invalid,
 	})
 	files, err := analysis.Write(dir, res)

@@ -63,10 +63,12 @@ type collector struct {
 	verbose io.Writer // nil unless -v
 }
 
+// add keeps s and, with -v, prints its line. Only the ring-buffer reader
+// calls it, so lines come in order without holding the lock while writing.
 func (c *collector) add(s analysis.Step) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.steps = append(c.steps, s)
+	c.mu.Unlock()
 	if c.verbose != nil {
 		if line, ok := analysis.LiveLine(s); ok {
 			fmt.Fprintln(c.verbose, line)
@@ -78,6 +80,12 @@ func (c *collector) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.steps)
+}
+
+func (c *collector) all() []analysis.Step {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.steps
 }
 
 // startError turns a tracer start failure into the message and exit code a
@@ -116,8 +124,9 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	defer tr.Close()
 	attachTime := time.Since(t0)
 
+	libs := tr.Libraries()
 	probes, cuda := 0, false
-	for _, l := range tr.Libraries() {
+	for _, l := range libs {
 		probes += l.Probes
 		cuda = cuda || l.Kind == tracer.LibRuntime || l.Kind == tracer.LibDriver
 	}
@@ -125,7 +134,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return fail(exitNoCUDA, fmt.Errorf("no CUDA library (libcudart*.so*, libcuda.so*) is mapped by pid %d or its %d descendants: is it a vLLM server on a GPU?",
 			cfg.pid, len(tr.Processes())-1))
 	}
-	status, hint := markerStatus(tr.Libraries())
+	status, hint := markerStatus(libs)
 	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), status)
 	if hint != "" {
 		fmt.Fprintln(stderr, hint)
