@@ -514,6 +514,19 @@ def _spread_text(s):
     return text
 
 
+def _cross_rank_text(x):
+    """One cell of the spread recomputed from the CSV or the truths."""
+    if not x:
+        return "n/a"
+    t = f"mean {fmt(x.get('mean_ms'), '.3f')} p50 {fmt(x.get('p50_ms'), '.3f')} " \
+        f"p99 {fmt(x.get('p99_ms'), '.3f')} ms"
+    if "slowest" in x:
+        t += "; slowest " + ", ".join(f"TP{k} {v}" for k, v in x["slowest"].items())
+    if "median_abs_diff_ms" in x:
+        t += f"; |tracer-truth| median {fmt(x['median_abs_diff_ms'], '.3f')} ms"
+    return t
+
+
 def table_tp(rep):
     lines = []
 
@@ -565,17 +578,7 @@ def table_tp(rep):
         add(f"tracer _ranks, window {i + 1}", _spread_text(g), _spread_text(e),
             "summary.json: slowest minus fastest rank per step")
     for name_key, label in (("recomputed", "spread from the CSV"), ("truth", "spread in the truths")):
-        def one_text(x):
-            if not x:
-                return "n/a"
-            t = f"mean {fmt(x.get('mean_ms'), '.3f')} p50 {fmt(x.get('p50_ms'), '.3f')} " \
-                f"p99 {fmt(x.get('p99_ms'), '.3f')} ms"
-            if "slowest" in x:
-                t += "; slowest " + ", ".join(f"TP{k} {v}" for k, v in x["slowest"].items())
-            if "median_abs_diff_ms" in x:
-                t += f"; |tracer-truth| median {fmt(x['median_abs_diff_ms'], '.3f')} ms"
-            return t
-        add(label, one_text(cr["graph"].get(name_key)), one_text(cr["eager"].get(name_key)),
+        add(label, _cross_rank_text(cr["graph"].get(name_key)), _cross_rank_text(cr["eager"].get(name_key)),
             f"{cr['graph'].get('aligned_steps')} / {cr['eager'].get('aligned_steps')} "
             "steps timed on every rank (all windows)")
     att = rep["attach_ms"]

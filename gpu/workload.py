@@ -204,7 +204,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    patched, semaphore = marker_state()
+    _, semaphore = marker_state()
     traced = (lambda: semaphore.value) if semaphore is not None else (lambda: 0)
     t_start = time.monotonic()
     with torch.inference_mode():

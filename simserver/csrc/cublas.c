@@ -29,8 +29,6 @@ typedef struct cublasContext {
 #define CUBLAS_STATUS_INVALID_VALUE 7
 #define CUBLAS_STATUS_EXECUTION_FAILED 13
 
-CUresult cuLaunchKernelEx(const CUlaunchConfig *, CUfunction, void **, void **);
-
 /* Stands for the GEMM kernel the real library would pick. */
 static char gemm_kernel;
 

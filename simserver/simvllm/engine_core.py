@@ -46,7 +46,6 @@ class LocalWorker:
         self.replies, reply = multiprocessing.Pipe(duplex=False)
         self.worker = Worker(opts, 0, title, reply)
         self.info = self.replies.recv()[1]
-        self.process = None
 
     def submit(self, item) -> None:
         self.worker.step(*item)

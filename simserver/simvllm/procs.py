@@ -15,10 +15,6 @@ def set_title(title: str) -> None:
     setproctitle.setproctitle(title)
 
 
-def title() -> str:
-    return setproctitle.getproctitle()
-
-
 def die_with_parent(parent_pid: int) -> None:
     """Have the kernel kill this process when its parent dies, so no worker
     outlives a killed server; exit now if the parent is already gone."""
