@@ -315,15 +315,20 @@ static __always_inline int runtime_launch(bool graph)
 static __always_inline int driver_launch(bool graph)
 {
 	struct proc_state *p = current_proc();
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct thread_state *t;
+	struct thread_state *t = NULL;
 
+	/* Every launch of every process mapping the driver comes here: the
+	 * untraced leave after one lookup. */
 	if (!p)
 		return 0;
 	/* Kernel launches are marked only while runtime launch probes exist;
 	 * graph launches always are. A lookup, not current_thread(): a thread
 	 * that never launched through the runtime needs no entry. */
-	t = graph || runtime_launch_probes ? bpf_map_lookup_elem(&threads, &tid) : NULL;
+	if (graph || runtime_launch_probes) {
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+		t = bpf_map_lookup_elem(&threads, &tid);
+	}
 	if (t) {
 		__u8 *mark = graph ? &t->rt_graph : &t->rt_launch;
 		if (*mark) {
@@ -401,11 +406,12 @@ int sync_exit(struct pt_regs *ctx)
 	struct proc_state *p = current_proc();
 	struct step_record *s;
 	struct thread_state *t;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid;
 	__u64 waited;
 
 	if (!p)
 		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
 	t = bpf_map_lookup_elem(&threads, &tid);
 	/* A return without its entry (attached mid-call) has nothing to time. */
 	if (!t || !t->sync_depth || --t->sync_depth)
