@@ -39,6 +39,19 @@ def worker_title(rank):
     return f"VLLM::Worker_TP{rank}"
 
 
+_stdout_lock = threading.Lock()
+
+
+def emit(line):
+    """Writes one whole line to stdout. The engine's threads (one forwarder per
+    worker and the main thread) share stdout, and print() writes the text and
+    its newline separately: validate_tp.sh once missed WORKLOAD_READY glued to
+    the end of a worker's line."""
+    with _stdout_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 # --- process titles ---------------------------------------------------------
 def _overwrite_argv(title):
     """Write `title` over this process's argv area, as setproctitle does, so
@@ -114,6 +127,7 @@ def engine_main(args, argv):
         prefix = f"({worker_title(rank)} pid={proc.pid}) "
         for line in proc.stdout:
             line = line.rstrip("\n")
+            emit(prefix + line)  # before the main thread may announce readiness
             if line.startswith("WORKER_READY "):
                 with lock:
                     ready[rank] = line
@@ -121,7 +135,6 @@ def engine_main(args, argv):
             elif line.startswith("WORKER_RESULT "):
                 with lock:
                     results[rank] = json.loads(line.split(" ", 1)[1])
-            print(prefix + line, flush=True)
         with lock:
             lock.notify_all()
 
@@ -159,9 +172,8 @@ def engine_main(args, argv):
     pids = [p.pid for p in procs]
     graphs = ",".join(ready[r].split("graphs=")[1].split()[0] for r in range(args.tp))
     marker = ",".join(ready[r].split("marker=")[1].split()[0] for r in range(args.tp))
-    print(f"WORKLOAD_READY pid={os.getpid()} tp={args.tp} workers={','.join(map(str, pids))} "
-          f"marker={marker} graphs={graphs} title={how} warmup_s={time.monotonic() - t0:.1f}",
-          flush=True)
+    emit(f"WORKLOAD_READY pid={os.getpid()} tp={args.tp} workers={','.join(map(str, pids))} "
+         f"marker={marker} graphs={graphs} title={how} warmup_s={time.monotonic() - t0:.1f}")
 
     # A worker that dies leaves the others blocked in a collective: give them
     # a little while, then stop them.
@@ -182,7 +194,7 @@ def engine_main(args, argv):
               "mode": first.get("mode"), "steps": first.get("steps"),
               "steps_per_sec": first.get("steps_per_sec"),
               "tokens_per_sec": first.get("tokens_per_sec"), "ranks": per_rank}
-    print("WORKLOAD_RESULT " + json.dumps(result), flush=True)
+    emit("WORKLOAD_RESULT " + json.dumps(result))
     return 0 if all(rc == 0 for rc in rcs) and all(per_rank) else 1
 
 

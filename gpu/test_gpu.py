@@ -226,3 +226,33 @@ def test_report_on_synthetic_tp_runs(tmp_path):
     assert "### rank 1 (VLLM::Worker_TP1)" in text and "slowest TP0 0.0%, TP1 100.0%" in text
     report.main(["report.py", d])
     assert os.path.exists(os.path.join(d, "table.txt"))
+
+
+def test_sync_debug_counts_syncs_not_the_prototype_notice():
+    import workload
+    assert workload.is_sync_warning("called a synchronizing CUDA operation")
+    assert not workload.is_sync_warning(
+        "Synchronization debug mode is a prototype feature and does not yet detect all "
+        "synchronizing operations (Triggered internally at Module.cpp:1003.)")
+
+
+def test_engine_output_lines_stay_whole():
+    # The engine's forwarder threads and its main thread write to one stdout;
+    # validate_tp.sh greps for lines that start with WORKLOAD_READY.
+    import subprocess
+    script = (
+        "import threading, tensorpar\n"
+        "def run(t):\n"
+        "    for i in range(2000):\n"
+        "        tensorpar.emit(f'T{t} line {i} ' + 'x' * (i % 50))\n"
+        "ts = [threading.Thread(target=run, args=(t,)) for t in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=HERE, check=True,
+                         capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1")).stdout
+    lines = out.splitlines()
+    assert len(lines) == 8000
+    for line in lines:
+        t, word, i, *rest = line.split(" ")
+        assert t[0] == "T" and word == "line", line
+        assert rest == ["x" * (int(i) % 50)], line

@@ -182,6 +182,13 @@ def write_profile_counts(path, counts, truths):
                         c["launch_calls"], c["graph_launches"]))
 
 
+def is_sync_warning(message):
+    """Whether a warning from torch.cuda.set_sync_debug_mode("warn") names a
+    synchronizing op ("called a synchronizing CUDA operation"), rather than
+    being its notice that the mode is a prototype."""
+    return "called a synchronizing" in message.lower()
+
+
 def main(argv=None):
     args = parse_args(argv)
     tp = None
@@ -268,7 +275,8 @@ def main(argv=None):
 
         def show(message, category, filename, lineno, file=None, line=None):
             # The output thread's event wait is the one sync that belongs.
-            if ("synchroniz" in str(message).lower()
+            # torch's notice that the mode is a prototype is no sync.
+            if (is_sync_warning(str(message))
                     and threading.current_thread().name != "output"):
                 if not flagged_syncs:
                     print(f"workload: synchronizing op in a step: {message} ({filename}:{lineno})",
