@@ -10,6 +10,9 @@ type Report struct {
 	Processes      []Process         // labels for the pids of Steps and Activity
 	Activity       []ProcessActivity // per-process totals over the whole trace
 	DroppedRecords uint64            // step records the tracer lost
+	// NoLaunchProbes says kernel launches were not probed
+	// (--launches=false): their counts are zero because nobody counted.
+	NoLaunchProbes bool
 }
 
 func (r Report) durationSec() float64 {
@@ -30,6 +33,6 @@ type Result struct {
 // point are not rows; Summary.Trace counts them.
 func Analyze(r Report) Result {
 	procs := newProcesses(r.Processes, r.Activity)
-	rows, withoutDuration := buildRows(r.Steps, r.StartNs, procs)
+	rows, withoutDuration := buildRows(r.Steps, r.StartNs, procs, r.NoLaunchProbes)
 	return Result{Rows: rows, Summary: summarize(r, rows, withoutDuration, procs)}
 }

@@ -18,7 +18,7 @@ var csvHeader = []string{
 // WriteCSV writes the header and one line per row, in the order given. Times
 // in ms have 3 decimals (microseconds), timestamps 6; values that never came
 // (cpu_ms without sample_end, a process's last interval_ms, rank of a process
-// without one) are empty cells.
+// without one, launches when they were not probed) are empty cells.
 func WriteCSV(w io.Writer, rows []Row) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(csvHeader); err != nil {
@@ -49,7 +49,7 @@ func csvRecord(r Row) []string {
 		fmtUint(r.Step),
 		fmtOpt(r.CPUMs),
 		fmtOpt(r.IntervalMs),
-		fmtUint(uint64(r.Launches)),
+		launchesCell(r),
 		fmtUint(uint64(r.GraphLaunches)),
 		fmtFloat(r.SyncWaitMs, 3),
 		rank,
@@ -58,6 +58,13 @@ func csvRecord(r Row) []string {
 		fmtUint(uint64(r.NumPrefillTokens)),
 		fmtOpt(r.ForwardMs),
 	}
+}
+
+func launchesCell(r Row) string {
+	if r.LaunchesOff {
+		return ""
+	}
+	return fmtUint(uint64(r.Launches))
 }
 
 func fmtFloat(x float64, decimals int) string { return strconv.FormatFloat(x, 'f', decimals, 64) }

@@ -29,6 +29,8 @@ type Row struct {
 	Launches      uint32
 	GraphLaunches uint32
 	SyncWaitMs    float64
+	// LaunchesOff: launches were not probed; the launches cell is empty.
+	LaunchesOff bool
 
 	Rank             int    // -1 when the process has none
 	Process          string // vLLM process title
@@ -66,7 +68,7 @@ func duration(s Step) OptMs {
 // duration are not rows, but their step_begin still ends the previous step's
 // interval; their number is returned so outputs can say they existed.
 // startNs is the trace start on the same clock as the steps.
-func buildRows(steps []Step, startNs uint64, procs processes) (rows []Row, withoutDuration int) {
+func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool) (rows []Row, withoutDuration int) {
 	order := make([]int, len(steps))
 	for i := range order {
 		order[i] = i
@@ -115,6 +117,7 @@ func buildRows(steps []Step, startNs uint64, procs processes) (rows []Row, witho
 			Launches:         s.Launches,
 			GraphLaunches:    s.GraphLaunches,
 			SyncWaitMs:       float64(s.SyncWaitNs) / nsPerMs,
+			LaunchesOff:      launchesOff,
 			Rank:             p.Rank,
 			Process:          p.Title,
 			NumPrefillReqs:   s.NumPrefillReqs,

@@ -33,6 +33,9 @@ type TraceInfo struct {
 	// DroppedRecords counts step records lost before they reached user space
 	// (a full ring buffer), as reported by the tracer.
 	DroppedRecords uint64 `json:"dropped_records"`
+	// LaunchesProbed is false when kernel launches were not probed
+	// (--launches=false): every launch count is then 0 for want of counting.
+	LaunchesProbed bool `json:"launches_probed"`
 }
 
 // ProcessSummary is the per-phase statistics of one process's steps.
@@ -70,6 +73,7 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 			TimedSteps:           len(rows),
 			StepsWithoutDuration: withoutDuration,
 			DroppedRecords:       r.DroppedRecords,
+			LaunchesProbed:       !r.NoLaunchProbes,
 		},
 		Processes: processSummaries(rows, procs),
 		Ranks:     rankSpreads(rows, procs),

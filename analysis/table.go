@@ -38,11 +38,11 @@ func renderPhases(w io.Writer, s Summary) error {
 		var lines [][]string
 		for _, p := range s.Processes {
 			if st, ok := p.Phases.Get(all.Phase); ok {
-				lines = append(lines, phaseLine(st, label(Process{PID: p.PID, Title: p.Title})))
+				lines = append(lines, phaseLine(st, label(Process{PID: p.PID, Title: p.Title}), s.Trace.LaunchesProbed))
 			}
 		}
 		if len(lines) > 1 {
-			lines = append([][]string{phaseLine(all, "all")}, lines...)
+			lines = append([][]string{phaseLine(all, "all", s.Trace.LaunchesProbed)}, lines...)
 		}
 		for _, l := range lines {
 			if err := t.Append(l); err != nil {
@@ -53,12 +53,22 @@ func renderPhases(w io.Writer, s Summary) error {
 	return t.Render()
 }
 
-func phaseLine(st PhaseStats, process string) []string {
+func phaseLine(st PhaseStats, process string, launchesProbed bool) []string {
 	return []string{
 		string(st.Phase), process, fmt.Sprint(st.Count),
 		ms(st.MeanMs), ms(st.P50Ms), ms(st.P95Ms), ms(st.P99Ms), ms(st.MaxMs),
-		fmt.Sprintf("%.1f", st.MeanLaunches), fmt.Sprintf("%.1f", st.MeanGraphLaunches), ms(st.MeanSyncWaitMs),
+		launchesText(fmt.Sprintf("%.1f", st.MeanLaunches), launchesProbed),
+		fmt.Sprintf("%.1f", st.MeanGraphLaunches), ms(st.MeanSyncWaitMs),
 	}
+}
+
+// launchesText is "off" in place of a launch count when launches were not
+// probed, so that nobody reads the zero as a measurement.
+func launchesText(count string, probed bool) string {
+	if !probed {
+		return "off"
+	}
+	return count
 }
 
 // renderRanks shows one line per tensor-parallel group, named in a first
@@ -111,7 +121,8 @@ func renderActivity(w io.Writer, s Summary) error {
 	for _, a := range s.Activity {
 		err := t.Append([]string{
 			label(Process{PID: a.PID, Title: a.Title}),
-			fmt.Sprint(a.Launches), fmt.Sprintf("%.1f", a.LaunchesPerSec),
+			launchesText(fmt.Sprint(a.Launches), s.Trace.LaunchesProbed),
+			launchesText(fmt.Sprintf("%.1f", a.LaunchesPerSec), s.Trace.LaunchesProbed),
 			fmt.Sprint(a.GraphLaunches), fmt.Sprint(a.Syncs),
 			ms(a.SyncWaitMs), fmt.Sprintf("%.1f%%", a.SyncWaitShare*100),
 		})

@@ -3,7 +3,8 @@
 
     python3 gpu/report.py DIR        (DIR as laid out by gpu/validate.sh)
 
-DIR/<run>/ for run in graph, eager (traced in alternating windows), prof
+DIR/<run>/ for run in graph, eager (traced in alternating windows),
+eager-nolaunch (the same, the tracer run with --launches=false), prof
 (eager under torch.profiler), prof-graph (graph under torch.profiler), sync
 and sync-eager (graph and eager with --sync-every-step):
   truth.csv          the workload's ground truth (one row per step)
@@ -255,12 +256,19 @@ OTHER_METHODS = {"sync_every_step": {"graph": "sync", "eager": "sync-eager"},
                  "torch_profiler": {"graph": "prof-graph", "eager": "prof"}}
 
 
+#: The tracer's own runs, by mode: with launches counted, and without
+#: (--launches=false, eager mode only).
+NOLAUNCH = {"eager": "eager_nolaunch"}
+
+
 def lowest(o):
     """Per mode, the method with the least decode-step overhead, of the
-    tracer and the other ways measured."""
+    tracer (each way it was run) and the other ways measured."""
     out = {}
     for mode in ("graph", "eager"):
         cands = {"profilemate-bpf": o.get(mode, {}).get("decode_slowdown")}
+        if mode in NOLAUNCH:
+            cands["profilemate-bpf --launches=false"] = o.get(NOLAUNCH[mode], {}).get("decode_slowdown")
         for method in OTHER_METHODS:
             cands[method] = o.get(method, {}).get(mode, {}).get("decode_slowdown")
         cands = {k: v for k, v in cands.items() if v is not None}
@@ -270,7 +278,7 @@ def lowest(o):
 
 
 def build(d):
-    names = ("graph", "eager", "prof", "prof-graph", "sync", "sync-eager")
+    names = ("graph", "eager", "eager-nolaunch", "prof", "prof-graph", "sync", "sync-eager")
     runs = {name: load_run(os.path.join(d, name)) for name in names}
     rep = {"accuracy": {}, "overhead": {}, "attach_ms": {}, "probes": {}}
     plain = {}
@@ -279,6 +287,11 @@ def build(d):
         rep["overhead"][name], plain[name] = overhead(runs[name])
         rep["attach_ms"][name] = runs[name]["attach_ms"]
         rep["probes"][name] = runs[name]["probes"]
+    for mode, key in NOLAUNCH.items():
+        run = runs[key.replace("_", "-")]
+        if run["truth"]:
+            rep["accuracy"][key] = accuracy(run)
+            rep["overhead"][key], _ = overhead(run)
     for method, by_mode in OTHER_METHODS.items():
         rep["overhead"][method] = {mode: other_mode_overhead(runs[run], plain[mode])
                                    for mode, run in by_mode.items()}
@@ -316,6 +329,20 @@ def _tracer_overhead_rows(add, o):
         _ovh(o["eager"].get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
 
 
+def _nolaunch_rows(add, a, o):
+    """The rows of the eager run traced with --launches=false, if it ran."""
+    n, acc = o.get(NOLAUNCH["eager"]), a.get(NOLAUNCH["eager"])
+    if not n or not acc:
+        return
+    add("--launches=false: tracer overhead (shape-matched period)", "", _ovh(n.get("matched_slowdown")),
+        "a run of its own, traced vs untraced windows; launches not counted")
+    add("--launches=false: tracer overhead (decode steps, batch-matched period)", "",
+        _ovh(n.get("decode_slowdown")), "median period per decode batch size, traced vs untraced")
+    add("--launches=false: duration |rel err| median / p99", "",
+        f"{_absp(acc.get('median_abs_rel_err'))} / {_absp(acc.get('p99_abs_rel_err'))}",
+        f"{acc['matched_steps']}/{acc['truth_traced_steps']} steps matched")
+
+
 def _coverage_rows(add, c, prof_result):
     """The rows on launch coverage (coverage()) and on host syncs the
     profiled eager run flagged."""
@@ -349,6 +376,7 @@ def table(rep):
     add("traced steps/s", fmt(o["graph"].get("traced_steps_per_sec"), ".1f"),
         fmt(o["eager"].get("traced_steps_per_sec"), ".1f"), "tracer attached")
     _tracer_overhead_rows(add, o)
+    _nolaunch_rows(add, a, o)
     for method, label in (("sync_every_step", "--sync-every-step"), ("torch_profiler", "--torch-profiler")):
         m = o.get(method, {})
         g, e = m.get("graph", {}), m.get("eager", {})
@@ -360,7 +388,7 @@ def table(rep):
             _ovh(e.get("decode_slowdown")), "median period per decode batch size vs plain")
     low = rep.get("lowest_overhead", {})
     add("lowest decode-step overhead of the three", low.get("graph", "n/a"), low.get("eager", "n/a"),
-        "profilemate-bpf, --sync-every-step, --torch-profiler")
+        "profilemate-bpf (eager: also with --launches=false), --sync-every-step, --torch-profiler")
     _coverage_rows(add, c, (rep.get("results") or {}).get("prof"))
     gres = (rep.get("results") or {}).get("graph") or {}
     add("CUDA graphs captured (failures)", f"{gres.get('graphs')} ({gres.get('graph_capture_failures')})",

@@ -147,6 +147,8 @@ def test_report_on_synthetic_runs(tmp_path):
     assert prof["eager"]["matched_slowdown"] == pytest.approx(1.9)
     # graph: sync (1.0) beats the tracer (1.02); eager: sync (1.03) beats 1.05
     assert rep["lowest_overhead"] == {"graph": "sync_every_step", "eager": "sync_every_step"}
+    assert "eager_nolaunch" not in rep["overhead"]  # not run: no rows either
+    assert "--launches=false: " not in report.table(rep)
     assert rep["overhead"]["graph"]["decode_slowdown"] == pytest.approx(1.02)
     assert rep["overhead"]["eager"]["decode_slowdown"] == pytest.approx(1.05)
     cov = rep["coverage"]
@@ -157,6 +159,26 @@ def test_report_on_synthetic_runs(tmp_path):
     text = report.table(rep)
     assert "+5.0%" in text and "412,412" in text and "+50.0%" in text
     assert "| lowest decode-step overhead of the three | sync_every_step |" in text
+
+
+def test_report_with_an_eager_run_without_launch_probes(tmp_path):
+    d = str(tmp_path)
+    _write_run(d, "graph", 11, 1200, 1.002, True)
+    _write_run(d, "eager", 12, 1200, 1.05, False)
+    _write_run(d, "eager-nolaunch", 17, 1200, 1.001, False, err=0.02)
+    _write_run(d, "prof", 13, 150, 1.0, False, windows=False, prof=True, slow_all=1.9)
+    _write_run(d, "sync", 14, 400, 1.0, True, windows=False, slow_all=1.2)
+    _write_run(d, "sync-eager", 15, 400, 1.0, False, windows=False, slow_all=1.03)
+    _write_run(d, "prof-graph", 16, 400, 1.0, True, windows=False, slow_all=1.5)
+    rep = report.build(d)
+    assert rep["overhead"]["eager_nolaunch"]["decode_slowdown"] == pytest.approx(1.001)
+    assert rep["accuracy"]["eager_nolaunch"]["median_abs_rel_err"] == pytest.approx(0.02)
+    # eager: sync (1.03) beats the tracer counting launches (1.05), not without (1.001)
+    assert rep["lowest_overhead"] == {"graph": "profilemate-bpf",
+                                      "eager": "profilemate-bpf --launches=false"}
+    text = report.table(rep)
+    assert "| --launches=false: tracer overhead (decode steps, batch-matched period) |  | +0.1% |" in text
+    assert "| --launches=false: duration |rel err| median / p99 |  | 2.00% / 2.00% |" in text
 
 
 def _tp_layout(d, name, steps, slow, graph, prof=False, tp=2):

@@ -8,6 +8,7 @@
 #     graph  CUDA graphs for decode, tracer attached in WINDOW-second windows
 #            alternating with untraced windows (ROUNDS of each);
 #     eager  the same with --eager (every kernel launched);
+#     eager-nolaunch  the same, the tracer run with --launches=false;
 #     prof   --eager under the PyTorch profiler, PROF_STEPS steps (kernels/step);
 #     prof-graph  graph mode under the PyTorch profiler, PROF_STEPS steps;
 #     sync   graph mode with --sync-every-step, SYNC_SECONDS of stepping;
@@ -16,26 +17,41 @@
 # Env: OUT (results; default /tmp/profilemate-gpu-validate), PROFILEMATE_BIN
 # (default bin/profilemate-bpf), PYTHON (python3), WINDOW (10), ROUNDS (3),
 # PROF_STEPS (150), SYNC_SECONDS (15),
-# RUNS (which of "graph eager prof prof-graph sync sync-eager"),
+# RUNS (which of "graph eager eager-nolaunch prof prof-graph sync sync-eager"),
 # WORKLOAD_ARGS (extra workload flags, e.g. a larger model),
 # VALIDATE_DEVICE=cpu (smoke test of the script itself with a tiny CPU model).
-# About 7 minutes in all.
+# About 7 minutes in all. With OUT set, only validate.log, table.txt,
+# report.json and runs.tar.gz go there; everything is in DATA
+# (default /tmp/profilemate-gpu-validate).
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
-OUTDIR=${OUT:-/tmp/profilemate-gpu-validate}
+OUTDIR=${DATA:-/tmp/profilemate-gpu-validate}
 BIN=${PROFILEMATE_BIN:-$REPO/bin/profilemate-bpf}
 PY=${PYTHON:-python3}
 WINDOW=${WINDOW:-10}
 ROUNDS=${ROUNDS:-3}
 PROF_STEPS=${PROF_STEPS:-150}
 SYNC_SECONDS=${SYNC_SECONDS:-15}
-RUNS=${RUNS:-graph eager prof prof-graph sync sync-eager}
+RUNS=${RUNS:-graph eager eager-nolaunch prof prof-graph sync sync-eager}
 WORKLOAD_ARGS=${WORKLOAD_ARGS:-}
 mkdir -p "$OUTDIR"
+# Only what this script writes: a stale run must not enter the report.
+for r in graph eager eager-nolaunch prof prof-graph sync sync-eager; do rm -rf "${OUTDIR:?}/$r"; done
+rm -f "$OUTDIR/table.txt" "$OUTDIR/report.json"
 LOG=$OUTDIR/validate.log
 : >"$LOG"
 say() { echo "[validate $(date +%T)] $*" | tee -a "$LOG" >&2; }
+
+copy_out() { # the few files worth keeping, into OUT when it is set
+    [ -n "${OUT:-}" ] || return 0
+    mkdir -p "$OUT"
+    cp -f "$LOG" "$OUT/validate.log" 2>/dev/null
+    for f in table.txt report.json; do [ -f "$OUTDIR/$f" ] && cp -f "$OUTDIR/$f" "$OUT/$f"; done
+    tar -czf "$OUT/runs.tar.gz" -C "$OUTDIR" --exclude='*.json.tmp' --exclude=validate.log \
+        --exclude=table.txt --exclude=report.json . 2>/dev/null
+}
+trap copy_out EXIT
 export PYTHONUNBUFFERED=1
 export PYTHONPATH=$REPO/simserver${PYTHONPATH:+:$PYTHONPATH}
 
@@ -79,13 +95,15 @@ start_workload() { # DIR ARGS...: starts the workload in the background, sets WP
     say "$(grep '^WORKLOAD_READY' "$dir/workload.log")"
 }
 
+TRACER_FLAGS= # extra tracer flags of the current alternating run
 alternating() { # NAME WORKLOAD-ARGS...: tracer windows alternating with plain ones
     local name=$1; shift
     local dir=$OUTDIR/$name i
     local seconds=$((2 * ROUNDS * WINDOW + 2 * ROUNDS))
     start_workload "$dir" "$@" --duration "$seconds" --wait-traced 30 || return 1
     for i in $(seq 1 "$ROUNDS"); do
-        "$BIN" --pid "$WPID" --duration "${WINDOW}s" --out "$dir/trace$i" >"$dir/trace$i.log" 2>&1 \
+        # shellcheck disable=SC2086
+        "$BIN" --pid "$WPID" --duration "${WINDOW}s" --out "$dir/trace$i" $TRACER_FLAGS >"$dir/trace$i.log" 2>&1 \
             || say "tracer window $i of $name exited with $? (see $dir/trace$i.log)"
         grep -h 'probes attached' "$dir/trace$i.log" | sed "s/^ */[$name $i] /" | tee -a "$LOG" >&2
         kill -0 "$WPID" 2>/dev/null || break
@@ -109,6 +127,7 @@ wanted() { case " $RUNS " in *" $1 "*) return 0 ;; esac; return 1; }
 T0=$(date +%s)
 wanted graph && alternating graph
 wanted eager && alternating eager --eager
+wanted eager-nolaunch && TRACER_FLAGS=--launches=false alternating eager-nolaunch --eager
 wanted prof && plain prof --eager --torch-profiler --sync-debug --steps "$PROF_STEPS" --duration 120 \
     --profile-out "$OUTDIR/prof/counts.csv"
 wanted prof-graph && plain prof-graph --torch-profiler --steps "$PROF_STEPS" --duration 120
@@ -118,4 +137,4 @@ say "runs took $(($(date +%s) - T0)) s"
 
 # --- (c) the table -----------------------------------------------------------------
 $PY gpu/report.py "$OUTDIR" | tee -a "$LOG"
-say "marker: $MARKER; logs, CSVs, report.json and table.txt in $OUTDIR"
+say "marker: $MARKER; logs, CSVs, report.json and table.txt in $OUTDIR${OUT:+ (and validate.log, table.txt, report.json, runs.tar.gz in $OUT)}"

@@ -31,8 +31,10 @@ EAGER_WINDOW=${EAGER_WINDOW:-8}
 EAGER_ROUNDS=${EAGER_ROUNDS:-2}
 PROF_STEPS=${PROF_STEPS:-100}
 WORKLOAD_ARGS=${WORKLOAD_ARGS:-}
-rm -rf "$DATA"
 mkdir -p "$DATA"
+# Only what this script writes: a stale run must not enter the report.
+for r in graph eager prof; do rm -rf "${DATA:?}/$r"; done
+rm -f "$DATA/table.txt" "$DATA/report.json"
 LOG=$DATA/validate.log
 : >"$LOG"
 say() { echo "[validate-tp $(date +%T)] $*" | tee -a "$LOG" >&2; }

@@ -62,10 +62,12 @@ type attacher struct {
 	// runtimeLaunches is set once a driver's launch functions could not
 	// be probed: launches are then counted at the runtimes.
 	runtimeLaunches bool
+	// noLaunches leaves kernel launches unprobed (Options.NoLaunchProbes).
+	noLaunches bool
 }
 
-func newAttacher(objs *profilemateObjects, proc Proc) *attacher {
-	return &attacher{objs: objs, proc: proc, libs: map[libKey]*Library{}, failed: map[libKey]error{}}
+func newAttacher(objs *profilemateObjects, proc Proc, noLaunches bool) *attacher {
+	return &attacher{objs: objs, proc: proc, libs: map[libKey]*Library{}, failed: map[libKey]error{}, noLaunches: noLaunches}
 }
 
 // attach probes the library behind m if it is one the tracer knows and has
@@ -132,9 +134,14 @@ func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey
 	case LibMarker:
 		err = a.attachMarker(lib)
 	case LibRuntime:
-		err = a.attachSymbols(lib, runtimeProbes)
+		sets := runtimeProbes
+		if a.runtimeLaunches {
+			sets = append(sets[:len(sets):len(sets)], runtimeLaunchProbes)
+			lib.runtimeLaunch = true
+		}
+		err = a.attachSymbols(lib, sets)
 	case LibDriver:
-		err = a.attachSymbols(lib, driverProbes)
+		err = a.attachSymbols(lib, a.driverSets())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s (pid %d): %w", kind, path, pid, err)
@@ -142,13 +149,26 @@ func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey
 	for _, k := range keys {
 		a.libs[k] = lib
 	}
-	if kind == LibDriver && lib.driverLaunches == 0 {
+	if kind == LibDriver && lib.driverLaunches == 0 && !a.noLaunches && !a.runtimeLaunches {
 		a.runtimeLaunches = true
-	}
-	if a.runtimeLaunches {
 		a.probeRuntimeLaunches()
 	}
 	return lib, nil
+}
+
+// driverSets is driverProbes, less the launch functions when launches are
+// not to be probed.
+func (a *attacher) driverSets() []probeSet {
+	if !a.noLaunches {
+		return driverProbes
+	}
+	var sets []probeSet
+	for _, set := range driverProbes {
+		if set.prog != "drv_launch" {
+			sets = append(sets, set)
+		}
+	}
+	return sets
 }
 
 // probeRuntimeLaunches adds launch probes to every runtime probed so far,

@@ -87,6 +87,11 @@ func (w *workload) expect(t testing.TB, prefix string) string {
 // semaphore once the tracer closed. (That they also go back to 0 when the
 // tracer process is killed is checked end to end in cmd/profilemate-bpf.)
 func traceWorkload(t *testing.T, steps int, fork bool, env ...string) (got []analysis.Step, done, after string) {
+	return traceWorkloadWith(t, Options{}, steps, fork, env...)
+}
+
+// traceWorkloadWith is traceWorkload with opts (PID and Logf are filled in).
+func traceWorkloadWith(t *testing.T, opts Options, steps int, fork bool, env ...string) (got []analysis.Step, done, after string) {
 	requireRoot(t)
 	bin, marker := buildWorkload(t)
 	if len(env) > 0 && env[0] == lateMarker {
@@ -94,7 +99,8 @@ func traceWorkload(t *testing.T, steps int, fork bool, env ...string) (got []ana
 		env = append(env, "PYTHONPATH="+filepath.Dir(filepath.Dir(marker)))
 	}
 	w := startWorkload(t, bin, marker, steps, fork, env...)
-	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
+	opts.PID, opts.Logf = w.cmd.Process.Pid, t.Logf
+	tr, err := Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +278,25 @@ func TestRuntimeLaunchesWhereDriverCannotBeProbed(t *testing.T) {
 	for _, s := range got {
 		if s.Launches != 3+2 || s.GraphLaunches != 1 {
 			t.Errorf("step %d: %d launches, %d graphs; want the 5 runtime launches and 1 graph", s.StepID, s.Launches, s.GraphLaunches)
+		}
+	}
+}
+
+// TestTraceWithoutLaunchProbes: with NoLaunchProbes no kernel launch is
+// counted, through the runtime or the driver, while steps, graph launches and
+// synchronization are traced as usual.
+func TestTraceWithoutLaunchProbes(t *testing.T) {
+	got, _, after := traceWorkloadWith(t, Options{NoLaunchProbes: true}, 5, false)
+	if after != "semaphore=0" {
+		t.Errorf("after Close: %q, want the semaphore back at 0", after)
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d steps, want 5", len(got))
+	}
+	for _, s := range got {
+		if s.Launches != 0 || s.GraphLaunches != 1 || s.OutputReadyNs == 0 || s.SyncWaitNs < graphNs/2 {
+			t.Errorf("step %d: %d launches, %d graphs, sync wait %d ns; want 0, 1 and the graph's wait: %+v",
+				s.StepID, s.Launches, s.GraphLaunches, s.SyncWaitNs, s)
 		}
 	}
 }

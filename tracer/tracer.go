@@ -32,6 +32,11 @@ var ErrNoProcess = errors.New("no such process")
 type Options struct {
 	PID  int  // any process of the server, normally the API server
 	Proc Proc // where /proc is
+	// NoLaunchProbes leaves kernel launches unprobed. A probed launch costs
+	// the launching thread about a microsecond, which an eager-mode server
+	// with hundreds of launches per step feels; steps, CUDA graph launches
+	// and synchronization are still traced, and every step's Launches is 0.
+	NoLaunchProbes bool
 	// Logf receives what the tracer finds as it finds it; nil discards.
 	Logf func(format string, args ...any)
 }
@@ -81,7 +86,7 @@ func Start(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{}}
+	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc, opts.NoLaunchProbes), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{}}
 	if t.fork, err = link.AttachTracing(link.TracingOptions{Program: objs.OnFork}); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("attach the fork hook (tp_btf/sched_process_fork): %w", err)
@@ -186,7 +191,7 @@ func (t *Tracer) logAttached(lib *Library, where string) {
 	for _, f := range lib.Failed {
 		t.opts.Logf("  not probed, its calls are not counted: %s", f)
 	}
-	if lib.Kind == LibDriver && lib.driverLaunches == 0 {
+	if lib.Kind == LibDriver && lib.driverLaunches == 0 && !t.opts.NoLaunchProbes {
 		t.opts.Logf("  no launch function of the driver can be probed: launches are counted at the runtime, and launches straight through the driver (cuBLAS, Triton) are missed")
 	}
 }

@@ -59,6 +59,8 @@ func TestExitCodes(t *testing.T) {
 		{"no CUDA in the tree", exec.Command(bin, "--pid", pid, "--duration", "1s", "--out", t.TempDir()), exitNoCUDA, "no CUDA library"},
 		{"unwritable output", exec.Command(bin, "--pid", pid, "--out", "/proc/1/nope"), exitOutput, "output directory"},
 		{"invalid duration", exec.Command(bin, "--pid", pid, "--duration", "soon"), exitUsage, "see --help"},
+		{"invalid --launches", exec.Command(bin, "--pid", pid, "--launches=maybe"), exitUsage, "see --help"},
+		{"help", exec.Command(bin, "--help"), exitOK, "--launches=false"},
 		{"not root", nobody, exitPrivilege, "sudo"},
 	} {
 		code, out := exitCode(t, c.cmd)

@@ -27,9 +27,9 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func fail(code int, err error) error { return &exitError{code, err} }
 
-// codeOf maps an error to its exit code.
+// codeOf maps an error to its exit code. Help asked for is no failure.
 func codeOf(err error) int {
-	if err == nil {
+	if err == nil || errors.Is(err, errHelp) {
 		return exitOK
 	}
 	var e *exitError

@@ -9,8 +9,9 @@ import (
 )
 
 // writeResults writes the CSV and summary, prints the table and says where
-// the files are. It runs after every trace, also an interrupted one.
-func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *collector, startNs, endNs uint64) error {
+// the files are. It runs after every trace, also an interrupted one. The
+// report r holds the trace's bounds and settings; the rest comes from tr and col.
+func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *collector, r analysis.Report) error {
 	dropped, invalid, err := tr.Lost()
 	if err != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", err)
@@ -19,14 +20,11 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 		fmt.Fprintf(stderr, "profilemate-bpf: warning: %d step records lost (ring buffer full: %d, undecodable: %d)\n",
 			dropped+invalid, dropped, invalid)
 	}
-	var procs []analysis.Process
 	for _, p := range tr.Processes() {
-		procs = append(procs, p.Label())
+		r.Processes = append(r.Processes, p.Label())
 	}
-	res := analysis.Analyze(analysis.Report{
-		StartNs: startNs, EndNs: endNs, Steps: col.all(), Processes: procs,
-		Activity: tr.Activity(), DroppedRecords: dropped + invalid,
-	})
+	r.Steps, r.Activity, r.DroppedRecords = col.all(), tr.Activity(), dropped+invalid
+	res := analysis.Analyze(r)
 	files, err := analysis.Write(dir, res)
 	if err != nil {
 		return fail(exitOutput, err)

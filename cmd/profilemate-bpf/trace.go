@@ -115,7 +115,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// The trace starts when probes start going in: a step that begins while
 	// the rest attach is inside it.
 	startNs := monotonicNs()
-	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, Logf: func(format string, a ...any) {
+	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, NoLaunchProbes: !cfg.launches, Logf: func(format string, a ...any) {
 		fmt.Fprintf(stderr, "  "+format+"\n", a...)
 	}})
 	if err != nil {
@@ -136,6 +136,9 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	status, hint := markerStatus(libs)
 	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), status)
+	if !cfg.launches {
+		fmt.Fprintln(stderr, "  kernel launches not counted (--launches=false)")
+	}
 	if hint != "" {
 		fmt.Fprintln(stderr, hint)
 	}
@@ -156,5 +159,5 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if runErr != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", runErr)
 	}
-	return writeResults(dir, stdout, stderr, tr, col, startNs, endNs)
+	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches})
 }
