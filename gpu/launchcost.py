@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """What one probed kernel launch costs on this machine, on the real driver.
 
-    sudo python3 gpu/launchcost.py [--tracer bin/profilemate-bpf] [--seconds 3]
+    sudo python3 gpu/launchcost.py [--tracer bin/profilemate-bpf] [--seconds 2] [--rounds 3]
 
 Calls cuLaunchKernel of the real libcuda in a loop with a null function,
 which the driver rejects at once, so the loop times the call and whatever
-probe sits on it. Three phases in one process: untraced, with the tracer
-attached to this process (it probes cuLaunchKernel among others), untraced
-again. Prints the mean nanoseconds per call of each phase and the
-difference, which is what the tracer adds to every kernel launch (the
-eager-mode cost: a decode step launches hundreds of kernels). Also prints
+probe sits on it. In one process, untraced phases alternate with phases
+with the tracer attached to this process (it probes cuLaunchKernel among
+others). Prints the mean nanoseconds per call of each phase and the median
+of each traced phase less the untraced ones beside it: what the tracer adds
+to every kernel launch (the eager-mode cost: a decode step launches hundreds
+of kernels). Also prints
 the kernel release and the first bytes of the probed launch functions: the
 kernel emulates some first instructions and single-steps the others, which
 costs a second trap.
@@ -19,6 +20,7 @@ import ctypes
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tracer", default=os.path.join(os.path.dirname(__file__), "..", "bin",
                                                    "profilemate-bpf"))
-    p.add_argument("--seconds", type=float, default=3.0, help="length of each phase")
+    p.add_argument("--seconds", type=float, default=2.0, help="length of each phase")
+    p.add_argument("--rounds", type=int, default=3, help="traced phases, each between two untraced")
     p.add_argument("--batch", type=int, default=20000, help="calls between clock reads")
     return p.parse_args(argv)
 
@@ -68,17 +71,12 @@ def phase(launch, seconds, batch):
     return (now - t0) / calls
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    lib, launch = driver()
-    rc = launch(None, 1, 1, 1, 1, 1, 1, 0, None, None, None)
-    out = {"kernel": platform.release(), "null_launch_result": rc,
-           "first_bytes": {f: first_bytes(lib, f) for f in LAUNCH_FUNCS}}
-    phase(launch, 0.5, args.batch)  # warm up
-    out["untraced_ns"] = phase(launch, args.seconds, args.batch)
+def traced_phase(args, launch):
+    """One phase with the tracer attached to this process; returns the mean
+    ns per call and the tracer's attach line."""
     with tempfile.TemporaryDirectory() as tmp:
         tracer = subprocess.Popen(
-            [args.tracer, "--pid", str(os.getpid()), "--duration", f"{2 * args.seconds + 30}s",
+            [args.tracer, "--pid", str(os.getpid()), "--duration", f"{args.seconds + 30}s",
              "--out", tmp], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         attached = ""
         for line in tracer.stderr:
@@ -88,17 +86,37 @@ def main(argv=None):
         if not attached:
             tracer.wait()
             sys.exit(f"launchcost: the tracer did not attach (exit {tracer.returncode})")
-        out["attach"] = attached
         time.sleep(0.2)
-        out["traced_ns"] = phase(launch, args.seconds, args.batch)
+        ns = phase(launch, args.seconds, args.batch)
         tracer.terminate()
         tracer.communicate()
-    out["after_ns"] = phase(launch, args.seconds, args.batch)
-    base = (out["untraced_ns"] + out["after_ns"]) / 2
-    out["added_ns_per_launch"] = out["traced_ns"] - base
+    return ns, attached
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    lib, launch = driver()
+    rc = launch(None, 1, 1, 1, 1, 1, 1, 0, None, None, None)
+    out = {"kernel": platform.release(), "null_launch_result": rc,
+           "first_bytes": {f: first_bytes(lib, f) for f in LAUNCH_FUNCS}}
+    phase(launch, 0.5, args.batch)  # warm up
+    # Untraced and traced phases alternate, and each traced one is compared
+    # with the untraced ones on either side: a machine whose speed drifts
+    # (clocks, neighbours) once gave an untraced first phase 40% slower than
+    # the last, and a negative probe cost from a single before/after pair.
+    untraced, traced = [phase(launch, args.seconds, args.batch)], []
+    for _ in range(args.rounds):
+        ns, out["attach"] = traced_phase(args, launch)
+        traced.append(ns)
+        untraced.append(phase(launch, args.seconds, args.batch))
+    added = [t - (untraced[i] + untraced[i + 1]) / 2 for i, t in enumerate(traced)]
+    out.update(untraced_ns=untraced, traced_ns=traced, added_ns=added,
+               added_ns_per_launch=statistics.median(added))
     print("LAUNCHCOST " + json.dumps(out), flush=True)
-    print(f"launch call: {base:.0f} ns untraced, {out['traced_ns']:.0f} ns traced: "
-          f"the probe adds {out['added_ns_per_launch']:.0f} ns per launch", flush=True)
+    print(f"launch call: {statistics.median(untraced):.0f} ns untraced, "
+          f"{statistics.median(traced):.0f} ns traced (medians of {len(untraced)} and {len(traced)} phases): "
+          f"the probe adds {out['added_ns_per_launch']:.0f} ns per launch "
+          f"(rounds: {', '.join(f'{a:.0f}' for a in added)})", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@
 # (default bin/profilemate-bpf), PYTHON (python3), WINDOW (10), ROUNDS (3),
 # PROF_STEPS (150), SYNC_SECONDS (15),
 # RUNS (which of "graph eager eager-nolaunch prof prof-graph sync sync-eager"),
-# WORKLOAD_ARGS (extra workload flags, e.g. a larger model),
+# WORKLOAD_ARGS (extra workload flags, e.g. a larger model), TRACER_FLAGS
+# (extra tracer flags, e.g. --launches=false),
 # VALIDATE_DEVICE=cpu (smoke test of the script itself with a tiny CPU model).
 # About 7 minutes in all. With OUT set, only validate.log, table.txt,
 # report.json and runs.tar.gz go there; everything is in DATA
@@ -95,7 +96,8 @@ start_workload() { # DIR ARGS...: starts the workload in the background, sets WP
     say "$(grep '^WORKLOAD_READY' "$dir/workload.log")"
 }
 
-TRACER_FLAGS= # extra tracer flags of the current alternating run
+# Extra tracer flags of the alternating runs (the eager-nolaunch run adds its own).
+TRACER_FLAGS=${TRACER_FLAGS:-}
 alternating() { # NAME WORKLOAD-ARGS...: tracer windows alternating with plain ones
     local name=$1; shift
     local dir=$OUTDIR/$name i
