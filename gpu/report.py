@@ -245,9 +245,11 @@ def graph_decode(run):
     rows = [r for r in run["tracer_own"] if r["phase"] == "decode"]
     if not rows:
         return {}
+    launches = [int(r["launches"]) for r in rows if r["launches"] != ""]
     return {"decode_steps": len(rows),
             "median_graph_launches": statistics.median(int(r["graph_launches"]) for r in rows),
-            "median_launches": statistics.median(int(r["launches"]) for r in rows),
+            # An empty cell: the tracer ran with --launches=false.
+            "median_launches": statistics.median(launches) if launches else None,
             "truth_graph_steps": sum(1 for t in run["truth"] if t["graph"] == "1")}
 
 
@@ -394,8 +396,10 @@ def table(rep):
     add("CUDA graphs captured (failures)", f"{gres.get('graphs')} ({gres.get('graph_capture_failures')})",
         "", "one per decode batch size 1-32; failed sizes run eagerly")
     g = rep.get("graph_decode", {})
+    launches = g.get("median_launches")
     add("graph decode: graph_launches, launches per step", f"{g.get('median_graph_launches')}, "
-        f"{g.get('median_launches')}", "", f"{g.get('decode_steps')} decode steps traced")
+        f"{'not counted' if g and launches is None else launches}", "",
+        f"{g.get('decode_steps')} decode steps traced")
     att = rep["attach_ms"]
     add("attach time ms (per tracer window)", ",".join(map(str, att["graph"])) or "n/a",
         ",".join(map(str, att["eager"])) or "n/a",

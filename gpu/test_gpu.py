@@ -3,6 +3,7 @@
     PYTHONPATH=simserver python3 -m pytest gpu/test_gpu.py
 """
 import csv
+import glob
 import json
 import os
 import sys
@@ -278,3 +279,22 @@ def test_engine_output_lines_stay_whole():
         t, word, i, *rest = line.split(" ")
         assert t[0] == "T" and word == "line", line
         assert rest == ["x" * (int(i) % 50)], line
+
+
+def test_report_on_a_graph_run_traced_with_launches_off(tmp_path):
+    # TRACER_FLAGS=--launches=false RUNS=graph: empty launches cells, no other run.
+    d = str(tmp_path)
+    _write_run(d, "graph", 11, 1200, 1.002, True)
+    for path in glob.glob(os.path.join(d, "graph", "trace*", "forward_pass_timing.csv")):
+        rows = report.read_csv(path)
+        for r in rows:
+            r["launches"] = ""
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, TRACER)
+            w.writeheader()
+            w.writerows(rows)
+    rep = report.build(d)
+    assert rep["graph_decode"]["median_launches"] is None
+    assert rep["graph_decode"]["median_graph_launches"] == 1
+    assert rep["overhead"]["graph"]["decode_slowdown"] == pytest.approx(1.002)
+    assert "| graph decode: graph_launches, launches per step | 1, not counted |" in report.table(rep)
