@@ -7,16 +7,22 @@ import (
 	"testing"
 )
 
-func TestCSV(t *testing.T) {
-	res := Analyze(tpReport())
+// csvRecords writes rows as WriteCSV does and reads them back, header first.
+func csvRecords(t *testing.T, rows []Row) [][]string {
+	t.Helper()
 	var buf bytes.Buffer
-	if err := WriteCSV(&buf, res.Rows); err != nil {
+	if err := WriteCSV(&buf, rows); err != nil {
 		t.Fatal(err)
 	}
 	records, err := csv.NewReader(&buf).ReadAll()
 	if err != nil {
 		t.Fatalf("output does not parse as CSV: %v", err)
 	}
+	return records
+}
+
+func TestCSV(t *testing.T) {
+	records := csvRecords(t, Analyze(tpReport()).Rows)
 	seed := []string{"timestamp_sec", "phase", "batch_size", "num_tokens", "duration_ms", "throughput_tokens_per_sec"}
 	if !slices.Equal(records[0][:6], seed) {
 		t.Errorf("first six columns = %v, want the sitecustomize profiler's %v", records[0][:6], seed)

@@ -1,8 +1,6 @@
 package analysis
 
 import (
-	"bytes"
-	"encoding/csv"
 	"slices"
 	"testing"
 )
@@ -24,15 +22,7 @@ func launchesOffReport() Report {
 // Without launch probes the launch counts are shown as not measured, never
 // as zero launches; graph launches are still counted.
 func TestLaunchesNotProbed(t *testing.T) {
-	res := Analyze(launchesOffReport())
-	var buf bytes.Buffer
-	if err := WriteCSV(&buf, res.Rows); err != nil {
-		t.Fatal(err)
-	}
-	records, err := csv.NewReader(&buf).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	records := csvRecords(t, Analyze(launchesOffReport()).Rows)
 	li, gi := slices.Index(records[0], "launches"), slices.Index(records[0], "graph_launches")
 	for _, rec := range records[1:] {
 		if rec[li] != "" || rec[gi] != "1" {

@@ -86,12 +86,8 @@ func (p Proc) Alive(pid int) bool {
 	if err != nil {
 		return false
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+	f, err := statFields(b)
+	return err == nil && f[0] != "Z" && f[0] != "X"
 }
 
 // PPid returns the parent PID from /proc/PID/stat.
@@ -106,19 +102,30 @@ func (p Proc) PPid(pid int) (int, error) {
 // parseStatPPid takes the ppid from a stat line; comm, in parentheses, may
 // itself hold spaces and parentheses, so the fields start after the last ')'.
 func parseStatPPid(b []byte) (int, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat: no ')'")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("malformed stat: %d fields after comm", len(f))
+	f, err := statFields(b)
+	if err != nil {
+		return 0, err
 	}
 	ppid, err := strconv.Atoi(f[1])
 	if err != nil || ppid < 0 {
 		return 0, fmt.Errorf("malformed stat ppid %q", f[1])
 	}
 	return ppid, nil
+}
+
+// statFields returns the fields of a /proc/PID/stat after the command name,
+// state first, ppid second. The name is skipped up to its last ')': it may
+// hold spaces and parentheses of its own.
+func statFields(b []byte) ([]string, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("malformed stat: no ')'")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return nil, fmt.Errorf("malformed stat: %d fields after comm", len(f))
+	}
+	return f, nil
 }
 
 // Descendants returns root and every process below it, parents first.
