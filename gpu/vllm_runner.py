@@ -112,14 +112,12 @@ class GPUModelRunner:
         if self.cuda:
             n = max_decode_batch
             self._static_ids = torch.zeros((1, n), dtype=torch.long, device=self.device)
-            self._static_pos = torch.zeros((1, n), dtype=torch.long, device=self.device)
 
     # --- the model -------------------------------------------------------
-    def _logits(self, ids, pos, sample_idx):
+    def _logits(self, ids, sample_idx):
         # Positions are 0..T-1 (transformers' default), not the requests'
         # own: with random weights only the shapes matter, and workload.py
         # switches off transformers' packed-sequence check (a host sync).
-        del pos
         hidden = self.model.model(input_ids=ids, use_cache=False)
         hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
         if sample_idx is None:
@@ -137,21 +135,20 @@ class GPUModelRunner:
         """Run (and with capture=True, capture) a decode batch of num_tokens."""
         ids = self._static_ids[:, :num_tokens] if self.cuda else torch.ones(
             (1, num_tokens), dtype=torch.long)
-        pos = self._static_pos[:, :num_tokens] if self.cuda else torch.zeros_like(ids)
         if not capture:
-            self._logits(ids, pos, None)
+            self._logits(ids, None)
             return None
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                self._logits(ids, pos, None)
+                self._logits(ids, None)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         pool = getattr(self, "_pool", None)
         mode = {"capture_error_mode": self.capture_error_mode} if self.capture_error_mode else {}
         with torch.cuda.graph(graph, pool=pool, **mode):
-            logits = self._logits(ids, pos, None)
+            logits = self._logits(ids, None)
         self._pool = graph.pool()
         self.graphs[num_tokens] = (graph, logits)
         return graph
@@ -161,7 +158,7 @@ class GPUModelRunner:
         for, so that no step pays for a shape's first run (see gpusched)."""
         self._dummy_run(8)
         for n in gsched.multi_token_counts():
-            self._logits(self._to_device([[1] * n]), None, None)
+            self._logits(self._to_device([[1] * n]), None)
         if self.cuda:
             torch.cuda.synchronize()
 
@@ -196,19 +193,17 @@ class GPUModelRunner:
             return EMPTY_MODEL_RUNNER_OUTPUT
         self.step += 1
         phase, n_reqs, n_tokens, p_reqs, p_tokens = gsched.shape(scheduler_output)
-        ids, pos, sample_idx, req_ids = [], [], [], []
+        ids, sample_idx, req_ids = [], [], []
         for req in scheduler_output.scheduled_new_reqs:
             n = scheduler_output.num_scheduled_tokens[req.req_id]
             start = req.num_computed_tokens
             ids.extend(t % self.vocab for t in req.prompt_token_ids[start:start + n])
-            pos.extend(range(start, start + n))
             sample_idx.append(len(ids) - 1)
             req_ids.append(req.req_id)
         cached = scheduler_output.scheduled_cached_reqs
         for req_id, computed in zip(cached.req_ids, cached.num_computed_tokens):
             n = scheduler_output.num_scheduled_tokens[req_id]
             ids.extend((computed * 7 + k) % self.vocab for k in range(n))
-            pos.extend(range(computed, computed + n))
             sample_idx.append(len(ids) - 1)
             req_ids.append(req_id)
         graph = self.graphs.get(n_tokens) if phase == "decode" and not self.eager else None
@@ -221,7 +216,7 @@ class GPUModelRunner:
             self._static_ids[:, :n_tokens].copy_(self._to_device([ids]), non_blocking=True)
             g.replay()
         else:
-            logits = self._logits(self._to_device([ids]), None, self._to_device(sample_idx))
+            logits = self._logits(self._to_device([ids]), self._to_device(sample_idx))
         self._pending = (logits, req_ids, start, truth)
         truth.forward_end_ns = time.monotonic_ns()
         return None
