@@ -35,5 +35,42 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 		return err
 	}
 	fmt.Fprintf(stdout, "\n%d forward passes written to\n  %s\n  %s\n", len(res.Rows), files.CSV, files.Summary)
+	if hint := launchCostHint(res.Summary); hint != "" {
+		fmt.Fprintln(stderr, hint)
+	}
 	return nil
+}
+
+// The host time one probed kernel launch cost on the H200 hosts measured
+// (gpu/launchcost.py and validate.sh), lowest and highest.
+const (
+	launchProbeMinNs = 300
+	launchProbeMaxNs = 1200
+)
+
+// launchCostHint estimates what counting launches cost the traced steps when
+// they launch many kernels (eager mode), and names the way around it; it is
+// empty when the cost is under 1% or launches were not counted.
+func launchCostHint(s analysis.Summary) string {
+	if !s.Trace.LaunchesProbed {
+		return ""
+	}
+	var steps int
+	var launches, ms float64
+	for _, p := range s.Phases {
+		steps += p.Count
+		launches += float64(p.Count) * p.MeanLaunches
+		ms += float64(p.Count) * p.MeanMs
+	}
+	if steps == 0 || ms <= 0 {
+		return ""
+	}
+	low := launches * launchProbeMinNs / 1e6 / ms
+	high := launches * launchProbeMaxNs / 1e6 / ms
+	if high < 0.01 {
+		return ""
+	}
+	return fmt.Sprintf("profilemate-bpf: note: the steps launched %.0f kernels each on average; counting them cost about "+
+		"%.1f-%.1f%% of their time (%d-%d ns per launch on the machines measured). --launches=false traces without counting them.",
+		launches/float64(steps), 100*low, 100*high, launchProbeMinNs, launchProbeMaxNs)
 }

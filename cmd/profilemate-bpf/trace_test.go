@@ -1,8 +1,10 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/profilemate/profilemate-bpf/analysis"
 	"github.com/profilemate/profilemate-bpf/tracer"
 )
 
@@ -24,5 +26,30 @@ func TestMarkerStatus(t *testing.T) {
 		if status != c.status || hint != c.hint {
 			t.Errorf("%s: %q with hint %.30q, want %q with %.30q", c.name, status, hint, c.status, c.hint)
 		}
+	}
+}
+
+func TestLaunchCostHint(t *testing.T) {
+	eager := analysis.Summary{
+		Phases: analysis.PhaseSet{{Phase: analysis.PhaseDecode, Count: 10, MeanMs: 10, MeanLaunches: 500}},
+		Trace:  analysis.TraceInfo{LaunchesProbed: true},
+	}
+	// 500 launches at 0.3-1.2 us in a 10 ms step: 1.5-6%.
+	if h := launchCostHint(eager); !strings.Contains(h, "500 kernels") || !strings.Contains(h, "1.5-6.0%") ||
+		!strings.Contains(h, "--launches=false") {
+		t.Errorf("eager hint = %q", h)
+	}
+	graph := eager
+	graph.Phases = analysis.PhaseSet{{Phase: analysis.PhaseDecode, Count: 10, MeanMs: 3, MeanLaunches: 2}}
+	if h := launchCostHint(graph); h != "" {
+		t.Errorf("graph-mode steps got a hint: %q", h)
+	}
+	off := eager
+	off.Trace.LaunchesProbed = false
+	if h := launchCostHint(off); h != "" {
+		t.Errorf("launches not counted, yet a hint: %q", h)
+	}
+	if h := launchCostHint(analysis.Summary{Trace: analysis.TraceInfo{LaunchesProbed: true}}); h != "" {
+		t.Errorf("no steps, yet a hint: %q", h)
 	}
 }
