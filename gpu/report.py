@@ -258,9 +258,9 @@ OTHER_METHODS = {"sync_every_step": {"graph": "sync", "eager": "sync-eager"},
                  "torch_profiler": {"graph": "prof-graph", "eager": "prof"}}
 
 
-#: The tracer's own runs, by mode: with launches counted, and without
-#: (--launches=false, eager mode only).
-NOLAUNCH = {"eager": "eager_nolaunch"}
+#: The eager run traced with --launches=false: its folder, and its key in
+#: the report's accuracy and overhead.
+NOLAUNCH_RUN, NOLAUNCH = "eager-nolaunch", "eager_nolaunch"
 
 
 def lowest(o):
@@ -269,8 +269,8 @@ def lowest(o):
     out = {}
     for mode in ("graph", "eager"):
         cands = {"profilemate-bpf": o.get(mode, {}).get("decode_slowdown")}
-        if mode in NOLAUNCH:
-            cands["profilemate-bpf --launches=false"] = o.get(NOLAUNCH[mode], {}).get("decode_slowdown")
+        if mode == "eager":
+            cands["profilemate-bpf --launches=false"] = o.get(NOLAUNCH, {}).get("decode_slowdown")
         for method in OTHER_METHODS:
             cands[method] = o.get(method, {}).get(mode, {}).get("decode_slowdown")
         cands = {k: v for k, v in cands.items() if v is not None}
@@ -280,7 +280,7 @@ def lowest(o):
 
 
 def build(d):
-    names = ("graph", "eager", "eager-nolaunch", "prof", "prof-graph", "sync", "sync-eager")
+    names = ("graph", "eager", NOLAUNCH_RUN, "prof", "prof-graph", "sync", "sync-eager")
     runs = {name: load_run(os.path.join(d, name)) for name in names}
     rep = {"accuracy": {}, "overhead": {}, "attach_ms": {}, "probes": {}}
     plain = {}
@@ -289,11 +289,9 @@ def build(d):
         rep["overhead"][name], plain[name] = overhead(runs[name])
         rep["attach_ms"][name] = runs[name]["attach_ms"]
         rep["probes"][name] = runs[name]["probes"]
-    for mode, key in NOLAUNCH.items():
-        run = runs[key.replace("_", "-")]
-        if run["truth"]:
-            rep["accuracy"][key] = accuracy(run)
-            rep["overhead"][key], _ = overhead(run)
+    if runs[NOLAUNCH_RUN]["truth"]:
+        rep["accuracy"][NOLAUNCH] = accuracy(runs[NOLAUNCH_RUN])
+        rep["overhead"][NOLAUNCH], _ = overhead(runs[NOLAUNCH_RUN])
     for method, by_mode in OTHER_METHODS.items():
         rep["overhead"][method] = {mode: other_mode_overhead(runs[run], plain[mode])
                                    for mode, run in by_mode.items()}
@@ -333,7 +331,7 @@ def _tracer_overhead_rows(add, o):
 
 def _nolaunch_rows(add, a, o):
     """The rows of the eager run traced with --launches=false, if it ran."""
-    n, acc = o.get(NOLAUNCH["eager"]), a.get(NOLAUNCH["eager"])
+    n, acc = o.get(NOLAUNCH), a.get(NOLAUNCH)
     if not n or not acc:
         return
     add("--launches=false: tracer overhead (shape-matched period)", "", _ovh(n.get("matched_slowdown")),

@@ -34,25 +34,19 @@ WINDOW=${WINDOW:-10}
 ROUNDS=${ROUNDS:-3}
 PROF_STEPS=${PROF_STEPS:-150}
 SYNC_SECONDS=${SYNC_SECONDS:-15}
-RUNS=${RUNS:-graph eager eager-nolaunch prof prof-graph sync sync-eager}
+ALL_RUNS="graph eager eager-nolaunch prof prof-graph sync sync-eager"
+RUNS=${RUNS:-$ALL_RUNS}
 WORKLOAD_ARGS=${WORKLOAD_ARGS:-}
 mkdir -p "$OUTDIR"
 # Only what this script writes: a stale run must not enter the report.
-for r in graph eager eager-nolaunch prof prof-graph sync sync-eager; do rm -rf "${OUTDIR:?}/$r"; done
+for r in $ALL_RUNS; do rm -rf "${OUTDIR:?}/$r"; done
 rm -f "$OUTDIR/table.txt" "$OUTDIR/report.json"
 LOG=$OUTDIR/validate.log
 : >"$LOG"
 say() { echo "[validate $(date +%T)] $*" | tee -a "$LOG" >&2; }
-
-copy_out() { # the few files worth keeping, into OUT when it is set
-    [ -n "${OUT:-}" ] || return 0
-    mkdir -p "$OUT"
-    cp -f "$LOG" "$OUT/validate.log" 2>/dev/null
-    for f in table.txt report.json; do [ -f "$OUTDIR/$f" ] && cp -f "$OUTDIR/$f" "$OUT/$f"; done
-    tar -czf "$OUT/runs.tar.gz" -C "$OUTDIR" --exclude='*.json.tmp' --exclude=validate.log \
-        --exclude=table.txt --exclude=report.json . 2>/dev/null
-}
-trap copy_out EXIT
+. "$REPO/gpu/copy_out.sh"
+# shellcheck disable=SC2086
+trap 'copy_out "$OUTDIR" $ALL_RUNS' EXIT
 export PYTHONUNBUFFERED=1
 export PYTHONPATH=$REPO/simserver${PYTHONPATH:+:$PYTHONPATH}
 

@@ -43,14 +43,8 @@ export PYTHONPATH=$REPO/simserver${PYTHONPATH:+:$PYTHONPATH}
 # Never NVLink multicast (the workload sets these too).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 
-copy_out() {
-    [ -n "${OUT:-}" ] || return 0
-    mkdir -p "$OUT"
-    cp -f "$LOG" "$OUT/validate.log" 2>/dev/null
-    for f in table.txt report.json; do [ -f "$DATA/$f" ] && cp -f "$DATA/$f" "$OUT/$f"; done
-    tar -czf "$OUT/runs.tar.gz" -C "$DATA" --exclude='*.json.tmp' graph eager prof 2>/dev/null
-}
-trap copy_out EXIT
+. "$REPO/gpu/copy_out.sh"
+trap 'copy_out "$DATA" graph eager prof' EXIT
 
 [ "$(id -u)" = 0 ] || say "warning: not root; the tracer will likely fail"
 [ -x "$BIN" ] || { say "no tracer binary at $BIN (set PROFILEMATE_BIN)"; exit 2; }

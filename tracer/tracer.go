@@ -191,7 +191,8 @@ func (t *Tracer) logAttached(lib *Library, where string) {
 	for _, f := range lib.Failed {
 		t.opts.Logf("  not probed, its calls are not counted: %s", f)
 	}
-	if lib.Kind == LibDriver && lib.driverLaunches == 0 && !t.opts.NoLaunchProbes {
+	// Launches move to the runtimes only where they are probed at all.
+	if lib.Kind == LibDriver && lib.driverLaunches == 0 && t.att.runtimeLaunches {
 		t.opts.Logf("  no launch function of the driver can be probed: launches are counted at the runtime, and launches straight through the driver (cuBLAS, Triton) are missed")
 	}
 }
