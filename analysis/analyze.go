@@ -13,6 +13,9 @@ type Report struct {
 	// NoLaunchProbes says kernel launches were not probed
 	// (--launches=false): their counts are zero because nobody counted.
 	NoLaunchProbes bool
+	// LeftOut names the probe classes a cost measurement left out
+	// (--leave-out), empty in a normal trace.
+	LeftOut string
 }
 
 func (r Report) durationSec() float64 {

@@ -36,6 +36,9 @@ type TraceInfo struct {
 	// LaunchesProbed is false when kernel launches were not probed
 	// (--launches=false): every launch count is then 0 for want of counting.
 	LaunchesProbed bool `json:"launches_probed"`
+	// LeftOut lists the probe classes left out to measure their cost
+	// (--leave-out); what they count is missing from the steps.
+	LeftOut string `json:"left_out,omitempty"`
 }
 
 // ProcessSummary is the per-phase statistics of one process's steps.
@@ -74,6 +77,7 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 			StepsWithoutDuration: withoutDuration,
 			DroppedRecords:       r.DroppedRecords,
 			LaunchesProbed:       !r.NoLaunchProbes,
+			LeftOut:              r.LeftOut,
 		},
 		Processes: processSummaries(rows, procs),
 		Ranks:     rankSpreads(rows, procs),

@@ -62,12 +62,12 @@ type attacher struct {
 	// runtimeLaunches is set once a driver's launch functions could not
 	// be probed: launches are then counted at the runtimes.
 	runtimeLaunches bool
-	// noLaunches leaves kernel launches unprobed (Options.NoLaunchProbes).
-	noLaunches bool
+	// leave is the probe classes not attached (Options.LeaveOut).
+	leave Classes
 }
 
-func newAttacher(objs *profilemateObjects, proc Proc, noLaunches bool) *attacher {
-	return &attacher{objs: objs, proc: proc, libs: map[libKey]*Library{}, failed: map[libKey]error{}, noLaunches: noLaunches}
+func newAttacher(objs *profilemateObjects, proc Proc, leave Classes) *attacher {
+	return &attacher{objs: objs, proc: proc, libs: map[libKey]*Library{}, failed: map[libKey]error{}, leave: leave}
 }
 
 // attach probes the library behind m if it is one the tracer knows and has
@@ -77,7 +77,7 @@ func newAttacher(objs *profilemateObjects, proc Proc, noLaunches bool) *attacher
 func (a *attacher) attach(pid int, m Mapping) (*Library, error) {
 	kind := Classify(m.Path)
 	key := libKey{m.Dev, m.Inode}
-	if kind == LibNone || a.libs[key] != nil || a.failed[key] != nil {
+	if kind == LibNone || kind == LibMarker && a.leave.Has(ClassMarker) || a.libs[key] != nil || a.failed[key] != nil {
 		return nil, nil
 	}
 	host := a.proc.HostPath(pid, m.Path)
@@ -111,6 +111,9 @@ func (a *attacher) attach(pid int, m Mapping) (*Library, error) {
 // plants its probes in each process as it maps the file. It returns the
 // library when this call attached it.
 func (a *attacher) attachInstalled(pid int, path string) (*Library, error) {
+	if a.leave.Has(ClassMarker) {
+		return nil, nil
+	}
 	host := a.proc.HostPath(pid, path)
 	sk, ok := statKey(host)
 	if !ok || a.libs[sk] != nil || a.failed[sk] != nil {
@@ -134,14 +137,14 @@ func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey
 	case LibMarker:
 		err = a.attachMarker(lib)
 	case LibRuntime:
-		sets := runtimeProbes
+		sets := without(runtimeProbes, a.leave)
 		if a.runtimeLaunches {
-			sets = append(sets[:len(sets):len(sets)], runtimeLaunchProbes)
+			sets = append(sets, runtimeLaunchProbes)
 			lib.runtimeLaunch = true
 		}
 		err = a.attachSymbols(lib, sets)
 	case LibDriver:
-		err = a.attachSymbols(lib, a.driverSets())
+		err = a.attachSymbols(lib, without(driverProbes, a.leave))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s (pid %d): %w", kind, path, pid, err)
@@ -149,26 +152,11 @@ func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey
 	for _, k := range keys {
 		a.libs[k] = lib
 	}
-	if kind == LibDriver && lib.driverLaunches == 0 && !a.noLaunches && !a.runtimeLaunches {
+	if kind == LibDriver && lib.driverLaunches == 0 && !a.leave.Has(ClassLaunch) && !a.runtimeLaunches {
 		a.runtimeLaunches = true
 		a.probeRuntimeLaunches()
 	}
 	return lib, nil
-}
-
-// driverSets is driverProbes, less the launch functions when launches are
-// not to be probed.
-func (a *attacher) driverSets() []probeSet {
-	if !a.noLaunches {
-		return driverProbes
-	}
-	var sets []probeSet
-	for _, set := range driverProbes {
-		if set.prog != "drv_launch" {
-			sets = append(sets, set)
-		}
-	}
-	return sets
 }
 
 // probeRuntimeLaunches adds launch probes to every runtime probed so far,
@@ -216,7 +204,7 @@ func (a *attacher) attachSymbols(lib *Library, sets []probeSet) error {
 			a.attachMulti(lib, ex, set.ret, true, found, offsets)
 		}
 	}
-	if lib.Probes == 0 {
+	if lib.Probes == 0 && len(sets) > 0 {
 		return fmt.Errorf("no function could be probed (missing: %v; failed: %v)", lib.Missing, lib.Failed)
 	}
 	return nil

@@ -355,3 +355,23 @@ func TestSimDriverStartsLikeTheRealOne(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceLeavingOutProbeClasses: each class left out is really not
+// attached, and the others still count (the cost breakdown of the real-vLLM
+// validation rests on this).
+func TestTraceLeavingOutProbeClasses(t *testing.T) {
+	got, _, _ := traceWorkloadWith(t, Options{LeaveOut: ClassSync | ClassGraph | ClassFork | ClassRescan}, 5, false)
+	if len(got) != 5 {
+		t.Fatalf("%d steps, want 5", len(got))
+	}
+	for _, s := range got {
+		if s.Launches != wantLaunches || s.GraphLaunches != 0 || s.SyncWaitNs != 0 {
+			t.Errorf("step %d: %d launches, %d graphs, sync wait %d ns; want %d, 0 and 0: %+v",
+				s.StepID, s.Launches, s.GraphLaunches, s.SyncWaitNs, wantLaunches, s)
+		}
+	}
+	got, _, after := traceWorkloadWith(t, Options{LeaveOut: ClassMarker}, 5, false)
+	if len(got) != 0 || after != "semaphore=0" {
+		t.Errorf("marker left out: %d steps, %q; want none, and the semaphore never raised", len(got), after)
+	}
+}

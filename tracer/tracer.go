@@ -37,6 +37,10 @@ type Options struct {
 	// with hundreds of launches per step feels; steps, CUDA graph launches
 	// and synchronization are still traced, and every step's Launches is 0.
 	NoLaunchProbes bool
+	// LeaveOut names probe classes not to attach, to measure what each
+	// costs the server; the steps then miss what those probes count (and
+	// all steps, with ClassMarker). NoLaunchProbes is ClassLaunch.
+	LeaveOut Classes
 	// Logf receives what the tracer finds as it finds it; nil discards.
 	Logf func(format string, args ...any)
 }
@@ -82,14 +86,19 @@ func Start(opts Options) (*Tracer, error) {
 	if opts.PID <= 0 || !opts.Proc.Exists(opts.PID) {
 		return nil, fmt.Errorf("pid %d: %w", opts.PID, ErrNoProcess)
 	}
+	if opts.NoLaunchProbes {
+		opts.LeaveOut |= ClassLaunch
+	}
 	objs, err := loadObjects()
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc, opts.NoLaunchProbes), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{}}
-	if t.fork, err = link.AttachTracing(link.TracingOptions{Program: objs.OnFork}); err != nil {
-		t.Close()
-		return nil, fmt.Errorf("attach the fork hook (tp_btf/sched_process_fork): %w", err)
+	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc, opts.LeaveOut), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{}}
+	if !opts.LeaveOut.Has(ClassFork) {
+		if t.fork, err = link.AttachTracing(link.TracingOptions{Program: objs.OnFork}); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attach the fork hook (tp_btf/sched_process_fork): %w", err)
+		}
 	}
 	if t.reader, err = ringbuf.NewReader(objs.Events); err != nil {
 		t.Close()
@@ -231,6 +240,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 	}()
 	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
+	if t.opts.LeaveOut.Has(ClassRescan) {
+		tick.Stop() // the set traced stays what Start found
+	}
 	for {
 		select {
 		case <-ctx.Done():

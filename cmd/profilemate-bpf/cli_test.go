@@ -60,6 +60,7 @@ func TestExitCodes(t *testing.T) {
 		{"unwritable output", exec.Command(bin, "--pid", pid, "--out", "/proc/1/nope"), exitOutput, "output directory"},
 		{"invalid duration", exec.Command(bin, "--pid", pid, "--duration", "soon"), exitUsage, "see --help"},
 		{"invalid --launches", exec.Command(bin, "--pid", pid, "--launches=maybe"), exitUsage, "see --help"},
+		{"unknown --leave-out class", exec.Command(bin, "--pid", pid, "--leave-out", "sync,probes"), exitUsage, `unknown probe class "probes"`},
 		{"help", exec.Command(bin, "--help"), exitOK, "--launches=false"},
 		{"not root", nobody, exitPrivilege, "sudo"},
 	} {

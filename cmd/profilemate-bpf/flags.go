@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+
+	"github.com/profilemate/profilemate-bpf/tracer"
 )
 
 // config is what the command line asked for.
@@ -16,6 +19,7 @@ type config struct {
 	verbose  bool
 	version  bool
 	launches bool // probe kernel launches (--launches=false leaves them out)
+	leaveOut tracer.Classes
 }
 
 const usageText = `profilemate-bpf: time every forward pass of a running vLLM server, without
@@ -58,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to trace, as a Go duration (`30s`, 2m)")
 	fs.StringVar(&c.out, "out", "", "write the results into `DIR` (default $VLLM_PROFILING_DIR/session_<time>)")
 	fs.BoolVar(&c.launches, "launches", true, "count kernel launches per step; --launches=false for eager-mode servers (about 1 µs per launch)")
+	leaveOut := fs.String("leave-out", "", "measuring the tracer's own cost: leave out these probe `CLASSES` ("+strings.Join(tracer.ClassNames(), ",")+"); the results miss what they count")
 	fs.BoolVar(&c.verbose, "verbose", false, "print a line per forward pass as it happens")
 	fs.BoolVar(&c.verbose, "v", false, "shorthand for --verbose")
 	fs.BoolVar(&c.version, "version", false, "print the version and commit and exit")
@@ -81,6 +86,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.pid <= 0 {
 		return c, fail(exitUsage, errors.New("--pid is required: the PID of any process of the vLLM server (see --help)"))
+	}
+	var err error
+	if c.leaveOut, err = tracer.ParseClasses(*leaveOut); err != nil {
+		return c, fail(exitUsage, fmt.Errorf("--leave-out: %w", err))
+	}
+	if c.leaveOut.Has(tracer.ClassLaunch) {
+		c.launches = false
 	}
 	if c.duration <= 0 {
 		return c, fail(exitUsage, fmt.Errorf("--duration must be positive, got %v", c.duration))

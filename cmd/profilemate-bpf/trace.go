@@ -115,7 +115,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// The trace starts when probes start going in: a step that begins while
 	// the rest attach is inside it.
 	startNs := monotonicNs()
-	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, NoLaunchProbes: !cfg.launches, Logf: func(format string, a ...any) {
+	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, NoLaunchProbes: !cfg.launches, LeaveOut: cfg.leaveOut, Logf: func(format string, a ...any) {
 		fmt.Fprintf(stderr, "  "+format+"\n", a...)
 	}})
 	if err != nil {
@@ -139,7 +139,10 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if !cfg.launches {
 		fmt.Fprintln(stderr, "  kernel launches not counted (--launches=false)")
 	}
-	if hint != "" {
+	if cfg.leaveOut != 0 {
+		fmt.Fprintf(stderr, "  left out to measure their cost: %v\n", cfg.leaveOut)
+	}
+	if hint != "" && !cfg.leaveOut.Has(tracer.ClassMarker) {
 		fmt.Fprintln(stderr, hint)
 	}
 
@@ -159,5 +162,5 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if runErr != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", runErr)
 	}
-	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches})
+	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches, LeftOut: cfg.leaveOut.String()})
 }

@@ -1,0 +1,174 @@
+"""Checks of the real-vLLM validation without a GPU: its statistics, its
+metrics parser, and the whole script run against a stand-in `vllm serve`
+that speaks the same HTTP (completions, /metrics counters).
+
+    python3 -m pytest gpu/test_vllm_validate.py
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import vllm_validate  # noqa: E402
+import vllmserve  # noqa: E402
+import vllmstats  # noqa: E402
+
+
+def test_t95_matches_tabulated_quantiles():
+    assert vllmstats.t95(1) == pytest.approx(12.706)
+    assert vllmstats.t95(7) == pytest.approx(2.365)
+    assert vllmstats.t95(22) == pytest.approx(2.086)  # 20's, slightly wider
+    assert vllmstats.t95(500) == pytest.approx(1.960)
+    assert vllmstats.t95(0) == math.inf
+
+
+def test_mean_ci():
+    m, h, sd = vllmstats.mean_ci([0.98, 1.00, 0.99, 1.01])
+    assert m == pytest.approx(0.995)
+    assert sd == pytest.approx(0.012910, rel=1e-3)
+    assert h == pytest.approx(3.182 * sd / 2)
+    assert vllmstats.mean_ci([]) == (None, None, None)
+
+
+def batch(pair, traced, wall, steps=100, cpu=1.0, **kw):
+    b = dict(mode="graph", config="default", pair=pair, traced=traced, wall_s=wall, gen_tokens=1000,
+             steps=steps, step_tokens=1500, prompt_tokens=500, cpu_user=cpu, cpu_sys=0.1)
+    b.update(kw)
+    return b
+
+
+def test_overhead_pairs_each_traced_batch_with_its_own_untraced_one():
+    bs = [batch(0, False, 2.0), batch(0, True, 2.2, cpu=1.1),
+          batch(1, True, 4.4, cpu=1.1), batch(1, False, 4.0)]  # ABBA, and the machine got slower
+    o = vllmstats.overhead(bs)
+    assert o["pairs"] == 2
+    m, h, sd = o["tokens"]
+    assert m == pytest.approx(2.0 / 2.2) and sd == pytest.approx(0.0, abs=1e-12)
+    assert o["steps"][0] == pytest.approx(2.0 / 2.2)
+    assert o["cpu_ms_per_step"][0] == pytest.approx(1.0)  # 0.1 s more over 100 steps
+
+
+def test_agreement_sums_traced_batches():
+    bs = [batch(0, False, 2.0),
+          batch(0, True, 2.0, tracer_steps=99, tracer_tokens=1500, tracer_prefill_tokens=500,
+                tracer_launches=2000, tracer_graphs=99, tracer_syncs=300)]
+    a = vllmstats.agreement(bs)
+    assert a["steps"] == (99, 100) and a["tokens"] == (1500, 1500) and a["prompt"] == (500, 500)
+    assert a["launches_per_step"] == pytest.approx(2000 / 99)
+    assert a["worst_batch_steps"] == pytest.approx(0.01)
+    assert vllmstats.agreement([batch(0, False, 2.0)]) is None
+
+
+def test_parse_metrics_sums_label_sets_and_skips_comments():
+    text = textwrap.dedent("""\
+        # HELP vllm:prompt_tokens_total Number of prefill tokens processed.
+        # TYPE vllm:prompt_tokens_total counter
+        vllm:prompt_tokens_total{engine="0",model_name="llama"} 1234.0
+        vllm:prompt_tokens_total{engine="1",model_name="llama"} 6.0
+        vllm:iteration_tokens_total_bucket{engine="0",le="1.0",model_name="llama"} 3.0
+        vllm:iteration_tokens_total_count{engine="0",model_name="llama"} 77.0
+        process_open_fds 12.0
+        bogus{a="b"} notanumber
+        """)
+    m = vllmserve.parse_metrics(text)
+    assert m["vllm:prompt_tokens_total"] == 1240.0
+    assert m["vllm:iteration_tokens_total_count"] == 77.0
+    assert m["process_open_fds"] == 12.0
+    assert "bogus" not in m
+
+
+def test_requests_are_the_same_work_every_time():
+    a, b = vllmserve.requests_of(16, seed=1), vllmserve.requests_of(16, seed=1)
+    assert a == b and a != vllmserve.requests_of(16, seed=2)
+    assert all(32 <= len(p) <= 1024 and 64 <= n <= 256 and min(p) >= 3 for p, n in a)
+
+
+def test_parse_plan_rejects_what_it_does_not_know():
+    tr = {"default": "/bin/true", "old": "/bin/true"}
+    assert vllm_validate.parse_plan("graph:default,no-sync;eager:launches-off@old", tr) == [
+        ("graph", ["default", "no-sync"]), ("eager", ["launches-off@old"])]
+    for bad, says in [("gpu:default", "unknown mode"), ("graph:nope", "unknown config"),
+                      ("graph:default@new", "no --tracer new"), ("", "empty plan")]:
+        with pytest.raises(ValueError, match=says):
+            vllm_validate.parse_plan(bad, tr)
+
+
+def test_model_dir_is_a_llama_with_a_tokenizer_for_every_id(tmp_path):
+    from tokenizers import Tokenizer
+    d = vllmserve.make_model(str(tmp_path / "m"))
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["num_hidden_layers"] == 22
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    assert tok.get_vocab_size() == cfg["vocab_size"]
+    assert tok.encode("w5 w31999").ids == [5, 31999]
+    assert tok.decode([5, 6, 2], skip_special_tokens=False) == "w5 w6 </s>"
+
+
+# A stand-in for `python -m vllm.entrypoints.cli.main serve`: the endpoints
+# and counters the validation reads, with a known number of steps per
+# request (one prefill step and one step per generated token).
+FAKE_SERVE = textwrap.dedent("""\
+    import json, sys, threading, time
+    from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+    port = int(sys.argv[sys.argv.index("--port") + 1])
+    c = {"vllm:iteration_tokens_total_count": 0, "vllm:iteration_tokens_total_sum": 0,
+         "vllm:prompt_tokens_total": 0, "vllm:generation_tokens_total": 0}
+    lock = threading.Lock()
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def reply(self, body, ctype="application/json"):
+            self.send_response(200); self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        def do_GET(self):
+            if self.path == "/v1/models":
+                return self.reply(b'{"data": [{"id": "llama"}]}')
+            with lock:
+                text = "".join(f'{k}{{engine="0",model_name="llama"}} {v}\\n' for k, v in c.items())
+            self.reply(("# HELP x y\\n" + text).encode(), "text/plain")
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            assert req["ignore_eos"] and req["model"] == "llama"
+            n, p = req["max_tokens"], len(req["prompt"])
+            time.sleep(n / 20000)
+            with lock:
+                c["vllm:iteration_tokens_total_count"] += n
+                c["vllm:iteration_tokens_total_sum"] += p + n - 1
+                c["vllm:prompt_tokens_total"] += p
+                c["vllm:generation_tokens_total"] += n
+            self.reply(json.dumps({"usage": {"completion_tokens": n}}).encode())
+    ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+    """)
+
+
+def test_the_script_runs_against_a_stand_in_server(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the script refuses to run unless root (its tracer needs it); CI runs as root")
+    pkg = tmp_path / "fake" / "vllm" / "entrypoints" / "cli"
+    pkg.mkdir(parents=True)
+    for d in (pkg, pkg.parent, pkg.parent.parent):
+        (d / "__init__.py").write_text("")
+    (pkg / "main.py").write_text(FAKE_SERVE)
+    data = tmp_path / "data"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:untraced;eager:untraced",
+                        "--pairs", "2", "--requests", "6", "--concurrency", "3", "--data", str(data),
+                        "--bin", "/bin/true", "--port", "18931"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+    want = sum(n for _, n in vllmserve.requests_of(6, seed=1))
+    assert len(recs) == 8  # two modes x two pairs x (untraced, "traced")
+    assert {(r["mode"], r["pair"], r["traced"]) for r in recs} == {
+        (m, p, t) for m in ("graph", "eager") for p in (0, 1) for t in (False, True)}
+    assert all(r["gen_tokens"] == want and r["steps"] == want and r["vllm_gen_tokens"] == want for r in recs)
+    table = (data / "table.txt").read_text()
+    assert "graph   untraced" in table and "eager   untraced" in table
+    # The marker went in beside "vLLM", with its entry point.
+    assert list((data / "marker-site").glob("profilemate_marker-*.dist-info/entry_points.txt"))

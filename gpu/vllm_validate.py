@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Validates profilemate-bpf against a real `vllm serve` and measures what
+tracing it costs. Run as root on a GPU host where `python3 -c 'import vllm'`
+works:
+
+    python3 gpu/vllm_validate.py [--plan PLAN] [--pairs 8] [--data DIR]
+
+For each mode of the plan it starts one `vllm serve` of a random-weight
+1.1B Llama (all modes at once, each with a share of the GPU, so their
+start-ups overlap), installs the marker beside vLLM (its entry point), then
+runs identical request batches over HTTP, untraced and traced in turn
+(ABBA order, so drift cancels), with the tracer attached to the API server's
+pid before each traced batch and stopped after it. It prints one table:
+
+- overhead: generated tokens/s and steps/s, traced over untraced, mean of
+  the pairs with a 95% confidence interval, and the pairs' spread (the
+  design's own noise; the `untraced` config runs no tracer at all, an A/A
+  test of the design);
+- agreement: the tracer's steps, step tokens and prompt tokens against
+  vLLM's `iteration_tokens_total` and `prompt_tokens_total`.
+
+PLAN is `mode:config,config;mode:...`. Modes: graph (CUDA graphs, the V2
+model runner, vLLM's defaults), eager (--enforce-eager), v1 and v1-eager
+(VLLM_USE_V2_MODEL_RUNNER=0). Configs: see CONFIGS; `cfg@NAME` runs cfg with
+the tracer binary given as `--tracer NAME=PATH`.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import vllmserve  # noqa: E402
+import vllmstats  # noqa: E402
+
+# Tracer flags per config; None runs no tracer (A/A). The no-* configs leave
+# one class of probe out, so that comparing them with `default` locates the
+# cost by measurement.
+CONFIGS = {
+    "default": [],
+    "launches-off": ["--launches=false"],
+    "no-marker": ["--leave-out=marker"],
+    "no-sync": ["--leave-out=sync"],
+    "no-graph": ["--leave-out=graph"],
+    "no-fork": ["--leave-out=fork"],
+    "no-rescan": ["--leave-out=rescan"],
+    "no-probes": ["--leave-out=marker,sync,graph,launch,fork,rescan"],
+    "untraced": None,
+}
+MODES = {"graph": dict(), "eager": dict(eager=True), "v1": dict(v1=True), "v1-eager": dict(eager=True, v1=True)}
+DEFAULT_PLAN = ("graph:default,launches-off,no-marker,no-sync,no-graph,no-fork,no-rescan,no-probes,untraced;"
+                "eager:default,launches-off;v1:default,launches-off")
+
+
+def parse_plan(s, tracers):
+    """'mode:cfg,cfg;mode:cfg' -> [(mode, [cfg, ...])], checked."""
+    plan = []
+    for part in filter(None, (p.strip() for p in s.split(";"))):
+        mode, _, cfgs = part.partition(":")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+        names = [c.strip() for c in cfgs.split(",") if c.strip()] or ["default"]
+        for c in names:
+            base, _, binname = c.partition("@")
+            if base not in CONFIGS:
+                raise ValueError(f"unknown config {base!r} (known: {', '.join(CONFIGS)})")
+            if binname and binname not in tracers:
+                raise ValueError(f"config {c!r}: no --tracer {binname}=PATH")
+        plan.append((mode, names))
+    if not plan:
+        raise ValueError("empty plan")
+    return plan
+
+
+def log(msg):
+    print(f"[vllm-validate {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def install_marker(data, python):
+    """The marker as a user installs it, into its own folder put first on
+    the servers' PYTHONPATH: pip builds the wheel (its native library) and
+    its vllm.general_plugins entry point is found there."""
+    site = os.path.join(data, "marker-site")
+    pip = [python, "-m", "pip", "install", "-q", "--no-deps", "--target", site, os.path.join(REPO, "marker")]
+    # Offline GPU hosts build with the setuptools they have; elsewhere pip
+    # may fetch the build requirements.
+    for isolation in (["--no-build-isolation"], []):
+        shutil.rmtree(site, ignore_errors=True)
+        if subprocess.run(pip + isolation, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+            return site
+    subprocess.run(pip, check=True)  # once more, to show pip's error
+    return site
+
+
+class Tracer:
+    """profilemate-bpf attached to a server for one batch."""
+
+    def __init__(self, binary, pid, out, flags, logpath):
+        self.out = out
+        self.logf = open(logpath, "w")
+        self.proc = subprocess.Popen([binary, "--pid", str(pid), "--duration", "3600s", "--out", out, *flags],
+                                     stdout=self.logf, stderr=subprocess.PIPE, text=True)
+        self.attached = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.logf.write(line)
+            self.logf.flush()
+            if "probes attached" in line:
+                self.attached.set()
+        self.attached.set()
+
+    def wait_attached(self, timeout=60):
+        if not self.attached.wait(timeout) or self.proc.poll() is not None:
+            raise RuntimeError(f"tracer did not attach (exit {self.proc.poll()}, see {self.logf.name})")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        rc = self.proc.wait(120)
+        if rc != 0:
+            raise RuntimeError(f"tracer exited {rc} (see {self.logf.name})")
+
+    def results(self):
+        """Steps, step tokens, prefill tokens and CUDA activity it wrote."""
+        rows = list(_csv(os.path.join(self.out, "forward_pass_timing.csv")))
+        with open(os.path.join(self.out, "summary.json")) as f:
+            summ = json.load(f)
+        act = summ.get("_activity") or []
+        return dict(tracer_steps=len(rows), tracer_tokens=sum(int(r["num_tokens"]) for r in rows),
+                    tracer_prefill_tokens=sum(int(r["num_prefill_tokens"] or 0) for r in rows),
+                    tracer_launches=sum(a.get("launches", 0) for a in act),
+                    tracer_graphs=sum(a.get("graph_launches", 0) for a in act),
+                    tracer_syncs=sum(a.get("syncs", 0) for a in act),
+                    dropped=summ.get("_trace", {}).get("dropped_records", 0))
+
+
+def _csv(path):
+    import csv
+    with open(path, newline="") as f:
+        yield from csv.DictReader(f)
+
+
+def one_batch(server, reqs, concurrency, tracer=None, settle=0.5):
+    """Runs reqs once and returns what vLLM's counters and the server's CPU
+    time say of it. With tracer, the batch runs while it is attached."""
+    if tracer:
+        tracer.wait_attached()
+    time.sleep(settle)  # the tracer's periodic work runs from here on, as in a long trace
+    m0, cpu0 = server.metrics(), server.cpu_seconds()
+    wall, gen = server.run_batch(reqs, concurrency)
+    cpu1, m1 = server.cpu_seconds(), server.metrics()
+    d = vllmserve.delta(m0, m1)
+    rec = dict(wall_s=wall, gen_tokens=gen, steps=d[vllmserve.STEPS], step_tokens=d[vllmserve.STEP_TOKENS],
+               prompt_tokens=d[vllmserve.PROMPT], vllm_gen_tokens=d[vllmserve.GENERATED],
+               cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1])
+    if tracer:
+        tracer.stop()
+        rec.update(tracer.results())
+    return rec
+
+
+def run_config(server, mode, cfg, args, reqs, tracers, sink):
+    base, _, binname = cfg.partition("@")
+    flags = CONFIGS[base]
+    binary = tracers[binname or "default"]
+    for pair in range(args.pairs):
+        order = (False, True) if pair % 2 == 0 else (True, False)  # ABBA
+        for traced in order:
+            tr = None
+            if traced and flags is not None:
+                d = os.path.join(args.data, "traces", f"{mode}_{cfg}_{pair}")
+                os.makedirs(d, exist_ok=True)
+                tr = Tracer(binary, server.pid, d, flags, os.path.join(d, "tracer.log"))
+            rec = one_batch(server, reqs, args.concurrency, tr)
+            rec.update(mode=mode, config=cfg, pair=pair, traced=traced, t=time.time())
+            sink(rec)
+        last = rec
+        log(f"{mode} {cfg} pair {pair + 1}/{args.pairs}: {last['wall_s']:.2f} s, {last['steps']:.0f} steps")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--plan", default=DEFAULT_PLAN, help="modes and tracer configs (see the module doc)")
+    ap.add_argument("--pairs", type=int, default=8, help="untraced/traced batch pairs per config")
+    ap.add_argument("--requests", type=int, default=128, help="requests per batch")
+    ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    ap.add_argument("--data", default="/tmp/profilemate-vllm-validate", help="working folder")
+    ap.add_argument("--bin", default=os.path.join(REPO, "bin", "profilemate-bpf"), help="the tracer")
+    ap.add_argument("--tracer", action="append", default=[], metavar="NAME=PATH",
+                    help="another tracer binary, for configs written cfg@NAME")
+    ap.add_argument("--python", default=sys.executable, help="the Python that runs vLLM")
+    ap.add_argument("--port", type=int, default=8100, help="first server port")
+    ap.add_argument("--report", action="store_true", help="only print the table of DATA/batches.jsonl")
+    args = ap.parse_args(argv)
+    tracers = {"default": args.bin}
+    for t in args.tracer:
+        name, _, path = t.partition("=")
+        tracers[name] = path
+    try:
+        plan = parse_plan(args.plan, tracers)
+    except ValueError as e:
+        ap.error(str(e))
+    order = [(m, c) for m, cfgs in plan for c in cfgs]
+    path = os.path.join(args.data, "batches.jsonl")
+    if args.report:
+        print(vllmstats.table(load(path), order))
+        return 0
+    if args.pairs < 2:
+        ap.error("--pairs must be at least 2 for an interval")
+    for name, b in tracers.items():
+        if not os.access(b, os.X_OK):
+            ap.error(f"tracer {name}: {b} is not an executable (make build)")
+    if os.geteuid() != 0:
+        ap.error("run as root: the tracer loads eBPF programs")
+    os.makedirs(args.data, exist_ok=True)
+    extra_env = {"PYTHONPATH": install_marker(args.data, args.python) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if importlib.util.find_spec("flashinfer") is None:
+        extra_env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # vLLM's sampler needs it otherwise
+    model = vllmserve.make_model(os.path.join(args.data, "model"))
+    reqs = vllmserve.requests_of(args.requests, seed=1)
+    servers = {}
+    try:
+        share = round(0.85 / len(plan), 2)
+        for i, (mode, _) in enumerate(plan):
+            servers[mode] = vllmserve.Server(mode, model, args.port + i, os.path.join(args.data, f"server_{mode}.log"),
+                                             python=args.python, gpu_share=share, max_seqs=args.concurrency,
+                                             extra_env=extra_env, **MODES[mode])
+            log(f"{mode}: vllm serve pid {servers[mode].pid} on port {args.port + i}")
+        for mode, s in servers.items():
+            t0 = time.monotonic()
+            s.wait_ready()
+            log(f"{mode}: ready ({time.monotonic() - t0:.0f} s more)")
+        with open(path, "w") as out:
+            def sink(rec):
+                out.write(json.dumps(rec) + "\n")
+                out.flush()
+            for mode, cfgs in plan:
+                s = servers[mode]
+                for _ in range(2):  # warm-up: first shapes, first graphs
+                    s.run_batch(reqs, args.concurrency)
+                for cfg in cfgs:
+                    run_config(s, mode, cfg, args, reqs, tracers, sink)
+                print(vllmstats.table(load(path), [(mode, c) for c in cfgs]), flush=True)
+    finally:
+        for s in servers.values():
+            s.stop()
+    text = vllmstats.table(load(path), order)
+    with open(os.path.join(args.data, "table.txt"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return 0
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

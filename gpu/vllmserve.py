@@ -1,0 +1,184 @@
+"""A real `vllm serve` for the validation: the model it serves, the server's
+process, its /metrics and the load driven over HTTP.
+
+Nothing here needs the network: the model is a Llama-shaped config served
+with random weights (`--load-format dummy`) and a word-level tokenizer made
+on the spot, so no hub is asked for anything.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+# A TinyLlama-shaped model: 1.1B parameters, bf16.
+LLAMA_1B = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                num_attention_heads=32, num_key_value_heads=4, vocab_size=32000)
+SERVED_NAME = "llama"
+
+
+def make_model(d, shape=LLAMA_1B, max_len=4096):
+    """Writes config.json and a tokenizer into d (random weights come from
+    vLLM's dummy loader). The tokenizer maps word i to id i, so any id list
+    is a valid prompt and every generated id decodes."""
+    os.makedirs(d, exist_ok=True)
+    cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", torch_dtype="bfloat16",
+               hidden_act="silu", max_position_embeddings=max_len, rms_norm_eps=1e-5,
+               rope_theta=10000.0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
+               **shape)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    vocab.update({f"w{i}": i for i in range(3, shape["vocab_size"])})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(os.path.join(d, "tokenizer.json"))
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump(dict(tokenizer_class="PreTrainedTokenizerFast", bos_token="<s>", eos_token="</s>",
+                       unk_token="<unk>", model_max_length=max_len,
+                       clean_up_tokenization_spaces=False), f, indent=1)
+    return d
+
+
+def requests_of(n, seed, prompt=(32, 1024), output=(64, 256), vocab=32000):
+    """n requests as (prompt ids, max_tokens): the same list for the same
+    arguments, so every batch of a comparison does the same work."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        plen = rnd.randint(*prompt)
+        out.append(([rnd.randrange(3, vocab) for _ in range(plen)], rnd.randint(*output)))
+    return out
+
+
+class Server:
+    """One `vllm serve` in its own process session, so that a signal to the
+    driver's group does not reach it and it can be stopped as a whole."""
+
+    def __init__(self, name, model, port, log, python=sys.executable, eager=False, v1=False,
+                 gpu_share=0.3, max_seqs=64, extra_env=None, extra_args=()):
+        self.name, self.port, self.log = name, port, log
+        args = [python, "-m", "vllm.entrypoints.cli.main", "serve", model,
+                "--host", "127.0.0.1", "--port", str(port), "--served-model-name", SERVED_NAME,
+                "--load-format", "dummy", "--no-enable-prefix-caching",
+                "--gpu-memory-utilization", str(gpu_share), "--max-num-seqs", str(max_seqs),
+                "--max-model-len", "2048", "--uvicorn-log-level", "warning", *extra_args]
+        if eager:
+            args.append("--enforce-eager")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **(extra_env or {}))
+        if v1:
+            env["VLLM_USE_V2_MODEL_RUNNER"] = "0"
+        self.args = args
+        self.proc = subprocess.Popen(args, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self.proc.pid  # the API server
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, timeout=600):
+        """Waits until the server answers; raises if it died or took too long."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name}: vllm serve exited with {self.proc.returncode} (see {self.log})")
+            try:
+                with urllib.request.urlopen(self.url("/v1/models"), timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"{self.name}: not ready after {timeout} s (see {self.log})")
+
+    def metrics(self):
+        with urllib.request.urlopen(self.url("/metrics"), timeout=10) as r:
+            return parse_metrics(r.read().decode())
+
+    def complete(self, prompt, max_tokens):
+        body = json.dumps(dict(model=SERVED_NAME, prompt=prompt, max_tokens=max_tokens,
+                               ignore_eos=True, temperature=0.0)).encode()
+        req = urllib.request.Request(self.url("/v1/completions"), data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return json.loads(r.read())["usage"]["completion_tokens"]
+
+    def run_batch(self, reqs, concurrency):
+        """Sends reqs with at most concurrency in flight; returns the wall time
+        from the first send to the last answer and the tokens generated."""
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(concurrency) as pool:
+            got = list(pool.map(lambda r: self.complete(*r), reqs))
+        return time.monotonic() - t0, sum(got)
+
+    def cpu_seconds(self):
+        """User and system CPU seconds of the server's processes so far (the
+        API server and its descendants alive now)."""
+        return tree_cpu(self.pid)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def parse_metrics(text):
+    """Prometheus text exposition -> {name: value}, summed over label sets."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        name, _, rest = line.partition("{") if "{" in line.split(" ", 1)[0] else line.partition(" ")
+        if "}" in rest:
+            rest = rest.rsplit("}", 1)[1]
+        try:
+            v = float(rest.split()[0])
+        except (ValueError, IndexError):
+            continue
+        out[name] = out.get(name, 0.0) + v
+    return out
+
+
+# The counters the validation reads, as vLLM names them.
+STEPS, STEP_TOKENS = "vllm:iteration_tokens_total_count", "vllm:iteration_tokens_total_sum"
+PROMPT, GENERATED = "vllm:prompt_tokens_total", "vllm:generation_tokens_total"
+
+
+def delta(before, after):
+    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in (STEPS, STEP_TOKENS, PROMPT, GENERATED)}
+
+
+def tree_cpu(root, proc="/proc"):
+    """(user, system) CPU seconds of root and its descendants."""
+    hz = os.sysconf("SC_CLK_TCK")
+    children, stat = {}, {}
+    for e in os.listdir(proc):
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{e}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stat[int(e)] = fields
+        children.setdefault(int(fields[1]), []).append(int(e))
+    user = system = 0.0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        f = stat.get(pid)
+        if f:
+            user += int(f[11]) / hz
+            system += int(f[12]) / hz
+        todo.extend(children.get(pid, []))
+    return user, system

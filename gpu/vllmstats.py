@@ -1,0 +1,129 @@
+"""The validation's numbers: ratios of paired batches with their 95%
+confidence intervals, agreement of the tracer with vLLM's counters, and the
+table that prints them. Pure Python, tested without a GPU."""
+import math
+import statistics
+
+# Two-sided 95% quantiles of Student's t, by degrees of freedom.
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
+        16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042,
+        40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t95(df):
+    """The 97.5% quantile of t with df degrees of freedom (the next smaller
+    tabulated df where df is not tabulated: a slightly wider interval)."""
+    if df < 1:
+        return math.inf
+    return _T95[max(k for k in _T95 if k <= df)] if df <= 120 else 1.960
+
+
+def mean_ci(xs):
+    """Mean, half-width of its 95% confidence interval, standard deviation."""
+    n = len(xs)
+    if n == 0:
+        return None, None, None
+    m = statistics.fmean(xs)
+    if n == 1:
+        return m, math.inf, 0.0
+    sd = statistics.stdev(xs)
+    return m, t95(n - 1) * sd / math.sqrt(n), sd
+
+
+def pairs_of(batches):
+    """Pairs (untraced, traced) of one comparison, in the order run: each
+    traced batch with the untraced batch of the same pair index."""
+    by = {}
+    for b in batches:
+        by.setdefault(b["pair"], {})["traced" if b["traced"] else "untraced"] = b
+    return [(p["untraced"], p["traced"]) for _, p in sorted(by.items()) if len(p) == 2]
+
+
+def rate(b, key):
+    return b[key] / b["wall_s"] if b["wall_s"] > 0 else 0.0
+
+
+def overhead(batches):
+    """Traced over untraced generated tokens/s and steps/s per pair, as
+    mean_ci triples, and the number of pairs."""
+    pairs = pairs_of(batches)
+    tok = [rate(t, "gen_tokens") / rate(u, "gen_tokens") for u, t in pairs if rate(u, "gen_tokens")]
+    steps = [rate(t, "steps") / rate(u, "steps") for u, t in pairs if rate(u, "steps")]
+    cpu = [(t["cpu_user"] + t["cpu_sys"] - u["cpu_user"] - u["cpu_sys"]) / t["steps"] * 1e3
+           for u, t in pairs if t["steps"]]
+    sys_ = [(t["cpu_sys"] - u["cpu_sys"]) / t["steps"] * 1e3 for u, t in pairs if t["steps"]]
+    return dict(pairs=len(pairs), tokens=mean_ci(tok), steps=mean_ci(steps),
+                cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_))
+
+
+def agreement(batches):
+    """Tracer against vLLM's counters over the traced batches that timed
+    steps: (tracer sum, vLLM sum) of steps, step tokens and prompt tokens."""
+    traced = [b for b in batches if b["traced"] and b.get("tracer_steps") is not None]
+    if not traced:
+        return None
+    s = lambda k: sum(b[k] for b in traced)
+    return dict(batches=len(traced),
+                steps=(s("tracer_steps"), s("steps")),
+                tokens=(s("tracer_tokens"), s("step_tokens")),
+                prompt=(s("tracer_prefill_tokens"), s("prompt_tokens")),
+                launches_per_step=s("tracer_launches") / max(s("tracer_steps"), 1),
+                graphs_per_step=s("tracer_graphs") / max(s("tracer_steps"), 1),
+                syncs_per_step=s("tracer_syncs") / max(s("tracer_steps"), 1),
+                worst_batch_steps=max(abs(b["tracer_steps"] / b["steps"] - 1) if b["steps"] else 1
+                                      for b in traced))
+
+
+def _ratio(x):
+    m, h, _ = x
+    if m is None:
+        return "n/a"
+    return f"{m:.3f} ±{h:.3f}" if math.isfinite(h) else f"{m:.3f}"
+
+
+def _interval(x):
+    m, h, _ = x
+    if m is None or not math.isfinite(h):
+        return "n/a"
+    return f"[{m - h:.3f}, {m + h:.3f}]"
+
+
+def _ms(x):
+    m, h, _ = x
+    return "n/a" if m is None else f"{m:+.3f}" + (f" ±{h:.3f}" if math.isfinite(h) else "")
+
+
+def _agree(pair):
+    a, b = pair
+    return f"{a:.0f} / {b:.0f} = {a / b:.4f}" if b else f"{a:.0f} / 0"
+
+
+def table(batches, modes_cfgs):
+    """The validation table: one overhead line per (mode, config) run, then
+    one agreement line per (mode, config) that timed steps."""
+    lines = ["Overhead: traced / untraced, mean of paired identical batches ±95% CI half-width "
+             "[interval]; sd = spread of one pair's ratio (the design's noise)",
+             f"{'mode':<7} {'config':<14} {'pairs':>5}  {'gen tokens/s':<14} {'interval':<16} {'sd':>6}  "
+             f"{'steps/s':<14} {'server CPU ms/step (sys)':<26}"]
+    for mode, cfg in modes_cfgs:
+        bs = [b for b in batches if b["mode"] == mode and b["config"] == cfg]
+        if not bs:
+            continue
+        o = overhead(bs)
+        sd = o["tokens"][2]
+        lines.append(f"{mode:<7} {cfg:<14} {o['pairs']:>5}  {_ratio(o['tokens']):<14} {_interval(o['tokens']):<16} "
+                     f"{'n/a' if sd is None else f'{sd:.3f}':>6}  {_ratio(o['steps']):<14} "
+                     f"{_ms(o['cpu_ms_per_step'])} ({_ms(o['sys_ms_per_step'])})")
+    lines += ["", "Agreement: tracer / vLLM counters over the traced batches "
+              "(steps: iteration_tokens_total count; tokens: its sum; prompt: prompt_tokens_total)",
+              f"{'mode':<7} {'config':<14} {'steps':<26} {'step tokens':<30} {'prompt tokens':<30} "
+              f"{'per step: launches graphs syncs':<32}"]
+    for mode, cfg in modes_cfgs:
+        a = agreement([b for b in batches if b["mode"] == mode and b["config"] == cfg])
+        if not a or not a["steps"][0]:
+            continue
+        lines.append(f"{mode:<7} {cfg:<14} {_agree(a['steps']):<26} {_agree(a['tokens']):<30} "
+                     f"{_agree(a['prompt']):<30} {a['launches_per_step']:7.1f} {a['graphs_per_step']:6.2f} "
+                     f"{a['syncs_per_step']:6.2f}")
+    return "\n".join(lines)
