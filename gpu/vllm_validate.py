@@ -28,6 +28,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -85,12 +86,12 @@ def log(msg):
     print(f"[vllm-validate {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def install_marker(data, python):
+def install_marker(data, python, source):
     """The marker as a user installs it, into its own folder put first on
     the servers' PYTHONPATH: pip builds the wheel (its native library) and
     its vllm.general_plugins entry point is found there."""
     site = os.path.join(data, "marker-site")
-    pip = [python, "-m", "pip", "install", "-q", "--no-deps", "--target", site, os.path.join(REPO, "marker")]
+    pip = [python, "-m", "pip", "install", "-q", "--no-deps", "--target", site, source]
     # Offline GPU hosts build with the setuptools they have; elsewhere pip
     # may fetch the build requirements.
     for isolation in (["--no-build-isolation"], []):
@@ -125,10 +126,14 @@ class Tracer:
             raise RuntimeError(f"tracer did not attach (exit {self.proc.poll()}, see {self.logf.name})")
 
     def stop(self):
+        """Ends the trace; returns the CPU seconds the tracer used."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.proc.send_signal(signal.SIGINT)
         rc = self.proc.wait(120)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if rc != 0:
             raise RuntimeError(f"tracer exited {rc} (see {self.logf.name})")
+        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
     def results(self):
         """Steps, step tokens, prefill tokens and CUDA activity it wrote."""
@@ -156,17 +161,28 @@ def one_batch(server, reqs, concurrency, tracer=None, settle=0.5):
     if tracer:
         tracer.wait_attached()
     time.sleep(settle)  # the tracer's periodic work runs from here on, as in a long trace
-    m0, cpu0 = server.metrics(), server.cpu_seconds()
+    m0, cpu0, mach0 = server.metrics(), server.cpu_seconds(), machine_cpu()
     wall, gen = server.run_batch(reqs, concurrency)
-    cpu1, m1 = server.cpu_seconds(), server.metrics()
+    mach1, cpu1, m1 = machine_cpu(), server.cpu_seconds(), server.metrics()
     d = vllmserve.delta(m0, m1)
     rec = dict(wall_s=wall, gen_tokens=gen, steps=d[vllmserve.STEPS], step_tokens=d[vllmserve.STEP_TOKENS],
                prompt_tokens=d[vllmserve.PROMPT], vllm_gen_tokens=d[vllmserve.GENERATED],
-               cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1])
+               cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1],
+               machine_busy_s=mach1[0] - mach0[0], machine_steal_s=mach1[1] - mach0[1])
     if tracer:
-        tracer.stop()
+        rec["tracer_cpu_s"] = tracer.stop()
         rec.update(tracer.results())
     return rec
+
+
+def machine_cpu():
+    """Busy and stolen CPU seconds of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = v[3] + v[4]
+    steal = v[7] if len(v) > 7 else 0
+    return (sum(v[:8]) - idle) / hz, steal / hz
 
 
 def run_config(server, mode, cfg, args, reqs, tracers, sink):
@@ -198,6 +214,8 @@ def main(argv=None):
     ap.add_argument("--bin", default=os.path.join(REPO, "bin", "profilemate-bpf"), help="the tracer")
     ap.add_argument("--tracer", action="append", default=[], metavar="NAME=PATH",
                     help="another tracer binary, for configs written cfg@NAME")
+    ap.add_argument("--marker", default=os.path.join(REPO, "marker"),
+                    help="the marker to install: its source folder or a wheel (pip wheel ./marker)")
     ap.add_argument("--python", default=sys.executable, help="the Python that runs vLLM")
     ap.add_argument("--port", type=int, default=8100, help="first server port")
     ap.add_argument("--report", action="store_true", help="only print the table of DATA/batches.jsonl")
@@ -223,14 +241,14 @@ def main(argv=None):
     if os.geteuid() != 0:
         ap.error("run as root: the tracer loads eBPF programs")
     os.makedirs(args.data, exist_ok=True)
-    extra_env = {"PYTHONPATH": install_marker(args.data, args.python) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    extra_env = {"PYTHONPATH": install_marker(args.data, args.python, args.marker) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if importlib.util.find_spec("flashinfer") is None:
         extra_env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # vLLM's sampler needs it otherwise
     model = vllmserve.make_model(os.path.join(args.data, "model"))
     reqs = vllmserve.requests_of(args.requests, seed=1)
     servers = {}
     try:
-        share = round(0.85 / len(plan), 2)
+        share = min(0.2, round(0.85 / len(plan), 2))
         for i, (mode, _) in enumerate(plan):
             servers[mode] = vllmserve.Server(mode, model, args.port + i, os.path.join(args.data, f"server_{mode}.log"),
                                              python=args.python, gpu_share=share, max_seqs=args.concurrency,

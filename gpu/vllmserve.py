@@ -62,12 +62,15 @@ class Server:
     driver's group does not reach it and it can be stopped as a whole."""
 
     def __init__(self, name, model, port, log, python=sys.executable, eager=False, v1=False,
-                 gpu_share=0.3, max_seqs=64, extra_env=None, extra_args=()):
+                 gpu_share=0.2, kv_cache_bytes=8 << 30, max_seqs=64, extra_env=None, extra_args=()):
         self.name, self.port, self.log = name, port, log
         args = [python, "-m", "vllm.entrypoints.cli.main", "serve", model,
                 "--host", "127.0.0.1", "--port", str(port), "--served-model-name", SERVED_NAME,
                 "--load-format", "dummy", "--no-enable-prefix-caching",
-                "--gpu-memory-utilization", str(gpu_share), "--max-num-seqs", str(max_seqs),
+                # A fixed KV cache skips vLLM's memory profiling, which
+                # fails when another server on the GPU allocates meanwhile.
+                "--gpu-memory-utilization", str(gpu_share), "--kv-cache-memory-bytes", str(kv_cache_bytes),
+                "--max-num-seqs", str(max_seqs),
                 "--max-model-len", "2048", "--uvicorn-log-level", "warning", *extra_args]
         if eager:
             args.append("--enforce-eager")
