@@ -13,6 +13,9 @@ type Report struct {
 	// NoLaunchProbes says kernel launches were not probed
 	// (--launches=false): their counts are zero because nobody counted.
 	NoLaunchProbes bool
+	// LaunchesSampled says launches were probed only part of the time
+	// (--launches=sample): only some steps carry a count.
+	LaunchesSampled bool
 	// LeftOut names the probe classes a cost measurement left out
 	// (--leave-out), empty in a normal trace.
 	LeftOut string

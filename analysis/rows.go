@@ -29,7 +29,8 @@ type Row struct {
 	Launches      uint32
 	GraphLaunches uint32
 	SyncWaitMs    float64
-	// LaunchesOff: launches were not probed; the launches cell is empty.
+	// LaunchesOff: launches were not probed for the whole step (off, or
+	// sampled at other times); the launches cell is empty.
 	LaunchesOff bool
 
 	Rank             int    // -1 when the process has none
@@ -117,7 +118,7 @@ func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool) 
 			Launches:         s.Launches,
 			GraphLaunches:    s.GraphLaunches,
 			SyncWaitMs:       float64(s.SyncWaitNs) / nsPerMs,
-			LaunchesOff:      launchesOff,
+			LaunchesOff:      launchesOff || s.LaunchesUncounted,
 			Rank:             p.Rank,
 			Process:          p.Title,
 			NumPrefillReqs:   s.NumPrefillReqs,

@@ -25,11 +25,14 @@ type PhaseStats struct {
 	MeanForwardMs  OptMs `json:"mean_forward_ms"`
 	MeanIntervalMs OptMs `json:"mean_interval_ms"`
 
-	MeanBatchSize     float64 `json:"mean_batch_size"`
-	MeanNumTokens     float64 `json:"mean_num_tokens"`
-	MeanLaunches      float64 `json:"mean_launches"`
-	MeanGraphLaunches float64 `json:"mean_graph_launches"`
-	MeanSyncWaitMs    float64 `json:"mean_sync_wait_ms"`
+	MeanBatchSize float64 `json:"mean_batch_size"`
+	MeanNumTokens float64 `json:"mean_num_tokens"`
+	// MeanLaunches is over the steps whose launches were counted
+	// (LaunchCountedSteps of them: all, or those in the sampled seconds).
+	MeanLaunches       float64 `json:"mean_launches"`
+	LaunchCountedSteps int     `json:"launch_counted_steps"`
+	MeanGraphLaunches  float64 `json:"mean_graph_launches"`
+	MeanSyncWaitMs     float64 `json:"mean_sync_wait_ms"`
 	// TokensPerSec is all tokens over all durations: the mean of the CSV's
 	// throughput column weighted by duration, so one tiny step cannot
 	// dominate it as it would a plain mean of per-step rates.
@@ -93,14 +96,16 @@ func phaseSet(rows []Row) PhaseSet {
 // phaseStats summarizes a non-empty group of rows.
 func phaseStats(p Phase, rows []Row) PhaseStats {
 	durs := make([]float64, len(rows))
-	var sumDur, sumBatch, sumTokens, sumLaunches, sumGraphs, sumSync float64
-	var cpu, fwd, ivl mean
+	var sumDur, sumBatch, sumTokens, sumGraphs, sumSync float64
+	var cpu, fwd, ivl, launches mean
 	for i, r := range rows {
 		durs[i] = r.DurationMs
 		sumDur += r.DurationMs
 		sumBatch += float64(r.BatchSize)
 		sumTokens += float64(r.NumTokens)
-		sumLaunches += float64(r.Launches)
+		if !r.LaunchesOff {
+			launches.add(OptMs{Ms: float64(r.Launches), Valid: true})
+		}
 		sumGraphs += float64(r.GraphLaunches)
 		sumSync += r.SyncWaitMs
 		cpu.add(r.CPUMs)
@@ -110,22 +115,23 @@ func phaseStats(p Phase, rows []Row) PhaseStats {
 	d := distribution(durs)
 	n := float64(len(rows))
 	st := PhaseStats{
-		Phase:             p,
-		Count:             len(rows),
-		MeanMs:            d.mean,
-		MinMs:             d.min,
-		MaxMs:             d.max,
-		P50Ms:             d.p50,
-		P95Ms:             d.p95,
-		P99Ms:             d.p99,
-		MeanCPUMs:         cpu.result(),
-		MeanForwardMs:     fwd.result(),
-		MeanIntervalMs:    ivl.result(),
-		MeanBatchSize:     round(sumBatch/n, 3),
-		MeanNumTokens:     round(sumTokens/n, 3),
-		MeanLaunches:      round(sumLaunches/n, 3),
-		MeanGraphLaunches: round(sumGraphs/n, 3),
-		MeanSyncWaitMs:    roundMs(sumSync / n),
+		Phase:              p,
+		Count:              len(rows),
+		MeanMs:             d.mean,
+		MinMs:              d.min,
+		MaxMs:              d.max,
+		P50Ms:              d.p50,
+		P95Ms:              d.p95,
+		P99Ms:              d.p99,
+		MeanCPUMs:          cpu.result(),
+		MeanForwardMs:      fwd.result(),
+		MeanIntervalMs:     ivl.result(),
+		MeanBatchSize:      round(sumBatch/n, 3),
+		MeanNumTokens:      round(sumTokens/n, 3),
+		MeanLaunches:       round(launches.mean(), 3),
+		LaunchCountedSteps: launches.n,
+		MeanGraphLaunches:  round(sumGraphs/n, 3),
+		MeanSyncWaitMs:     roundMs(sumSync / n),
 	}
 	if sumDur > 0 {
 		st.TokensPerSec = round(sumTokens/(sumDur/1e3), 1)
@@ -144,6 +150,13 @@ func (m *mean) add(o OptMs) {
 		m.sum += o.Ms
 		m.n++
 	}
+}
+
+func (m mean) mean() float64 {
+	if m.n == 0 {
+		return 0
+	}
+	return m.sum / float64(m.n)
 }
 
 func (m mean) result() OptMs {

@@ -20,9 +20,12 @@ type Step struct {
 	NumPrefillReqs   uint32
 	NumPrefillTokens uint32
 
-	Launches      uint32 // kernel launches, each counted once
-	GraphLaunches uint32 // CUDA graph launches
-	SyncWaitNs    uint64 // time blocked in CUDA synchronization while the step was open
+	Launches uint32 // kernel launches, each counted once
+	// LaunchesUncounted: the launch probes were not live for the whole
+	// step (they are sampled, or off), so Launches is not its count.
+	LaunchesUncounted bool
+	GraphLaunches     uint32 // CUDA graph launches
+	SyncWaitNs        uint64 // time blocked in CUDA synchronization while the step was open
 }
 
 // Process describes one traced process for labelling rows and table lines.

@@ -36,6 +36,9 @@ type TraceInfo struct {
 	// LaunchesProbed is false when kernel launches were not probed
 	// (--launches=false): every launch count is then 0 for want of counting.
 	LaunchesProbed bool `json:"launches_probed"`
+	// LaunchesSampled is true when launches were probed in sampled
+	// windows only; per-phase launch means are over the steps counted.
+	LaunchesSampled bool `json:"launches_sampled"`
 	// LeftOut lists the probe classes left out to measure their cost
 	// (--leave-out); what they count is missing from the steps.
 	LeftOut string `json:"left_out,omitempty"`
@@ -77,6 +80,7 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 			StepsWithoutDuration: withoutDuration,
 			DroppedRecords:       r.DroppedRecords,
 			LaunchesProbed:       !r.NoLaunchProbes,
+			LaunchesSampled:      r.LaunchesSampled,
 			LeftOut:              r.LeftOut,
 		},
 		Processes: processSummaries(rows, procs),

@@ -90,6 +90,13 @@ struct {
  * lookup. */
 volatile __u32 runtime_launch_probes;
 
+/* Odd while the launch probes are live, bumped by the tracer after it has
+ * attached them and before it detaches them: a step counted its launches
+ * whole when it began and ended in the same odd epoch. The tracer samples
+ * launches (live for a second now and then) because each probed launch
+ * costs the launching thread about a microsecond. */
+volatile __u32 launch_epoch;
+
 static const struct proc_state zero_proc;
 static const struct thread_state zero_thread;
 
@@ -141,6 +148,8 @@ static __always_inline struct step_record *oldest_open_step(struct proc_state *p
 
 static __always_inline void submit(struct step_record *s)
 {
+	if ((s->launch_epoch & 1) && s->launch_epoch == launch_epoch)
+		s->flags |= STEP_LAUNCHES_COUNTED;
 	if (bpf_ringbuf_output(&events, s, sizeof(*s), 0)) {
 		__u32 zero = 0;
 		__u64 *n = bpf_map_lookup_elem(&drops, &zero);
@@ -225,6 +234,7 @@ int usdt_step_begin(struct pt_regs *ctx)
 	s->num_tokens = arg_u32(ctx, spec, 2);
 	s->num_prefill_reqs = arg_u32(ctx, spec, 3);
 	s->num_prefill_tokens = arg_u32(ctx, spec, 4);
+	s->launch_epoch = launch_epoch;
 	s->begin_ns = bpf_ktime_get_ns();
 	p->newest_step = id;
 	p->step_tid = s->tid;

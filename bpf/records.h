@@ -18,6 +18,7 @@
 
 /* step_record.flags */
 #define STEP_EVICTED 1 /* flushed unfinished: a newer step needed its slot */
+#define STEP_LAUNCHES_COUNTED 2 /* launch probes were live from begin to end */
 
 /* One finished forward pass: the only record sent through the ring buffer. */
 struct step_record {
@@ -36,7 +37,7 @@ struct step_record {
 	__u32 launches;        /* kernel launches, each counted once */
 	__u32 graph_launches;
 	__u32 flags;           /* STEP_* */
-	__u32 _pad;
+	__u32 launch_epoch;    /* launch_epoch at step_begin */
 };
 _Static_assert(sizeof(struct step_record) == 88, "step_record layout");
 

@@ -37,33 +37,45 @@ def test_mean_ci():
     assert vllmstats.mean_ci([]) == (None, None, None)
 
 
-def batch(pair, traced, wall, steps=100, cpu=1.0, **kw):
-    b = dict(mode="graph", config="default", pair=pair, traced=traced, wall_s=wall, gen_tokens=1000,
-             steps=steps, step_tokens=1500, prompt_tokens=500, cpu_user=cpu, cpu_sys=0.1)
+def batch(pair, window, server, traced, wall, steps=100, cpu=1.0, **kw):
+    b = dict(mode="graph", config="default", pair=pair, window=window, server=server, traced=traced,
+             wall_s=wall, gen_tokens=1000, steps=steps, step_tokens=1500, prompt_tokens=500, cpu_user=cpu,
+             cpu_sys=0.1)
     b.update(kw)
     return b
 
 
-def test_overhead_pairs_each_traced_batch_with_its_own_untraced_one():
-    bs = [batch(0, False, 2.0), batch(0, True, 2.2, cpu=1.1),
-          batch(1, True, 4.4, cpu=1.1), batch(1, False, 4.0)]  # ABBA, and the machine got slower
+def test_overhead_cancels_the_servers_difference_and_the_machines_drift():
+    # Server 1 is 10% faster than server 0; the tracer costs 4%; the
+    # machine is twice as slow in the second pair.
+    def win(pair, w, traced, slow):
+        walls = [2.0 * slow, 2.0 * slow / 1.1]
+        walls[traced] *= 1.04
+        return [batch(pair, w, i, i == traced, walls[i], cpu=1.0 + 0.1 * (i == traced)) for i in (0, 1)]
+    bs = win(0, 0, 0, 1) + win(0, 1, 1, 1) + win(1, 0, 1, 2) + win(1, 1, 0, 2)
     o = vllmstats.overhead(bs)
     assert o["pairs"] == 2
     m, h, sd = o["tokens"]
-    assert m == pytest.approx(2.0 / 2.2) and sd == pytest.approx(0.0, abs=1e-12)
-    assert o["steps"][0] == pytest.approx(2.0 / 2.2)
+    assert m == pytest.approx(1 / 1.04) and sd == pytest.approx(0.0, abs=1e-12)
+    assert o["steps"][0] == pytest.approx(1 / 1.04)
+    assert o["asymmetry"][0] == pytest.approx(1.1)
     assert o["cpu_ms_per_step"][0] == pytest.approx(1.0)  # 0.1 s more over 100 steps
 
 
+def test_a_window_without_its_partner_is_left_out():
+    bs = [batch(0, 0, 0, False, 2.0), batch(0, 0, 1, True, 2.1), batch(0, 1, 0, True, 2.1)]
+    assert vllmstats.overhead(bs)["pairs"] == 1 and vllmstats.overhead(bs)["tokens"] == (None, None, None)
+
+
 def test_agreement_sums_traced_batches():
-    bs = [batch(0, False, 2.0),
-          batch(0, True, 2.0, tracer_steps=99, tracer_tokens=1500, tracer_prefill_tokens=500,
+    bs = [batch(0, 0, 0, False, 2.0),
+          batch(0, 0, 1, True, 2.0, tracer_steps=99, tracer_tokens=1500, tracer_prefill_tokens=500,
                 tracer_launches=2000, tracer_graphs=99, tracer_syncs=300)]
     a = vllmstats.agreement(bs)
     assert a["steps"] == (99, 100) and a["tokens"] == (1500, 1500) and a["prompt"] == (500, 500)
     assert a["launches_per_step"] == pytest.approx(2000 / 99)
     assert a["worst_batch_steps"] == pytest.approx(0.01)
-    assert vllmstats.agreement([batch(0, False, 2.0)]) is None
+    assert vllmstats.agreement([batch(0, 0, 0, False, 2.0)]) is None
 
 
 def test_parse_metrics_sums_label_sets_and_skips_comments():
@@ -159,16 +171,17 @@ def test_the_script_runs_against_a_stand_in_server(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
     r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:untraced;eager:untraced",
                         "--pairs", "2", "--requests", "6", "--concurrency", "3", "--data", str(data),
-                        "--bin", "/bin/true", "--port", "18931"],
+                        "--bin", "/bin/true", "--port", "18931", "--shared-libs"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
     want = sum(n for _, n in vllmserve.requests_of(6, seed=1))
-    assert len(recs) == 8  # two modes x two pairs x (untraced, "traced")
-    assert {(r["mode"], r["pair"], r["traced"]) for r in recs} == {
-        (m, p, t) for m in ("graph", "eager") for p in (0, 1) for t in (False, True)}
+    assert len(recs) == 16  # two modes x two pairs x two windows x two servers
+    assert {(r["mode"], r["pair"], r["window"], r["server"], r["traced"]) for r in recs} == {
+        (m, p, w, s, s == w ^ p) for m in ("graph", "eager") for p in (0, 1) for w in (0, 1) for s in (0, 1)}
     assert all(r["gen_tokens"] == want and r["steps"] == want and r["vllm_gen_tokens"] == want for r in recs)
     table = (data / "table.txt").read_text()
     assert "graph   untraced" in table and "eager   untraced" in table
-    # The marker went in beside "vLLM", with its entry point.
-    assert list((data / "marker-site").glob("profilemate_marker-*.dist-info/entry_points.txt"))
+    # Each server got its own marker beside "vLLM", with its entry point.
+    for name in ("graph-a", "graph-b", "eager-a", "eager-b"):
+        assert list((data / name / "marker-site").glob("profilemate_marker-*.dist-info/entry_points.txt"))

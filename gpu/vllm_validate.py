@@ -5,19 +5,26 @@ works:
 
     python3 gpu/vllm_validate.py [--plan PLAN] [--pairs 8] [--data DIR]
 
-For each mode of the plan it starts one `vllm serve` of a random-weight
-1.1B Llama (all modes at once, each with a share of the GPU, so their
-start-ups overlap), installs the marker beside vLLM (its entry point), then
-runs identical request batches over HTTP, untraced and traced in turn
-(ABBA order, so drift cancels), with the tracer attached to the API server's
-pid before each traced batch and stopped after it. It prints one table:
+For each mode of the plan it starts two identical `vllm serve` of a
+random-weight 1.1B Llama (all at once, each with its own fixed KV cache, so
+that their start-ups overlap), each with its own copy of the marker and of
+the CUDA driver and runtime files (uprobes go on files: a tracer's probes
+then reach one server only). It runs the same request batch over HTTP on
+both servers at once, one of them with the tracer attached to its API
+server's pid, in windows: in each pair of windows each server is traced
+once, so a difference between the servers cancels. Running both at once
+matters: this kind of host's CPUs change speed by tens of percent from one
+second to the next, so batches run one after another differ by far more
+than the tracer's cost. It prints one table:
 
 - overhead: generated tokens/s and steps/s, traced over untraced, mean of
   the pairs with a 95% confidence interval, and the pairs' spread (the
   design's own noise; the `untraced` config runs no tracer at all, an A/A
   test of the design);
 - agreement: the tracer's steps, step tokens and prompt tokens against
-  vLLM's `iteration_tokens_total` and `prompt_tokens_total`.
+  vLLM's `iteration_tokens_total` and `prompt_tokens_total` (vLLM counts the
+  token each request's prefill step samples among that step's tokens; the
+  tracer counts scheduled tokens, one fewer per request).
 
 PLAN is `mode:config,config;mode:...`. Modes: graph (CUDA graphs, the V2
 model runner, vLLM's defaults), eager (--enforce-eager), v1 and v1-eager
@@ -48,6 +55,7 @@ import vllmstats  # noqa: E402
 # cost by measurement.
 CONFIGS = {
     "default": [],
+    "launches-all": ["--launches=all"],
     "launches-off": ["--launches=false"],
     "no-marker": ["--leave-out=marker"],
     "no-sync": ["--leave-out=sync"],
@@ -155,24 +163,45 @@ def _csv(path):
         yield from csv.DictReader(f)
 
 
-def one_batch(server, reqs, concurrency, tracer=None, settle=0.5):
-    """Runs reqs once and returns what vLLM's counters and the server's CPU
-    time say of it. With tracer, the batch runs while it is attached."""
+def measure(server, reqs, concurrency, out, key):
+    """Runs reqs once on server and stores in out[key] what vLLM's counters
+    and the CPU times say of it."""
+    m0, cpu0 = server.metrics(), server.cpu_seconds()
+    wall, gen = server.run_batch(reqs, concurrency)
+    cpu1, m1 = server.cpu_seconds(), server.metrics()
+    d = vllmserve.delta(m0, m1)
+    out[key] = dict(wall_s=wall, gen_tokens=gen, steps=d[vllmserve.STEPS], step_tokens=d[vllmserve.STEP_TOKENS],
+                    prompt_tokens=d[vllmserve.PROMPT], vllm_gen_tokens=d[vllmserve.GENERATED],
+                    cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1])
+
+
+def window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5):
+    """One window: the same batch on both servers at once, the one at index
+    traced with tracer attached (None: neither, an A/A window). Running
+    both at once puts them under the same machine: this host's CPUs change
+    speed by tens of percent from one second to the next, which a
+    comparison of batches run one after the other cannot tell from the
+    tracer's cost."""
     if tracer:
         tracer.wait_attached()
     time.sleep(settle)  # the tracer's periodic work runs from here on, as in a long trace
-    m0, cpu0, mach0 = server.metrics(), server.cpu_seconds(), machine_cpu()
-    wall, gen = server.run_batch(reqs, concurrency)
-    mach1, cpu1, m1 = machine_cpu(), server.cpu_seconds(), server.metrics()
-    d = vllmserve.delta(m0, m1)
-    rec = dict(wall_s=wall, gen_tokens=gen, steps=d[vllmserve.STEPS], step_tokens=d[vllmserve.STEP_TOKENS],
-               prompt_tokens=d[vllmserve.PROMPT], vllm_gen_tokens=d[vllmserve.GENERATED],
-               cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1],
-               machine_busy_s=mach1[0] - mach0[0], machine_steal_s=mach1[1] - mach0[1])
+    out, mach0 = {}, machine_cpu()
+    threads = [threading.Thread(target=measure, args=(s, reqs, concurrency, out, i))
+               for i, s in enumerate(pair_of_servers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    mach1 = machine_cpu()
+    if len(out) != len(pair_of_servers):
+        raise RuntimeError("a batch failed (see the server logs)")
+    for i, rec in out.items():
+        rec.update(server=i, traced=i == traced, machine_busy_s=mach1[0] - mach0[0],
+                   machine_steal_s=mach1[1] - mach0[1])
     if tracer:
-        rec["tracer_cpu_s"] = tracer.stop()
-        rec.update(tracer.results())
-    return rec
+        out[traced]["tracer_cpu_s"] = tracer.stop()
+        out[traced].update(tracer.results())
+    return [out[i] for i in sorted(out)]
 
 
 def machine_cpu():
@@ -185,23 +214,25 @@ def machine_cpu():
     return (sum(v[:8]) - idle) / hz, steal / hz
 
 
-def run_config(server, mode, cfg, args, reqs, tracers, sink):
+def run_config(servers, mode, cfg, args, reqs, tracers, sink):
+    """args.pairs pairs of windows; in each pair each server is traced once,
+    so that a difference between the two servers cancels, the order
+    alternating from pair to pair."""
     base, _, binname = cfg.partition("@")
     flags = CONFIGS[base]
     binary = tracers[binname or "default"]
     for pair in range(args.pairs):
-        order = (False, True) if pair % 2 == 0 else (True, False)  # ABBA
-        for traced in order:
+        for w in range(2):
+            traced = w ^ (pair % 2)
             tr = None
-            if traced and flags is not None:
-                d = os.path.join(args.data, "traces", f"{mode}_{cfg}_{pair}")
+            if flags is not None:
+                d = os.path.join(args.data, "traces", f"{mode}_{cfg}_{pair}_{w}")
                 os.makedirs(d, exist_ok=True)
-                tr = Tracer(binary, server.pid, d, flags, os.path.join(d, "tracer.log"))
-            rec = one_batch(server, reqs, args.concurrency, tr)
-            rec.update(mode=mode, config=cfg, pair=pair, traced=traced, t=time.time())
-            sink(rec)
-        last = rec
-        log(f"{mode} {cfg} pair {pair + 1}/{args.pairs}: {last['wall_s']:.2f} s, {last['steps']:.0f} steps")
+                tr = Tracer(binary, servers[traced].pid, d, flags, os.path.join(d, "tracer.log"))
+            for rec in window(servers, traced, reqs, args.concurrency, tr):
+                rec.update(mode=mode, config=cfg, pair=pair, window=w, t=time.time())
+                sink(rec)
+        log(f"{mode} {cfg} pair {pair + 1}/{args.pairs}: {rec['wall_s']:.2f} s, {rec['steps']:.0f} steps")
 
 
 def main(argv=None):
@@ -218,6 +249,8 @@ def main(argv=None):
                     help="the marker to install: its source folder or a wheel (pip wheel ./marker)")
     ap.add_argument("--python", default=sys.executable, help="the Python that runs vLLM")
     ap.add_argument("--port", type=int, default=8100, help="first server port")
+    ap.add_argument("--shared-libs", action="store_true",
+                    help="let both servers use the same CUDA library files (a tracer's probes then reach both)")
     ap.add_argument("--report", action="store_true", help="only print the table of DATA/batches.jsonl")
     args = ap.parse_args(argv)
     tracers = {"default": args.bin}
@@ -241,37 +274,49 @@ def main(argv=None):
     if os.geteuid() != 0:
         ap.error("run as root: the tracer loads eBPF programs")
     os.makedirs(args.data, exist_ok=True)
-    extra_env = {"PYTHONPATH": install_marker(args.data, args.python, args.marker) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    if importlib.util.find_spec("flashinfer") is None:
-        extra_env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # vLLM's sampler needs it otherwise
     model = vllmserve.make_model(os.path.join(args.data, "model"))
     reqs = vllmserve.requests_of(args.requests, seed=1)
-    servers = {}
+    servers = {}  # mode -> its two servers
+    libs = [] if args.shared_libs else vllmserve.cuda_libs(args.python)
     try:
-        share = min(0.2, round(0.85 / len(plan), 2))
+        share = min(0.1, round(0.85 / (2 * len(plan)), 2))
         for i, (mode, _) in enumerate(plan):
-            servers[mode] = vllmserve.Server(mode, model, args.port + i, os.path.join(args.data, f"server_{mode}.log"),
-                                             python=args.python, gpu_share=share, max_seqs=args.concurrency,
-                                             extra_env=extra_env, **MODES[mode])
-            log(f"{mode}: vllm serve pid {servers[mode].pid} on port {args.port + i}")
-        for mode, s in servers.items():
-            t0 = time.monotonic()
-            s.wait_ready()
-            log(f"{mode}: ready ({time.monotonic() - t0:.0f} s more)")
+            for j in range(2):
+                name = f"{mode}-{'ab'[j]}"
+                # Each server its own marker and CUDA library files: see
+                # private_cuda_libs.
+                priv = os.path.join(args.data, name)
+                env = {"PYTHONPATH": install_marker(priv, args.python, args.marker) + os.pathsep
+                       + os.environ.get("PYTHONPATH", "")}
+                if not args.shared_libs:
+                    env["LD_PRELOAD"] = vllmserve.private_cuda_libs(libs, os.path.join(priv, "lib"))
+                if importlib.util.find_spec("flashinfer") is None:
+                    env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # vLLM's sampler needs it otherwise
+                port = args.port + 2 * i + j
+                s = vllmserve.Server(name, model, port, os.path.join(args.data, f"server_{name}.log"),
+                                     python=args.python, gpu_share=share, max_seqs=args.concurrency,
+                                     extra_env=env, **MODES[mode])
+                servers.setdefault(mode, []).append(s)
+                log(f"{name}: vllm serve pid {s.pid} on port {port}")
+        for pair_of_servers in servers.values():
+            for s in pair_of_servers:
+                t0 = time.monotonic()
+                s.wait_ready()
+                log(f"{s.name}: ready ({time.monotonic() - t0:.0f} s more)")
         with open(path, "w") as out:
             def sink(rec):
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
             for mode, cfgs in plan:
-                s = servers[mode]
                 for _ in range(2):  # warm-up: first shapes, first graphs
-                    s.run_batch(reqs, args.concurrency)
+                    window(servers[mode], 0, reqs, args.concurrency)
                 for cfg in cfgs:
-                    run_config(s, mode, cfg, args, reqs, tracers, sink)
+                    run_config(servers[mode], mode, cfg, args, reqs, tracers, sink)
                 print(vllmstats.table(load(path), [(mode, c) for c in cfgs]), flush=True)
     finally:
-        for s in servers.values():
-            s.stop()
+        for pair_of_servers in servers.values():
+            for s in pair_of_servers:
+                s.stop()
     text = vllmstats.table(load(path), order)
     with open(os.path.join(args.data, "table.txt"), "w") as f:
         f.write(text + "\n")

@@ -8,6 +8,7 @@ on the spot, so no hub is asked for anything.
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,6 +134,34 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+FIND_CUDA_LIBS = """
+import torch
+torch.zeros(1, device="cuda")
+paths = [line.split()[-1] for line in open("/proc/self/maps") if ".so" in line]
+for name in ("libcuda.so", "libcudart.so"):
+    print(next(p for p in paths if p.rsplit("/", 1)[-1].startswith(name)))
+"""
+
+
+def cuda_libs(python=sys.executable):
+    """The CUDA driver and runtime files torch loads."""
+    return subprocess.run([python, "-c", FIND_CUDA_LIBS], capture_output=True, text=True, check=True).stdout.split()
+
+
+def private_cuda_libs(libs, dest):
+    """Copies of libs in dest, and the LD_PRELOAD that makes a server use
+    them. A copy is another inode, and uprobes go on inodes: a tracer
+    attached to one server then leaves a server using other copies
+    untouched, so the two can run side by side as traced and untraced."""
+    os.makedirs(dest, exist_ok=True)
+    copies = []
+    for path in libs:
+        dst = os.path.join(dest, os.path.basename(path))
+        shutil.copyfile(path, dst)
+        copies.append(dst)
+    return " ".join(copies)
 
 
 def parse_metrics(text):

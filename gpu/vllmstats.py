@@ -31,30 +31,53 @@ def mean_ci(xs):
     return m, t95(n - 1) * sd / math.sqrt(n), sd
 
 
-def pairs_of(batches):
-    """Pairs (untraced, traced) of one comparison, in the order run: each
-    traced batch with the untraced batch of the same pair index."""
+def windows_of(batches):
+    """The pairs of one comparison: {pair: [(untraced, traced), ...]}, one
+    tuple per window, from the records of both servers of each window."""
     by = {}
     for b in batches:
-        by.setdefault(b["pair"], {})["traced" if b["traced"] else "untraced"] = b
-    return [(p["untraced"], p["traced"]) for _, p in sorted(by.items()) if len(p) == 2]
+        by.setdefault((b["pair"], b["window"]), {})[b["traced"]] = b
+    pairs = {}
+    for (pair, _), w in sorted(by.items()):
+        if len(w) == 2:
+            pairs.setdefault(pair, []).append((w[False], w[True]))
+    return pairs
 
 
 def rate(b, key):
     return b[key] / b["wall_s"] if b["wall_s"] > 0 else 0.0
 
 
+def _per_pair(pairs, f):
+    """f(untraced, traced) per window, combined per pair of windows by the
+    geometric mean: each server was traced in one of the two, so a speed
+    difference between the servers cancels."""
+    out = []
+    for ws in pairs.values():
+        vals = [f(u, t) for u, t in ws]
+        if len(vals) == 2 and all(v > 0 for v in vals):
+            out.append(math.sqrt(vals[0] * vals[1]))
+    return out
+
+
 def overhead(batches):
-    """Traced over untraced generated tokens/s and steps/s per pair, as
-    mean_ci triples, and the number of pairs."""
-    pairs = pairs_of(batches)
-    tok = [rate(t, "gen_tokens") / rate(u, "gen_tokens") for u, t in pairs if rate(u, "gen_tokens")]
-    steps = [rate(t, "steps") / rate(u, "steps") for u, t in pairs if rate(u, "steps")]
-    cpu = [(t["cpu_user"] + t["cpu_sys"] - u["cpu_user"] - u["cpu_sys"]) / t["steps"] * 1e3
-           for u, t in pairs if t["steps"]]
-    sys_ = [(t["cpu_sys"] - u["cpu_sys"]) / t["steps"] * 1e3 for u, t in pairs if t["steps"]]
-    return dict(pairs=len(pairs), tokens=mean_ci(tok), steps=mean_ci(steps),
-                cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_))
+    """Traced over untraced generated tokens/s and steps/s per pair of
+    windows, the servers' extra CPU time per step when traced, and the
+    speed of server 1 over server 0 (their asymmetry, which the pairing
+    cancels), as mean_ci triples."""
+    pairs = windows_of(batches)
+    ratio = lambda key: lambda u, t: rate(t, key) / rate(u, key) if rate(u, key) else 0.0
+    cpu = [statistics.fmean((t["cpu_user"] + t["cpu_sys"] - u["cpu_user"] - u["cpu_sys"]) / t["steps"] * 1e3
+                            for u, t in ws) for ws in pairs.values() if all(t["steps"] for _, t in ws)]
+    sys_ = [statistics.fmean((t["cpu_sys"] - u["cpu_sys"]) / t["steps"] * 1e3 for u, t in ws)
+            for ws in pairs.values() if all(t["steps"] for _, t in ws)]
+    def b_over_a(u, t):
+        a, b = sorted((u, t), key=lambda r: r["server"])
+        return rate(b, "gen_tokens") / rate(a, "gen_tokens") if rate(a, "gen_tokens") else 0.0
+    asym = _per_pair(pairs, b_over_a)
+    return dict(pairs=len(pairs), tokens=mean_ci(_per_pair(pairs, ratio("gen_tokens"))),
+                steps=mean_ci(_per_pair(pairs, ratio("steps"))),
+                cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_), asymmetry=mean_ci(asym))
 
 
 def agreement(batches):
@@ -102,10 +125,12 @@ def _agree(pair):
 def table(batches, modes_cfgs):
     """The validation table: one overhead line per (mode, config) run, then
     one agreement line per (mode, config) that timed steps."""
-    lines = ["Overhead: traced / untraced, mean of paired identical batches ±95% CI half-width "
-             "[interval]; sd = spread of one pair's ratio (the design's noise)",
+    lines = ["Overhead: traced / untraced server, the same batch on both at once; per pair of windows (each "
+             "server traced in one) the geometric mean; mean over pairs ±95% CI half-width [interval]; "
+             "sd: spread of one pair (the design's noise; config 'untraced' runs no tracer: an A/A test); "
+             "b/a: speed of server b over a",
              f"{'mode':<7} {'config':<14} {'pairs':>5}  {'gen tokens/s':<14} {'interval':<16} {'sd':>6}  "
-             f"{'steps/s':<14} {'server CPU ms/step (sys)':<26}"]
+             f"{'steps/s':<14} {'b/a':<14} {'server CPU ms/step (sys)':<26}"]
     for mode, cfg in modes_cfgs:
         bs = [b for b in batches if b["mode"] == mode and b["config"] == cfg]
         if not bs:
@@ -113,7 +138,7 @@ def table(batches, modes_cfgs):
         o = overhead(bs)
         sd = o["tokens"][2]
         lines.append(f"{mode:<7} {cfg:<14} {o['pairs']:>5}  {_ratio(o['tokens']):<14} {_interval(o['tokens']):<16} "
-                     f"{'n/a' if sd is None else f'{sd:.3f}':>6}  {_ratio(o['steps']):<14} "
+                     f"{'n/a' if sd is None else f'{sd:.3f}':>6}  {_ratio(o['steps']):<14} {_ratio(o['asymmetry']):<14} "
                      f"{_ms(o['cpu_ms_per_step'])} ({_ms(o['sys_ms_per_step'])})")
     lines += ["", "Agreement: tracer / vLLM counters over the traced batches "
               "(steps: iteration_tokens_total count; tokens: its sum; prompt: prompt_tokens_total)",

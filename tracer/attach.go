@@ -26,6 +26,17 @@ type Library struct {
 	installed      bool   // probed where installed, before a process mapped it
 	runtimeLaunch  bool   // a runtime whose launch functions are probed
 	driverLaunches int    // a driver's probed launch functions
+	launch         *launchProbes
+}
+
+// launchProbes are a library's kernel-launch probes, kept apart from its
+// other probes: launches are sampled, so these come and go during a trace.
+type launchProbes struct {
+	ex      *link.Executable
+	prog    string
+	syms    []string // the functions the kernel accepted probes on
+	offsets map[string]uint64
+	links   []link.Link // nil while not live
 }
 
 // libKey names a file: by the device and inode /proc/PID/maps prints, or by
@@ -196,12 +207,18 @@ func (a *attacher) attachSymbols(lib *Library, sets []probeSet) error {
 				lib.Missing = append(lib.Missing, sym)
 			}
 		}
-		n := a.attachMulti(lib, ex, set.prog, false, found, offsets)
-		if set.prog == "drv_launch" {
-			lib.driverLaunches = n
+		if progClass[set.prog] == ClassLaunch {
+			lp := &launchProbes{ex: ex, prog: set.prog, offsets: offsets}
+			lp.syms = a.attachMulti(lib, &lp.links, ex, set.prog, false, found, offsets)
+			lib.launch = lp
+			if set.prog == "drv_launch" {
+				lib.driverLaunches = len(lp.syms)
+			}
+			continue
 		}
+		a.attachMulti(lib, &a.links, ex, set.prog, false, found, offsets)
 		if set.ret != "" {
-			a.attachMulti(lib, ex, set.ret, true, found, offsets)
+			a.attachMulti(lib, &a.links, ex, set.ret, true, found, offsets)
 		}
 	}
 	if lib.Probes == 0 && len(sets) > 0 {
@@ -210,14 +227,14 @@ func (a *attacher) attachSymbols(lib *Library, sets []probeSet) error {
 	return nil
 }
 
-// attachMulti puts prog on all of syms with one uprobe_multi link. The kernel
-// refuses the whole link if it refuses one address (some first instructions
-// cannot be probed), so then each is tried alone and the refused ones are
-// reported: the others are still worth probing. It returns how many of syms
-// are probed.
-func (a *attacher) attachMulti(lib *Library, ex *link.Executable, prog string, ret bool, syms []string, offsets map[string]uint64) int {
+// attachMulti puts prog on all of syms with one uprobe_multi link, kept in
+// dst. The kernel refuses the whole link if it refuses one address (some
+// first instructions cannot be probed), so then each is tried alone and the
+// refused ones are reported: the others are still worth probing. It returns
+// the symbols probed.
+func (a *attacher) attachMulti(lib *Library, dst *[]link.Link, ex *link.Executable, prog string, ret bool, syms []string, offsets map[string]uint64) []string {
 	if len(syms) == 0 {
-		return 0
+		return nil
 	}
 	try := func(syms []string) error {
 		opts := &link.UprobeMultiOptions{}
@@ -232,22 +249,48 @@ func (a *attacher) attachMulti(lib *Library, ex *link.Executable, prog string, r
 		if err != nil {
 			return err
 		}
-		a.links = append(a.links, l)
+		*dst = append(*dst, l)
 		lib.Probes += len(syms)
 		return nil
 	}
 	if len(syms) > 1 && try(syms) == nil {
-		return len(syms)
+		return syms
 	}
-	n := 0
+	var probed []string
 	for _, s := range syms {
 		if err := try([]string{s}); err != nil {
 			lib.Failed = append(lib.Failed, fmt.Sprintf("%s (%s): %v", s, prog, err))
 		} else {
-			n++
+			probed = append(probed, s)
 		}
 	}
-	return n
+	return probed
+}
+
+// launchesOn probes the launch functions of every library whose launch
+// probes are not live, as found when the library was first probed.
+func (a *attacher) launchesOn() {
+	for _, lib := range a.libraries() {
+		lp := lib.launch
+		if lp == nil || lp.links != nil || len(lp.syms) == 0 {
+			continue
+		}
+		probes := lib.Probes
+		a.attachMulti(lib, &lp.links, lp.ex, lp.prog, false, lp.syms, lp.offsets)
+		lib.Probes = probes // the same probes again
+	}
+}
+
+// launchesOff removes every launch probe.
+func (a *attacher) launchesOff() error {
+	var links []link.Link
+	for _, lib := range a.libraries() {
+		if lp := lib.launch; lp != nil {
+			links = append(links, lp.links...)
+			lp.links = nil
+		}
+	}
+	return closeAll(links)
 }
 
 // symbolOffsets returns where to probe each function a library exports: the
@@ -380,12 +423,18 @@ func (a *attacher) libraries() []*Library {
 }
 
 // close detaches every probe; closing a marker link lowers its semaphore.
-// The links are closed concurrently: each uprobe's removal waits for an RCU
-// grace period, so closing them one after another takes seconds.
 func (a *attacher) close() error {
-	errs := make([]error, len(a.links))
+	err := errors.Join(a.launchesOff(), closeAll(a.links))
+	a.links = nil
+	return err
+}
+
+// closeAll closes links concurrently: each uprobe's removal waits for an RCU
+// grace period, so closing them one after another takes seconds.
+func closeAll(links []link.Link) error {
+	errs := make([]error, len(links))
 	var wg sync.WaitGroup
-	for i, l := range a.links {
+	for i, l := range links {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -393,6 +442,5 @@ func (a *attacher) close() error {
 		}()
 	}
 	wg.Wait()
-	a.links = nil
 	return errors.Join(errs...)
 }

@@ -375,3 +375,49 @@ func TestTraceLeavingOutProbeClasses(t *testing.T) {
 		t.Errorf("marker left out: %d steps, %q; want none, and the semaphore never raised", len(got), after)
 	}
 }
+
+// TestTraceSampledLaunches: steps run while the launch probes are live carry
+// exact counts; steps run between sampling windows are marked uncounted and
+// cost no launch probe at all (their count stays 0); the probes come back.
+func TestTraceSampledLaunches(t *testing.T) {
+	requireRoot(t)
+	bin, marker := buildWorkload(t)
+	w := startWorkload(t, bin, marker, 3, false)
+	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf, LaunchSample: LaunchSampling{On: time.Hour, Every: 2 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var got []analysis.Step
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- tr.Run(ctx, func(s analysis.Step) { mu.Lock(); got = append(got, s); mu.Unlock() })
+	}()
+	fmt.Fprintln(w.stdin, "go") // steps 1-3, probes live
+	w.expect(t, "done")
+	tr.toggleLaunches() // window ends
+	fmt.Fprintln(w.stdin, "steps 3") // steps 4-6
+	w.expect(t, "done")
+	tr.toggleLaunches() // the next window
+	fmt.Fprintln(w.stdin, "steps 3") // steps 7-9
+	w.expect(t, "done")
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 9 {
+		t.Fatalf("%d steps, want 9", len(got))
+	}
+	for _, s := range got {
+		sampled := s.StepID <= 3 || s.StepID >= 7
+		if sampled && (s.LaunchesUncounted || s.Launches != wantLaunches) ||
+			!sampled && (!s.LaunchesUncounted || s.Launches != 0) || s.GraphLaunches != 1 {
+			t.Errorf("step %d: launches %d, uncounted %v, graphs %d; sampled %v", s.StepID, s.Launches, s.LaunchesUncounted, s.GraphLaunches, sampled)
+		}
+	}
+}

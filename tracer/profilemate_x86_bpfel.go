@@ -42,7 +42,7 @@ type profilemateStepRecord struct {
 	Launches         uint32
 	GraphLaunches    uint32
 	Flags            uint32
-	Pad              uint32
+	LaunchEpoch      uint32
 }
 
 type profilemateThreadState struct {
@@ -91,6 +91,7 @@ const (
 	profilemateProgUsdtOutputReady    = "usdt_output_ready"
 	profilemateProgUsdtSampleEnd      = "usdt_sample_end"
 	profilemateProgUsdtStepBegin      = "usdt_step_begin"
+	profilemateVarLaunchEpoch         = "launch_epoch"
 	profilemateVarRuntimeLaunchProbes = "runtime_launch_probes"
 )
 
@@ -164,6 +165,7 @@ type profilemateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type profilemateVariableSpecs struct {
+	LaunchEpoch         *ebpf.VariableSpec `ebpf:"launch_epoch"`
 	RuntimeLaunchProbes *ebpf.VariableSpec `ebpf:"runtime_launch_probes"`
 }
 
@@ -208,6 +210,7 @@ func (m *profilemateMaps) Close() error {
 //
 // It can be passed to loadProfilemateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type profilemateVariables struct {
+	LaunchEpoch         *ebpf.Variable `ebpf:"launch_epoch"`
 	RuntimeLaunchProbes *ebpf.Variable `ebpf:"runtime_launch_probes"`
 }
 

@@ -14,6 +14,9 @@ import (
 // stepRecordSize is sizeof(struct step_record) in bpf/records.h.
 const stepRecordSize = 88
 
+// stepLaunchesCounted is STEP_LAUNCHES_COUNTED in bpf/records.h.
+const stepLaunchesCounted = 2
+
 // recordReader is the part of *ringbuf.Reader the tracer uses, so that tests
 // can feed records without eBPF.
 type recordReader interface {
@@ -39,6 +42,7 @@ func DecodeStep(raw []byte) (analysis.Step, error) {
 		BeginNs: r.BeginNs, ForwardEndNs: r.ForwardEndNs, SampleEndNs: r.SampleEndNs, OutputReadyNs: r.OutputReadyNs,
 		NumReqs: r.NumReqs, NumTokens: r.NumTokens, NumPrefillReqs: r.NumPrefillReqs, NumPrefillTokens: r.NumPrefillTokens,
 		Launches: r.Launches, GraphLaunches: r.GraphLaunches, SyncWaitNs: r.SyncWaitNs,
+		LaunchesUncounted: r.Flags&stepLaunchesCounted == 0,
 	}, nil
 }
 

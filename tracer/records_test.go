@@ -47,8 +47,10 @@ func TestReadSteps(t *testing.T) {
 	good := profilemateStepRecord{
 		StepId: 7, BeginNs: 1000, ForwardEndNs: 2000, SampleEndNs: 3000, OutputReadyNs: 4000,
 		SyncWaitNs: 500, Pid: 42, Tid: 43, NumReqs: 3, NumTokens: 130, NumPrefillReqs: 1,
-		NumPrefillTokens: 128, Launches: 528, GraphLaunches: 2,
+		NumPrefillTokens: 128, Launches: 528, GraphLaunches: 2, Flags: stepLaunchesCounted,
 	}
+	uncounted := good
+	uncounted.Flags = 0
 	noBegin := good
 	noBegin.BeginNs = 0
 	r := &fakeReader{records: [][]byte{
@@ -56,20 +58,25 @@ func TestReadSteps(t *testing.T) {
 		encodeRecord(t, good)[:40],                            // truncated
 		encodeRecord(t, noBegin),                              // impossible: a step always has a begin
 		append(encodeRecord(t, good), 0, 0, 0, 0, 0, 0, 0, 0), // ring buffer padding is fine
+		encodeRecord(t, uncounted),                            // launch probes not live for all of it
 	}}
 	var got []analysis.Step
 	invalid, err := readSteps(r, func(s analysis.Step) { got = append(got, s) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if invalid != 2 || len(got) != 2 {
-		t.Fatalf("invalid %d, steps %d; want 2 and 2", invalid, len(got))
+	if invalid != 2 || len(got) != 3 {
+		t.Fatalf("invalid %d, steps %d; want 2 and 3", invalid, len(got))
 	}
 	want := analysis.Step{PID: 42, StepID: 7, BeginNs: 1000, ForwardEndNs: 2000, SampleEndNs: 3000,
 		OutputReadyNs: 4000, NumReqs: 3, NumTokens: 130, NumPrefillReqs: 1, NumPrefillTokens: 128,
 		Launches: 528, GraphLaunches: 2, SyncWaitNs: 500}
 	if got[0] != want {
 		t.Errorf("decoded %+v\nwant    %+v", got[0], want)
+	}
+	want.LaunchesUncounted = true
+	if got[2] != want {
+		t.Errorf("decoded %+v\nwant    %+v", got[2], want)
 	}
 }
 

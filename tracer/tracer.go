@@ -37,6 +37,11 @@ type Options struct {
 	// with hundreds of launches per step feels; steps, CUDA graph launches
 	// and synchronization are still traced, and every step's Launches is 0.
 	NoLaunchProbes bool
+	// LaunchSample, when set, probes kernel launches only On out of every
+	// Every, starting with the trace: the steps of those windows carry
+	// their launch counts, the others none (Step.LaunchesUncounted). The
+	// zero value probes them for the whole trace.
+	LaunchSample LaunchSampling
 	// LeaveOut names probe classes not to attach, to measure what each
 	// costs the server; the steps then miss what those probes count (and
 	// all steps, with ClassMarker). NoLaunchProbes is ClassLaunch.
@@ -44,6 +49,13 @@ type Options struct {
 	// Logf receives what the tracer finds as it finds it; nil discards.
 	Logf func(format string, args ...any)
 }
+
+// LaunchSampling is how often kernel launches are probed; see
+// Options.LaunchSample.
+type LaunchSampling struct{ On, Every time.Duration }
+
+// Sampled reports whether launches are probed only part of the time.
+func (s LaunchSampling) Sampled() bool { return s.On > 0 && s.Every > s.On }
 
 // ProcInfo is what the tracer knows of one traced process.
 type ProcInfo struct {
@@ -70,6 +82,7 @@ type Tracer struct {
 	pyDirs   map[int]map[string]bool // per process, the Python dirs looked into
 	lastMaps time.Time
 	invalid  atomic.Uint64
+	epoch    uint32 // launch_epoch: odd while launch probes are live
 }
 
 // Start loads the programs, registers opts.PID and its descendants and
@@ -113,7 +126,63 @@ func Start(opts Options) (*Tracer, error) {
 		t.addProc(pid)
 	}
 	t.rescanMaps(time.Now())
+	if !opts.LeaveOut.Has(ClassLaunch) {
+		if err := t.setEpoch(1); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
 	return t, nil
+}
+
+// setEpoch tells the programs whether the launch probes are live (odd).
+func (t *Tracer) setEpoch(e uint32) error {
+	if err := t.objs.LaunchEpoch.Set(e); err != nil {
+		return fmt.Errorf("set launch_epoch: %w", err)
+	}
+	t.epoch = e
+	return nil
+}
+
+// launchesAdded follows the attachment of a library's launch probes: steps
+// begun before it did not have them for their whole length, so a new epoch
+// leaves them uncounted; outside a sampling window the probes go at once.
+func (t *Tracer) launchesAdded() {
+	if t.epoch == 0 {
+		return // Start sets the first epoch once everything is attached
+	}
+	if t.epoch%2 == 1 {
+		if err := t.setEpoch(t.epoch + 2); err != nil {
+			t.opts.Logf("%v", err)
+		}
+		return
+	}
+	if err := t.att.launchesOff(); err != nil {
+		t.opts.Logf("remove launch probes: %v", err)
+	}
+}
+
+// toggleLaunches ends a launch-sampling window (steps begun in it are
+// counted, then the probes go) or starts one (the probes come back, then
+// steps begun from now on are counted), and returns the time to the next.
+func (t *Tracer) toggleLaunches() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.opts.LaunchSample
+	if t.epoch%2 == 1 {
+		if err := t.setEpoch(t.epoch + 1); err != nil {
+			t.opts.Logf("%v", err)
+		}
+		if err := t.att.launchesOff(); err != nil {
+			t.opts.Logf("remove launch probes: %v", err)
+		}
+		return s.Every - s.On
+	}
+	t.att.launchesOn()
+	if err := t.setEpoch(t.epoch + 1); err != nil {
+		t.opts.Logf("%v", err)
+	}
+	return s.On
 }
 
 // addProc starts tracing pid (the fork hook may have done so already).
@@ -157,6 +226,9 @@ func (t *Tracer) rescanMaps(now time.Time) {
 			lib, err := t.att.attach(p.PID, m)
 			if err != nil {
 				t.opts.Logf("cannot probe %v", err)
+			}
+			if lib != nil && lib.launch != nil {
+				t.launchesAdded()
 			}
 			switch {
 			case lib != nil && lib.installed:
@@ -243,9 +315,22 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 	if t.opts.LeaveOut.Has(ClassRescan) {
 		tick.Stop() // the set traced stays what Start found
 	}
+	// Launch sampling: a timer that never fires when launches are probed
+	// all the time or not at all.
+	sample := time.NewTimer(time.Hour)
+	sample.Stop()
+	if t.opts.LaunchSample.Sampled() && !t.opts.LeaveOut.Has(ClassLaunch) {
+		sample.Reset(t.opts.LaunchSample.On)
+	}
+	defer sample.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			t.mu.Lock()
+			if t.epoch%2 == 1 { // steps still open lose launches from here on
+				_ = t.setEpoch(t.epoch + 1)
+			}
+			t.mu.Unlock()
 			detachErr := t.att.close()
 			if err := t.reader.Flush(); err != nil {
 				return errors.Join(detachErr, err)
@@ -255,6 +340,8 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 			return fmt.Errorf("read the ring buffer: %w", err)
 		case now := <-tick.C:
 			t.scan(now)
+		case <-sample.C:
+			sample.Reset(t.toggleLaunches())
 		}
 	}
 }

@@ -61,7 +61,8 @@ func TestExitCodes(t *testing.T) {
 		{"invalid duration", exec.Command(bin, "--pid", pid, "--duration", "soon"), exitUsage, "see --help"},
 		{"invalid --launches", exec.Command(bin, "--pid", pid, "--launches=maybe"), exitUsage, "see --help"},
 		{"unknown --leave-out class", exec.Command(bin, "--pid", pid, "--leave-out", "sync,probes"), exitUsage, `unknown probe class "probes"`},
-		{"help", exec.Command(bin, "--help"), exitOK, "--launches=false"},
+		{"bad --launch-sample", exec.Command(bin, "--pid", pid, "--launch-sample", "10s/1s"), exitUsage, "0 < ON < EVERY"},
+		{"help", exec.Command(bin, "--help"), exitOK, "--launches=off"},
 		{"not root", nobody, exitPrivilege, "sudo"},
 	} {
 		code, out := exitCode(t, c.cmd)

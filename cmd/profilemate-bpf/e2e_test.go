@@ -152,8 +152,10 @@ func runTracer(t *testing.T, bin string, pid int, d time.Duration, flags ...stri
 
 func monotonic() int64 { return int64(monotonicNs()) }
 
-// compare checks every truth step wholly inside [start, end] against the CSV.
-func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64, workers int) {
+// compare checks every truth step wholly inside [start, end] against the CSV
+// and returns how many there were and how many of their rows carry a launch
+// count (an empty cell is a step whose launches were not counted).
+func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64, workers int) (inside, counted int) {
 	t.Helper()
 	type key struct{ pid, step int }
 	got := map[key][]map[string]string{}
@@ -163,7 +165,7 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 		got[key{pid, step}] = append(got[key{pid, step}], r)
 	}
 	known := map[key]bool{}
-	inside, accurate, pids := 0, 0, map[int]bool{}
+	accurate, pids := 0, map[int]bool{}
 	phases := map[string]int{}
 	for _, s := range truth {
 		k := key{s.pid, s.step}
@@ -182,6 +184,11 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 			continue
 		}
 		r := rs[0]
+		if r["launches"] != "" {
+			counted++
+		} else {
+			r["launches"] = strconv.Itoa(s.launches) // not counted, so not wrong
+		}
 		if r["phase"] != s.phase || r["batch_size"] != strconv.Itoa(s.batch) || r["num_tokens"] != strconv.Itoa(s.tokens) ||
 			r["launches"] != strconv.Itoa(s.launches) || r["graph_launches"] != strconv.Itoa(s.graphLaunches) {
 			t.Errorf("pid %d step %d: got %s/%s/%s/%s/%s, truth %+v", s.pid, s.step,
@@ -211,6 +218,16 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 	if float64(accurate) < 0.95*float64(inside) {
 		t.Errorf("duration within 5%% or 0.3 ms for %d of %d steps, want 95%%", accurate, inside)
 	}
+	return inside, counted
+}
+
+// compareAllCounted is compare for a trace with --launches=all: every row
+// carries its launch count.
+func compareAllCounted(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64, workers int) {
+	t.Helper()
+	if inside, counted := compare(t, truth, rows, start, end, workers); counted != inside {
+		t.Errorf("%d of %d steps carry a launch count, want all under --launches=all", counted, inside)
+	}
 }
 
 func TestEndToEndWorkersRunning(t *testing.T) {
@@ -218,9 +235,9 @@ func TestEndToEndWorkersRunning(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30")
 	srv.waitReady(t)
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second)
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=all")
 	time.Sleep(300 * time.Millisecond) // the truth file is written per step
-	compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
+	compareAllCounted(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
 	var summary map[string]json.RawMessage
 	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
 	if err := json.Unmarshal(b, &summary); err != nil || summary["decode"] == nil || summary["_ranks"] == nil {
@@ -240,16 +257,10 @@ func TestEndToEndWithoutLaunchCounts(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	truth := readTruth(t, srv.truth)
 	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
-	launches := map[[2]string]string{}
-	for _, s := range truth {
-		launches[[2]string{strconv.Itoa(s.pid), strconv.Itoa(s.step)}] = strconv.Itoa(s.launches)
-	}
 	for _, r := range rows {
 		if r["launches"] != "" {
 			t.Fatalf("pid %s step %s: launches %q, want an empty cell", r["pid"], r["step"], r["launches"])
 		}
-		// Checked empty; compare checks the rest against the truth.
-		r["launches"] = launches[[2]string{r["pid"], r["step"]}]
 	}
 	compare(t, truth, rows, start, end, 2)
 	var summary struct {
@@ -268,7 +279,7 @@ func TestEndToEndWorkersSpawnedAfterAttach(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30", "--start-delay", "2", "--start-method", "spawn")
 	time.Sleep(200 * time.Millisecond) // the API server is up; EngineCore not yet
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 9*time.Second)
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 9*time.Second, "--launches=all")
 	time.Sleep(300 * time.Millisecond)
 	truth := readTruth(t, srv.truth)
 	// The workers load the marker as they start, and run their first step
@@ -287,7 +298,39 @@ func TestEndToEndWorkersSpawnedAfterAttach(t *testing.T) {
 				pid, (begin-start)/1e6)
 		}
 	}
-	compare(t, truth, readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
+	compareAllCounted(t, truth, readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
+}
+
+// TestEndToEndSampledLaunches: under --launches=sample the steps of the
+// sampled windows carry exact launch counts (compare checks them against
+// the truth), the others an empty cell, and the summary says so.
+func TestEndToEndSampledLaunches(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "2", "--eager", "--duration", "30")
+	srv.waitReady(t)
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 6*time.Second, "--launch-sample", "500ms/1500ms")
+	time.Sleep(300 * time.Millisecond)
+	inside, counted := compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
+	// A third of the time sampled; steps straddling a window's edge are
+	// not counted, so somewhat fewer than a third.
+	if share := float64(counted) / float64(inside); share < 0.1 || share > 0.45 {
+		t.Errorf("%d of %d steps carry a launch count (%.0f%%), want about a third", counted, inside, 100*share)
+	}
+	var summary struct {
+		Trace struct {
+			Sampled bool `json:"launches_sampled"`
+		} `json:"_trace"`
+		Decode struct {
+			Counted int `json:"launch_counted_steps"`
+			Count   int `json:"count"`
+		} `json:"decode"`
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err := json.Unmarshal(b, &summary); err != nil || !summary.Trace.Sampled ||
+		summary.Decode.Counted == 0 || summary.Decode.Counted >= summary.Decode.Count {
+		t.Errorf("summary.json: want launches_sampled and some, not all, decode steps counted: %v %s", err, b)
+	}
 }
 
 // TestEndToEndDataParallel: two data-parallel engines of two tensor-parallel
@@ -299,10 +342,10 @@ func TestEndToEndDataParallel(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--data-parallel", "2", "--duration", "30")
 	srv.waitReady(t, "server_dp0.json", "server_dp1.json")
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second)
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=all")
 	time.Sleep(300 * time.Millisecond)
 	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
-	compare(t, readTruth(t, srv.truth), rows, start, end, 4)
+	compareAllCounted(t, readTruth(t, srv.truth), rows, start, end, 4)
 
 	want := map[string]map[int]string{} // group -> TP rank -> pid
 	for dp := range 2 {

@@ -18,15 +18,82 @@ type config struct {
 	out      string
 	verbose  bool
 	version  bool
-	launches bool // probe kernel launches (--launches=false leaves them out)
+	launches launchMode
+	sample   tracer.LaunchSampling // under --launches=sample
 	leaveOut tracer.Classes
 }
+
+// launchMode is --launches: how kernel launches are counted.
+type launchMode string
+
+const (
+	launchesSampled launchMode = "sample" // a second out of every ten (the default)
+	launchesAll     launchMode = "all"    // every step
+	launchesOff     launchMode = "off"    // never
+)
+
+// defaultSampling is when launches are probed under --launches=sample: each
+// probed launch costs the launching thread about a microsecond, which a
+// server pays only a tenth of the time this way.
+var defaultSampling = tracer.LaunchSampling{On: time.Second, Every: 10 * time.Second}
+
+// parseSampling reads --launch-sample ON/EVERY, e.g. 1s/10s.
+func parseSampling(s string) (tracer.LaunchSampling, error) {
+	on, every, ok := strings.Cut(s, "/")
+	if !ok {
+		return tracer.LaunchSampling{}, fmt.Errorf("want ON/EVERY such as 1s/10s, got %q", s)
+	}
+	var l tracer.LaunchSampling
+	var err error
+	if l.On, err = time.ParseDuration(on); err != nil {
+		return l, err
+	}
+	if l.Every, err = time.ParseDuration(every); err != nil {
+		return l, err
+	}
+	if l.On <= 0 || l.Every <= l.On {
+		return l, fmt.Errorf("want 0 < ON < EVERY, got %v/%v", l.On, l.Every)
+	}
+	return l, nil
+}
+
+func (m *launchMode) String() string { return string(*m) }
+
+// Set takes sample, all or off; true and false (the flag was a boolean
+// once) mean all and off.
+func (m *launchMode) Set(s string) error {
+	switch s {
+	case "sample":
+		*m = launchesSampled
+	case "all", "true":
+		*m = launchesAll
+	case "off", "false":
+		*m = launchesOff
+	default:
+		return fmt.Errorf("want sample, all or off, got %q", s)
+	}
+	return nil
+}
+
+// IsBoolFlag lets a bare --launches mean --launches=all.
+func (m *launchMode) IsBoolFlag() bool { return true }
+
+// sampling is the tracer's launch sampling for the mode.
+func (c config) sampling() tracer.LaunchSampling {
+	if c.launches == launchesSampled {
+		return c.sample
+	}
+	return tracer.LaunchSampling{}
+}
+
+// counted reports whether launches are probed at all.
+func (m launchMode) counted() bool { return m != launchesOff }
 
 const usageText = `profilemate-bpf: time every forward pass of a running vLLM server, without
 restarting it and without adding synchronization.
 
 Usage:
-  sudo profilemate-bpf --pid N [--duration 30s] [--out DIR] [--launches=false] [-v]
+  sudo profilemate-bpf --pid N [--duration 30s] [--out DIR] [--launches=sample|all|off] [-v]
   sudo profilemate-bpf check [--pid N]
   profilemate-bpf --version
 
@@ -45,9 +112,11 @@ unset) or in --out DIR, and a summary table on standard output.
 Ctrl-C ends the trace early and still writes everything.
 
 Each kernel launch the tracer counts costs the launching thread about a
-microsecond. With CUDA graphs (vLLM's default) that is a few launches a step;
-an eager-mode server (--enforce-eager) makes hundreds, which can slow its steps
-by several percent: --launches=false traces it without counting launches.
+microsecond: tens per step with CUDA graphs (vLLM's default), hundreds in
+eager mode (--enforce-eager). So launches are counted in one second out of
+every ten (--launches=sample): those steps carry their launch counts, the
+others leave the cell empty. --launches=all counts them in every step, at that
+cost; --launches=off (or =false) never.
 
 Flags:
 `
@@ -61,7 +130,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.pid, "pid", 0, "`PID` of any process of the vLLM server (required)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to trace, as a Go duration (`30s`, 2m)")
 	fs.StringVar(&c.out, "out", "", "write the results into `DIR` (default $VLLM_PROFILING_DIR/session_<time>)")
-	fs.BoolVar(&c.launches, "launches", true, "count kernel launches per step; --launches=false for eager-mode servers (about 1 µs per launch)")
+	c.launches = launchesSampled
+	fs.Var(&c.launches, "launches", "count kernel launches per step: `sample` (1 s in every 10; the default), all (every step, about 1 µs per launch), off")
+	sample := fs.String("launch-sample", fmt.Sprintf("%v/%v", defaultSampling.On, defaultSampling.Every), "under --launches=sample, probe launches `ON/EVERY`")
 	leaveOut := fs.String("leave-out", "", "measuring the tracer's own cost: leave out these probe `CLASSES` ("+strings.Join(tracer.ClassNames(), ",")+"); the results miss what they count")
 	fs.BoolVar(&c.verbose, "verbose", false, "print a line per forward pass as it happens")
 	fs.BoolVar(&c.verbose, "v", false, "shorthand for --verbose")
@@ -88,11 +159,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fail(exitUsage, errors.New("--pid is required: the PID of any process of the vLLM server (see --help)"))
 	}
 	var err error
+	if c.sample, err = parseSampling(*sample); err != nil {
+		return c, fail(exitUsage, fmt.Errorf("--launch-sample: %w", err))
+	}
 	if c.leaveOut, err = tracer.ParseClasses(*leaveOut); err != nil {
 		return c, fail(exitUsage, fmt.Errorf("--leave-out: %w", err))
 	}
 	if c.leaveOut.Has(tracer.ClassLaunch) {
-		c.launches = false
+		c.launches = launchesOff
 	}
 	if c.duration <= 0 {
 		return c, fail(exitUsage, fmt.Errorf("--duration must be positive, got %v", c.duration))

@@ -52,8 +52,8 @@ const (
 // they launch many kernels (eager mode), and names the way around it; it is
 // empty when the cost is under 1% or launches were not counted.
 func launchCostHint(s analysis.Summary) string {
-	if !s.Trace.LaunchesProbed {
-		return ""
+	if !s.Trace.LaunchesProbed || s.Trace.LaunchesSampled {
+		return "" // sampled launches cost a tenth of this
 	}
 	var steps int
 	var launches, ms float64
@@ -71,6 +71,6 @@ func launchCostHint(s analysis.Summary) string {
 		return ""
 	}
 	return fmt.Sprintf("profilemate-bpf: note: the steps launched %.0f kernels each on average; counting them cost about "+
-		"%.1f-%.1f%% of their time (%d-%d ns per launch on the machines measured). --launches=false traces without counting them.",
+		"%.1f-%.1f%% of their time (%d-%d ns per launch on the machines measured). --launches=sample (the default) counts them one second in ten; --launches=off not at all.",
 		launches/float64(steps), 100*low, 100*high, launchProbeMinNs, launchProbeMaxNs)
 }

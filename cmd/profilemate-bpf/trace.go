@@ -115,7 +115,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// The trace starts when probes start going in: a step that begins while
 	// the rest attach is inside it.
 	startNs := monotonicNs()
-	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, NoLaunchProbes: !cfg.launches, LeaveOut: cfg.leaveOut, Logf: func(format string, a ...any) {
+	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, NoLaunchProbes: !cfg.launches.counted(), LaunchSample: cfg.sampling(), LeaveOut: cfg.leaveOut, Logf: func(format string, a ...any) {
 		fmt.Fprintf(stderr, "  "+format+"\n", a...)
 	}})
 	if err != nil {
@@ -136,8 +136,11 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	status, hint := markerStatus(libs)
 	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), status)
-	if !cfg.launches {
-		fmt.Fprintln(stderr, "  kernel launches not counted (--launches=false)")
+	switch cfg.launches {
+	case launchesOff:
+		fmt.Fprintln(stderr, "  kernel launches not counted (--launches=off)")
+	case launchesSampled:
+		fmt.Fprintf(stderr, "  kernel launches counted %v in every %v (--launches=all: every step)\n", cfg.sample.On, cfg.sample.Every)
 	}
 	if cfg.leaveOut != 0 {
 		fmt.Fprintf(stderr, "  left out to measure their cost: %v\n", cfg.leaveOut)
@@ -162,5 +165,5 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if runErr != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", runErr)
 	}
-	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches, LeftOut: cfg.leaveOut.String()})
+	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches.counted(), LaunchesSampled: cfg.launches == launchesSampled, LeftOut: cfg.leaveOut.String()})
 }

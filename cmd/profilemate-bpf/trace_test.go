@@ -36,7 +36,7 @@ func TestLaunchCostHint(t *testing.T) {
 	}
 	// 500 launches at 0.3-1.2 us in a 10 ms step: 1.5-6%.
 	if h := launchCostHint(eager); !strings.Contains(h, "500 kernels") || !strings.Contains(h, "1.5-6.0%") ||
-		!strings.Contains(h, "--launches=false") {
+		!strings.Contains(h, "--launches=sample") {
 		t.Errorf("eager hint = %q", h)
 	}
 	graph := eager
@@ -48,6 +48,11 @@ func TestLaunchCostHint(t *testing.T) {
 	off.Trace.LaunchesProbed = false
 	if h := launchCostHint(off); h != "" {
 		t.Errorf("launches not counted, yet a hint: %q", h)
+	}
+	sampled := eager
+	sampled.Trace.LaunchesSampled = true
+	if h := launchCostHint(sampled); h != "" {
+		t.Errorf("launches sampled, yet a hint: %q", h)
 	}
 	if h := launchCostHint(analysis.Summary{Trace: analysis.TraceInfo{LaunchesProbed: true}}); h != "" {
 		t.Errorf("no steps, yet a hint: %q", h)

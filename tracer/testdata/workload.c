@@ -7,7 +7,8 @@
  * synchronization that waits for a known amount of queued GPU work. With
  * FORK=1 it forks after "go" (after the tracer attached) and the child runs
  * the same steps. It prints the largest step_begin semaphore value it saw,
- * then the current value for each further line on stdin, until end of input.
+ * then the current value for each further line on stdin, until end of input;
+ * a line "steps N" runs N more steps (their ids going on) and prints "done".
  *
  *   workload MARKER_SO STEPS FORK
  *
@@ -23,6 +24,7 @@
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,8 +66,10 @@ static unsigned run_steps(int steps)
 	CUlaunchConfig dcfg = {.gridDimX = 10, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 128, .blockDimY = 1, .blockDimZ = 1};
 	struct CUgraphExec_st graph = {.cost_ns = GRAPH_NS};
 	unsigned max_sem = 0;
+	static long next = 1; /* step ids go on across calls */
 
-	for (long i = 1; i <= steps; i++) {
+	for (int n = 0; n < steps; n++) {
+		long i = next++;
 		unsigned on = *sem;
 		if (on > max_sem)
 			max_sem = on;
@@ -156,7 +160,13 @@ int main(int argc, char **argv)
 		waitpid(child, NULL, 0);
 	printf("done child=%d max_semaphore=%u\n", child > 0 ? child : 0, max_sem);
 
-	while (fgets(line, sizeof(line), stdin))
-		printf("semaphore=%u\n", *sem);
+	while (fgets(line, sizeof(line), stdin)) {
+		if (strncmp(line, "steps ", 6) == 0) {
+			run_steps(atoi(line + 6));
+			printf("done\n");
+		} else {
+			printf("semaphore=%u\n", *sem);
+		}
+	}
 	return 0;
 }
