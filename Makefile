@@ -56,7 +56,7 @@ fuzz:
 	go test ./tracer -run '^$$' -fuzz FuzzDecodeStep -fuzztime 30s
 
 bench: build sim
-	go test -p 1 ./tracer ./cmd/profilemate-bpf -run '^$$' -bench . -benchtime 1x -count 1 -v | grep -E 'launch:|mode:|^ok|FAIL'
+	go test -p 1 ./tracer ./cmd/profilemate-bpf -run '^$$' -bench . -benchtime 1x -count 1 -v | grep -E 'launch:|launches [a-z]+:|^ok|FAIL'
 
 install: build marker
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/profilemate-bpf

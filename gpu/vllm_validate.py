@@ -71,7 +71,8 @@ DEFAULT_PLAN = ("graph:default,launches-off,no-marker,no-sync,no-graph,no-fork,n
 
 
 def parse_plan(s, tracers):
-    """'mode:cfg,cfg;mode:cfg' -> [(mode, [cfg, ...])], checked."""
+    """'mode:cfg,cfg;mode:cfg' -> [(mode, [cfg, ...])], checked (the
+    tracer names against tracers, unless it is None)."""
     plan = []
     for part in filter(None, (p.strip() for p in s.split(";"))):
         mode, _, cfgs = part.partition(":")
@@ -82,7 +83,7 @@ def parse_plan(s, tracers):
             base, _, binname = c.partition("@")
             if base not in CONFIGS:
                 raise ValueError(f"unknown config {base!r} (known: {', '.join(CONFIGS)})")
-            if binname and binname not in tracers:
+            if binname and tracers is not None and binname not in tracers:
                 raise ValueError(f"config {c!r}: no --tracer {binname}=PATH")
         plan.append((mode, names))
     if not plan:
@@ -251,20 +252,21 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=8100, help="first server port")
     ap.add_argument("--shared-libs", action="store_true",
                     help="let both servers use the same CUDA library files (a tracer's probes then reach both)")
-    ap.add_argument("--report", action="store_true", help="only print the table of DATA/batches.jsonl")
+    ap.add_argument("--report", nargs="?", const="", metavar="BATCHES",
+                    help="only print the table of a finished run's BATCHES (default DATA/batches.jsonl)")
     args = ap.parse_args(argv)
     tracers = {"default": args.bin}
     for t in args.tracer:
         name, _, path = t.partition("=")
         tracers[name] = path
     try:
-        plan = parse_plan(args.plan, tracers)
+        plan = parse_plan(args.plan, None if args.report else tracers)
     except ValueError as e:
         ap.error(str(e))
     order = [(m, c) for m, cfgs in plan for c in cfgs]
     path = os.path.join(args.data, "batches.jsonl")
-    if args.report:
-        print(vllmstats.table(load(path), order))
+    if args.report is not None:
+        print(vllmstats.table(load(args.report or path), order))
         return 0
     if args.pairs < 2:
         ap.error("--pairs must be at least 2 for an interval")

@@ -10,14 +10,26 @@ import (
 
 // BenchmarkTracerOverhead prints the tracer's overhead on the simulated
 // server as the ratio of step rates traced / untraced, in graph and eager
-// mode. Untraced and traced windows alternate on one running server, so both
-// see the same machine and the same workload.
+// mode, with launches sampled (the default, here a tenth of each window as
+// in a long trace), counted in every step, and not counted. Untraced and
+// traced windows alternate on one running server, so both see the same
+// machine and the same workload.
 func BenchmarkTracerOverhead(b *testing.B) {
 	requireRoot(b)
 	bin := buildAll(b)
 	const window = 3 * time.Second
-	for _, mode := range []string{"graph", "eager"} {
-		b.Run(mode, func(b *testing.B) {
+	for _, v := range []struct {
+		mode, launches string
+		flags          []string
+	}{
+		{"graph", "sampled", []string{"--launch-sample", "300ms/3s"}},
+		{"graph", "all", []string{"--launches=all"}},
+		{"eager", "sampled", []string{"--launch-sample", "300ms/3s"}},
+		{"eager", "all", []string{"--launches=all"}},
+		{"eager", "off", []string{"--launches=off"}},
+	} {
+		mode := v.mode
+		b.Run(mode+"-"+v.launches, func(b *testing.B) {
 			args := []string{"--workers", "1", "--duration", "120"}
 			if mode == "eager" {
 				args = append(args, "--eager")
@@ -40,7 +52,8 @@ func BenchmarkTracerOverhead(b *testing.B) {
 				if i%2 == 0 {
 					time.Sleep(window)
 				} else {
-					cmd := exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", window.String(), "--out", filepath.Join(b.TempDir(), "out"))
+					cmd := exec.Command(bin, append([]string{"--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", window.String(),
+						"--out", filepath.Join(b.TempDir(), "out")}, v.flags...)...)
 					if out, err := cmd.CombinedOutput(); err != nil {
 						b.Fatalf("%v\n%s", err, out)
 					}
@@ -62,8 +75,8 @@ func BenchmarkTracerOverhead(b *testing.B) {
 				return s / float64(len(x))
 			}
 			b.ReportMetric(mean(traced)/mean(untraced), "traced/untraced")
-			b.Logf("%s mode: %.0f steps/s untraced, %.0f traced: ratio %.3f (overhead %.1f%%)",
-				mode, mean(untraced), mean(traced), mean(traced)/mean(untraced), 100*(1-mean(traced)/mean(untraced)))
+			b.Logf("%s mode, launches %s: %.0f steps/s untraced, %.0f traced: ratio %.3f (overhead %.1f%%)",
+				mode, v.launches, mean(untraced), mean(traced), mean(traced)/mean(untraced), 100*(1-mean(traced)/mean(untraced)))
 		})
 	}
 }
