@@ -68,8 +68,8 @@ def parser() -> argparse.ArgumentParser:
                         "VLLM::EngineCore_DP<d>, VLLM::Worker_DP<d>_TP<r>; 1 (default)")
     p.add_argument("--eager", action="store_true",
                    help="launch every kernel (vLLM's --enforce-eager): no CUDA graphs")
-    p.add_argument("--runner", choices=("v1", "v2", "mixed"), default="mixed",
-                   help="model runner: V1, V2, or mixed (default: even ranks V1, odd V2)")
+    p.add_argument("--runner", choices=("v1", "v2", "mixed"), default="v2",
+                   help="model runner: V1, V2 (default, as vLLM 0.26 picks for Llama), or mixed (even ranks V1, odd V2)")
     p.add_argument("--start-method", choices=("fork", "spawn"), default="fork",
                    help="multiprocessing start method of EngineCore and workers")
     p.add_argument("--start-delay", type=_non_negative("--start-delay"), default=0.0,
