@@ -2,8 +2,10 @@ package report
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image/color"
+	"math"
 	"slices"
 	"time"
 
@@ -280,23 +282,26 @@ func (fig *Figure) Size() (w, h int) {
 	return fig.WidthPx, HeaderPx + max(rows, 1)*fig.PanelHeightPx
 }
 
-// Render draws the figure as PNG and as SVG.
+// Render draws the figure as PNG and as SVG, side by side.
 func (fig *Figure) Render() (Rendered, error) {
 	w, h := fig.Size()
-	img := vgimg.NewWith(vgimg.UseWH(px(w), px(h)), vgimg.UseDPI(dpi), vgimg.UseBackgroundColor(color.White))
-	if err := fig.draw(draw.New(img)); err != nil {
-		return Rendered{}, err
-	}
-	var pngBuf bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&pngBuf); err != nil {
-		return Rendered{}, err
-	}
+	var pngBuf, svgBuf bytes.Buffer
+	var pngErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		img := vgimg.NewWith(vgimg.UseWH(px(w), px(h)), vgimg.UseDPI(dpi), vgimg.UseBackgroundColor(color.White))
+		if pngErr = fig.draw(draw.New(img)); pngErr == nil {
+			_, pngErr = (vgimg.PngCanvas{Canvas: img}).WriteTo(&pngBuf)
+		}
+	}()
 	svg := vgsvg.New(px(w), px(h))
-	if err := fig.draw(draw.New(svg)); err != nil {
-		return Rendered{}, err
+	svgErr := fig.draw(draw.New(svg))
+	if svgErr == nil {
+		_, svgErr = svg.WriteTo(&svgBuf)
 	}
-	var svgBuf bytes.Buffer
-	if _, err := svg.WriteTo(&svgBuf); err != nil {
+	<-done
+	if err := errors.Join(pngErr, svgErr); err != nil {
 		return Rendered{}, err
 	}
 	return Rendered{Figure: fig, PNG: pngBuf.Bytes(), SVG: svgBuf.Bytes(), W: w, H: h}, nil
@@ -416,12 +421,12 @@ func (panel Panel) plot() (*plot.Plot, error) {
 			l.Color, l.Width = s.Color, vg.Points(2)
 			p.Add(l)
 		default:
-			sc, err := plotter.NewScatter(s.Points)
+			sc, err := plotter.NewScatter(panel.distinctPixels(s.Points))
 			if err != nil {
 				return nil, err
 			}
 			sc.GlyphStyle = draw.GlyphStyle{Color: s.Color, Radius: vg.Points(1.3), Shape: draw.CircleGlyph{}}
-			p.Add(sc)
+			p.Add(dots{sc})
 		}
 	}
 	for _, m := range panel.Marks {
@@ -445,6 +450,44 @@ func (panel Panel) plot() (*plot.Plot, error) {
 		p.Y.Max = p.Y.Min + 1
 	}
 	return p, nil
+}
+
+// dots is a scatter without glyph boxes: the axes are fixed, so the plot
+// needs no padding for the glyphs, and asking each of tens of thousands of
+// points for its box is a good part of drawing them.
+type dots struct{ s *plotter.Scatter }
+
+func (d dots) Plot(c draw.Canvas, p *plot.Plot)            { d.s.Plot(c, p) }
+func (d dots) DataRange() (xmin, xmax, ymin, ymax float64) { return d.s.DataRange() }
+
+// Pixels of a panel's data area, about: the figure's width less the axes,
+// and a panel row less its title and axes.
+const (
+	approxDataWidthPx  = 1250
+	approxDataHeightPx = 240
+)
+
+// distinctPixels leaves out points that would land on a pixel already
+// dotted: identical dots drawn again change nothing a person can see, and
+// a steady decode phase puts thousands on the same few pixels. A point
+// alone on its pixel, an outlier, always stays.
+func (panel Panel) distinctPixels(pts plotter.XYs) plotter.XYs {
+	xs := approxDataWidthPx / (panel.XMax - panel.XMin)
+	ys := approxDataHeightPx / (panel.YMax - panel.YMin)
+	if math.IsInf(xs, 0) || math.IsNaN(xs) || math.IsInf(ys, 0) || math.IsNaN(ys) {
+		return pts
+	}
+	type pixel struct{ x, y int64 }
+	seen := make(map[pixel]bool, len(pts))
+	out := make(plotter.XYs, 0, len(pts))
+	for _, p := range pts {
+		k := pixel{int64(math.Round(p.X * xs)), int64(math.Round(p.Y * ys))}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // addMarkLabels lists the marks' labels, each in its line's colour, in the

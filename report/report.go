@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/profilemate/profilemate-bpf/analysis"
@@ -78,24 +79,44 @@ const (
 // returns the paths written, in the order a user would open them.
 func Write(dir string, res analysis.Result, f Facts, o Outputs) ([]string, error) {
 	var files []string
-	if o.Timeline {
-		path := filepath.Join(dir, TimelineName)
-		if err := writeFile(path, func(w io.Writer) error { return WriteTimeline(w, res, f) }); err != nil {
-			return files, err
+	// The timeline and each figure are drawn side by side: the trace's end
+	// waits for the slowest of them, not for their sum.
+	var timelineErr error
+	timelineDone := make(chan struct{})
+	timelinePath := filepath.Join(dir, TimelineName)
+	go func() {
+		defer close(timelineDone)
+		if o.Timeline {
+			timelineErr = writeFile(timelinePath, func(w io.Writer) error { return WriteTimeline(w, res, f) })
 		}
-		files = append(files, path)
-	}
-	if !o.Plots && !o.Report {
-		return files, nil
-	}
-	figs := Figures(res, f)
+	}()
 	var rendered []Rendered
-	for _, fig := range figs {
-		r, err := fig.Render()
-		if err != nil {
-			return files, fmt.Errorf("plot %s: %w", fig.Name, err)
+	var renderErr error
+	if o.Plots || o.Report {
+		figs := Figures(res, f)
+		rendered = make([]Rendered, len(figs))
+		errs := make([]error, len(figs))
+		var wg sync.WaitGroup
+		for i, fig := range figs {
+			wg.Go(func() {
+				var err error
+				if rendered[i], err = fig.Render(); err != nil {
+					errs[i] = fmt.Errorf("plot %s: %w", fig.Name, err)
+				}
+			})
 		}
-		rendered = append(rendered, r)
+		wg.Wait()
+		renderErr = errors.Join(errs...)
+	}
+	<-timelineDone
+	if timelineErr != nil {
+		return files, timelineErr
+	}
+	if o.Timeline {
+		files = append(files, timelinePath)
+	}
+	if renderErr != nil {
+		return files, renderErr
 	}
 	if o.Report {
 		path := filepath.Join(dir, ReportName)
