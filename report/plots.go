@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	xfont "golang.org/x/image/font"
@@ -449,7 +450,40 @@ func (panel Panel) plot() (*plot.Plot, error) {
 	if p.Y.Max <= p.Y.Min {
 		p.Y.Max = p.Y.Min + 1
 	}
+	p.X.Tick.Marker, p.Y.Tick.Marker = niceTicks{10}, niceTicks{6}
 	return p, nil
+}
+
+// niceTicks labels an axis at steps of 1, 2 or 5 times a power of ten, about
+// n of them, with as many decimals as the step needs: gonum's default puts
+// three labels on a minute of trace and writes "25.00".
+type niceTicks struct{ n int }
+
+func (t niceTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) {
+		return nil
+	}
+	raw := (hi - lo) / float64(t.n)
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	decimals := max(0, int(-math.Floor(math.Log10(step)+1e-9)))
+	var ticks []plot.Tick
+	minor := step / 2
+	for v := math.Ceil(lo/minor) * minor; v <= hi+minor*1e-9; v += minor {
+		v = math.Round(v/minor) * minor
+		tick := plot.Tick{Value: v}
+		if major := math.Abs(v/step-math.Round(v/step)) < 1e-6; major {
+			tick.Label = strconv.FormatFloat(v, 'f', decimals, 64)
+		}
+		ticks = append(ticks, tick)
+	}
+	return ticks
 }
 
 // dots is a scatter without glyph boxes: the axes are fixed, so the plot

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -166,18 +168,23 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if runErr != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", runErr)
 	}
-	facts := report.Facts{Server: serverName(tr, cfg.pid), Start: t0, Version: version, Marker: status}
+	title := ""
+	for _, p := range tr.Processes() {
+		if p.PID == cfg.pid {
+			title = p.Title
+		}
+	}
+	facts := report.Facts{Server: serverName(title, cfg.pid), Start: t0, Version: version, Marker: status}
 	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches.counted(), LaunchesSampled: cfg.launches == launchesSampled, LeftOut: cfg.leaveOut.String()}, facts, cfg.outputs)
 }
 
 // serverName names the traced server in titles: the traced process's title
-// (its command line), cut short, and its pid.
-func serverName(tr *tracer.Tracer, pid int) string {
-	title := ""
-	for _, p := range tr.Processes() {
-		if p.PID == pid {
-			title = p.Title
-		}
+// (its command line, the program without its directory), cut short, and its
+// pid.
+func serverName(title string, pid int) string {
+	// "/venv/bin/python3 -m vllm..." reads as "python3 -m vllm...".
+	if cmd, args, _ := strings.Cut(title, " "); strings.Contains(cmd, "/") {
+		title = strings.TrimSpace(filepath.Base(cmd) + " " + args)
 	}
 	const maxTitle = 70
 	if r := []rune(title); len(r) > maxTitle {
