@@ -46,7 +46,7 @@ type Panel struct {
 	// NaN leaves one to the data.
 	XMin, XMax, YMin, YMax float64
 	Series                 []Series
-	Marks                  []Mark // vertical lines with a label: percentiles
+	Marks                  []Mark // vertical lines: percentiles
 }
 
 // SeriesKind is how a series is drawn.
@@ -61,13 +61,16 @@ const (
 type Series struct {
 	Name   string // the legend entry
 	Kind   SeriesKind
+	Dashed bool // a Line drawn dashed (the legend of marks)
 	Color  color.RGBA
 	Points plotter.XYs
 }
 
-// Mark is a labelled vertical line, e.g. "p99 4.21 ms".
+// Mark is a vertical dashed line at a value, e.g. the p99: Name ("p99") is
+// its legend entry, Label ("p99 4.21 ms") goes into the panel's title.
 type Mark struct {
 	X     float64
+	Name  string
 	Label string
 	Color color.RGBA
 }
@@ -104,6 +107,8 @@ var rankColors = []color.RGBA{
 	{0x00, 0x72, 0xB2, 0xFF}, {0xD5, 0x5E, 0x00, 0xFF}, {0x00, 0x9E, 0x73, 0xFF}, {0xCC, 0x79, 0xA7, 0xFF},
 	{0xE6, 0x9F, 0x00, 0xFF}, {0x56, 0xB4, 0xE9, 0xFF}, {0x99, 0x99, 0x99, 0xFF}, {0x00, 0x00, 0x00, 0xFF},
 }
+
+var markDashes = []vg.Length{vg.Points(4), vg.Points(3)}
 
 var markColors = map[string]color.RGBA{
 	"p50": {0x33, 0x33, 0x33, 0xFF},
@@ -225,18 +230,21 @@ func distributionFigure(res analysis.Result, f Facts) *Figure {
 			pts = append(pts, last)
 		}
 		pad := max((st.MaxMs-st.MinMs)/10, 0.01)
+		var marks []Mark
+		for _, m := range []struct {
+			name string
+			x    float64
+		}{{"p50", st.P50Ms}, {"p95", st.P95Ms}, {"p99", st.P99Ms}} {
+			marks = append(marks, Mark{X: m.x, Name: m.name, Label: fmt.Sprintf("%s %.2f ms", m.name, m.x), Color: markColors[m.name]})
+		}
 		panel := Panel{
-			Title:  fmt.Sprintf("%s: %d steps", st.Phase, st.Count),
+			Title:  fmt.Sprintf("%s: %d steps\n%s   %s   %s", st.Phase, st.Count, marks[0].Label, marks[1].Label, marks[2].Label),
 			XLabel: "step duration (ms)", YLabel: "share of steps ≤ duration",
 			// The range of the data and a tenth of it either side: the
 			// steps of one phase often differ by less than their size.
 			XMin: max(0, st.MinMs-pad), XMax: st.MaxMs + pad, YMin: 0, YMax: 1.02,
 			Series: []Series{{Name: string(st.Phase), Kind: Line, Color: PhaseColor(st.Phase), Points: pts}},
-			Marks: []Mark{
-				{X: st.P50Ms, Label: fmt.Sprintf("p50 %.2f ms", st.P50Ms), Color: markColors["p50"]},
-				{X: st.P95Ms, Label: fmt.Sprintf("p95 %.2f ms", st.P95Ms), Color: markColors["p95"]},
-				{X: st.P99Ms, Label: fmt.Sprintf("p99 %.2f ms", st.P99Ms), Color: markColors["p99"]},
-			},
+			Marks:  marks,
 		}
 		fig.Panels = append(fig.Panels, panel)
 	}
@@ -355,17 +363,24 @@ func (fig *Figure) draw(dc draw.Canvas) error {
 }
 
 // Legend is every series name once, in the order the panels have them,
-// with its colour: the same in every panel of a figure.
+// with its colour (the same in every panel of a figure), then the marks'
+// names, drawn dashed.
 func (fig *Figure) Legend() []Series {
-	var out []Series
-	for _, p := range fig.Panels {
-		for _, s := range p.Series {
-			if !slices.ContainsFunc(out, func(o Series) bool { return o.Name == s.Name }) {
-				out = append(out, Series{Name: s.Name, Kind: s.Kind, Color: s.Color})
-			}
+	var out, marks []Series
+	add := func(list *[]Series, s Series) {
+		if !slices.ContainsFunc(*list, func(o Series) bool { return o.Name == s.Name }) {
+			*list = append(*list, s)
 		}
 	}
-	return out
+	for _, p := range fig.Panels {
+		for _, s := range p.Series {
+			add(&out, Series{Name: s.Name, Kind: s.Kind, Color: s.Color})
+		}
+		for _, m := range p.Marks {
+			add(&marks, Series{Name: m.Name, Kind: Line, Color: m.Color, Dashed: true})
+		}
+	}
+	return append(out, marks...)
 }
 
 // drawLegend draws the figure's legend as one centred line at y: a dot or
@@ -382,7 +397,11 @@ func (fig *Figure) drawLegend(dc draw.Canvas, y vg.Length) {
 	for _, e := range entries {
 		c := vg.Point{X: x + icon/2 - px(3), Y: y}
 		if e.Kind == Line {
-			dc.StrokeLine2(draw.LineStyle{Color: e.Color, Width: vg.Points(2.5)}, c.X-px(9), y, c.X+px(9), y)
+			ls := draw.LineStyle{Color: e.Color, Width: vg.Points(2.5)}
+			if e.Dashed {
+				ls.Width, ls.Dashes = vg.Points(1.5), markDashes
+			}
+			dc.StrokeLine2(ls, c.X-px(9), y, c.X+px(9), y)
 		} else {
 			dc.DrawGlyph(draw.GlyphStyle{Color: e.Color, Radius: px(6), Shape: draw.CircleGlyph{}}, c)
 		}
@@ -435,13 +454,8 @@ func (panel Panel) plot() (*plot.Plot, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.Color, l.Width, l.Dashes = m.Color, vg.Points(1.2), []vg.Length{vg.Points(4), vg.Points(3)}
+		l.Color, l.Width, l.Dashes = m.Color, vg.Points(1.2), markDashes
 		p.Add(l)
-	}
-	if len(panel.Marks) > 0 {
-		if err := addMarkLabels(p, panel.Marks, panel.XMax); err != nil {
-			return nil, err
-		}
 	}
 	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = panel.XMin, panel.XMax, panel.YMin, panel.YMax
 	if p.X.Max <= p.X.Min {
@@ -522,29 +536,6 @@ func (panel Panel) distinctPixels(pts plotter.XYs) plotter.XYs {
 		}
 	}
 	return out
-}
-
-// addMarkLabels lists the marks' labels, each in its line's colour, in the
-// lower right corner, which a CDF leaves empty.
-func addMarkLabels(p *plot.Plot, marks []Mark, xMax float64) error {
-	var xys plotter.XYLabels
-	var styles []text.Style
-	for i, m := range marks {
-		xys.XYs = append(xys.XYs, plotter.XY{X: xMax, Y: 0.07 + 0.1*float64(len(marks)-1-i)})
-		xys.Labels = append(xys.Labels, m.Label)
-		styles = append(styles, text.Style{
-			Color: m.Color, Font: font.From(plot.DefaultFont, 11), Handler: plot.DefaultTextHandler,
-			XAlign: draw.XRight, YAlign: draw.YCenter,
-		})
-	}
-	labels, err := plotter.NewLabels(xys)
-	if err != nil {
-		return err
-	}
-	labels.TextStyle = styles
-	labels.Offset = vg.Point{X: -px(6)}
-	p.Add(labels)
-	return nil
 }
 
 // startText is how the page and the figures give the trace's start.

@@ -98,6 +98,9 @@ func TestFigures(t *testing.T) {
 		if strings.Join(got, "|") != want {
 			t.Errorf("%s: marks %v, want %s", st.Phase, got, want)
 		}
+		if !strings.Contains(p.Title, strings.ReplaceAll(want, "|", "   ")) {
+			t.Errorf("%s: title %q does not give the percentiles", st.Phase, p.Title)
+		}
 		pts := p.Series[0].Points
 		if last := pts[len(pts)-1]; math.Abs(last.X-st.MaxMs) > 0.0005 || last.Y != 1 {
 			t.Errorf("%s: CDF ends at %+v, want (max %v, 1)", st.Phase, last, st.MaxMs)
