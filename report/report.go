@@ -60,7 +60,7 @@ func ParseFormat(s string) (Outputs, error) {
 			o.Timeline = true
 		case "plots":
 			o.Plots = true
-		case "report", "html":
+		case "report":
 			o.Report = true
 		default:
 			return Outputs{}, fmt.Errorf("unknown output %q: want all, csv, or a list of timeline, plots, report", part)

@@ -43,14 +43,13 @@ const (
 // track "<event name> <argument>", chrome://tracing shows the event name
 // with the argument as its series.
 const (
-	counterBatch      = "batch"
-	counterBatchArg   = "size"
-	counterTokens     = "tokens"
-	counterTokensArg  = "per step"
-	stepCategory      = "step"
-	stepPartCategory  = "step part"
-	maxPID            = 1 << 22 // the kernel's largest pid_max
-	overlapRowsNoteAt = 1       // rows past the first are named as overlap rows
+	counterBatch     = "batch"
+	counterBatchArg  = "size"
+	counterTokens    = "tokens"
+	counterTokensArg = "per step"
+	stepCategory     = "step"
+	stepPartCategory = "step part"
+	maxPID           = 1 << 22 // the kernel's largest pid_max
 )
 
 // rowTID is the thread id of a process's row: the pid itself for the first
@@ -107,7 +106,7 @@ func WriteTimeline(w io.Writer, res analysis.Result, f Facts) error {
 		}
 		for row := range rows {
 			name := "steps"
-			if row >= overlapRowsNoteAt {
+			if row > 0 {
 				name = "steps overlapping the row above (async scheduling)"
 			}
 			e.metadata(p.PID, rowTID(p.PID, row), "thread_name", "name", name)
