@@ -10,7 +10,7 @@ import (
 
 // A 60-second trace of two workers at the simulated server's ~480 steps/s
 // each: 29,000 steps per rank.
-const benchSteps = 29000
+var benchSteps = 29000
 
 func BenchmarkWrite(b *testing.B) {
 	res := analysis.Analyze(asyncTrace(benchSteps))
@@ -39,4 +39,13 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		}
 	})
+}
+
+func BenchmarkWriteSmall(b *testing.B) {
+	res := analysis.Analyze(asyncTrace(2000))
+	for b.Loop() {
+		if _, err := report.Write(b.TempDir(), res, facts, report.All); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

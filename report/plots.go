@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
+	"image/png"
 	"math"
 	"slices"
 	"strconv"
@@ -301,7 +302,10 @@ func (fig *Figure) Render() (Rendered, error) {
 		defer close(done)
 		img := vgimg.NewWith(vgimg.UseWH(px(w), px(h)), vgimg.UseDPI(dpi), vgimg.UseBackgroundColor(color.White))
 		if pngErr = fig.draw(draw.New(img)); pngErr == nil {
-			_, pngErr = (vgimg.PngCanvas{Canvas: img}).WriteTo(&pngBuf)
+			// The fastest compression: the default spent as long
+			// squeezing the PNG as drawing it, for a file a third
+			// smaller.
+			pngErr = (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&pngBuf, img.Image())
 		}
 	}()
 	svg := vgsvg.New(px(w), px(h))
