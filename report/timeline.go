@@ -114,7 +114,7 @@ func WriteTimeline(w io.Writer, res analysis.Result, f Facts) error {
 		}
 		var lastBatch, lastTokens int64 = -1, -1
 		for _, s := range steps {
-			e.step(s, res.Summary.Trace.LaunchesProbed)
+			e.step(s)
 			if b := int64(s.r.BatchSize); b != lastBatch {
 				e.counter(p.PID, s.begin, counterBatch, counterBatchArg, b)
 				lastBatch = b
@@ -275,7 +275,7 @@ func (e *eventWriter) slice(pid uint32, tid int64, cat, name string, ts, dur int
 // step writes a step's slice and the parts of it whose points came, each
 // from the previous point to its own. A point out of order (which the
 // marker never produces) is left out rather than break the nesting.
-func (e *eventWriter) step(s timelineStep, launchesProbed bool) {
+func (e *eventWriter) step(s timelineStep) {
 	r := s.r
 	tid := rowTID(r.PID, s.row)
 	dur := nsOf(r.DurationMs)
@@ -292,8 +292,10 @@ func (e *eventWriter) step(s timelineStep, launchesProbed bool) {
 		b = strconv.AppendUint(b, uint64(r.NumPrefillReqs), 10)
 		b = append(b, `,"prefill_tokens":`...)
 		b = strconv.AppendUint(b, uint64(r.NumPrefillTokens), 10)
+		// null where nobody counted: --launches=off, or a step outside
+		// the launch sample (the CSV's empty cell).
 		b = append(b, `,"launches":`...)
-		if launchesProbed {
+		if !r.LaunchesOff {
 			b = strconv.AppendUint(b, uint64(r.Launches), 10)
 		} else {
 			b = append(b, "null"...)

@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -90,8 +91,9 @@ func TestTimeline(t *testing.T) {
 	}
 }
 
-// TestTimelineWithoutLaunches: launches that were not probed are null, not
-// a zero that reads as measured.
+// TestTimelineWithoutLaunches: launches that were not counted are null,
+// not a zero that reads as measured: all of them with --launches=off, the
+// steps outside the sample with --launches=sample.
 func TestTimelineWithoutLaunches(t *testing.T) {
 	r := asyncTrace(10)
 	r.NoLaunchProbes = true
@@ -99,10 +101,34 @@ func TestTimelineWithoutLaunches(t *testing.T) {
 	for _, p := range tl.Processes {
 		for _, s := range p.Steps {
 			if s.Args["launches"] != nil {
-				t.Fatalf("launches = %v with --launches=false", s.Args["launches"])
+				t.Fatalf("launches = %v with --launches=off", s.Args["launches"])
 			}
 		}
 	}
+
+	r = asyncTrace(10)
+	r.LaunchesSampled = true
+	for i := range r.Steps {
+		r.Steps[i].LaunchesUncounted = r.Steps[i].StepID%2 == 0
+	}
+	tl = timeline(t, analysis.Analyze(r))
+	for _, p := range tl.Processes {
+		for _, s := range p.Steps {
+			even := mustInt(t, s.Args["step"])%2 == 0
+			if (s.Args["launches"] == nil) != even {
+				t.Fatalf("step %v: launches = %v", s.Args["step"], s.Args["launches"])
+			}
+		}
+	}
+}
+
+func mustInt(t *testing.T, v any) int64 {
+	t.Helper()
+	n, err := v.(json.Number).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestTimelineEmpty: a trace without steps (no marker) still opens.
