@@ -82,6 +82,10 @@ func pageData(res analysis.Result, f Facts, plots []Rendered) htmlData {
 		{"steps_without_duration", fmt.Sprint(tr.StepsWithoutDuration)},
 		{"dropped_records", fmt.Sprint(tr.DroppedRecords)},
 		{"launches_probed", fmt.Sprint(tr.LaunchesProbed)},
+		{"launches_sampled", fmt.Sprint(tr.LaunchesSampled)},
+	}
+	if tr.LeftOut != "" {
+		d.Trace = append(d.Trace, fact{"left_out", tr.LeftOut})
 	}
 	steps := make(map[uint32]int)
 	for _, p := range res.Summary.Processes {

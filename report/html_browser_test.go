@@ -65,7 +65,7 @@ func TestReportInBrowser(t *testing.T) {
 		t.Errorf("libraries table %v", libs)
 	}
 	for _, s := range []string{
-		"_trace", "duration_sec", "timed_steps", "dropped_records", "launches_probed",
+		"_trace", "duration_sec", "timed_steps", "dropped_records", "launches_probed", "launches_sampled",
 		"Marker: found", "timeline.json", "ui.perfetto.dev", "Open trace file", "chrome://tracing",
 		"Trace started 2026-12-01 09:50:00 UTC",
 	} {
