@@ -33,6 +33,9 @@ func (r Report) durationSec() float64 {
 type Result struct {
 	Rows    []Row // timed steps ordered by step_begin
 	Summary Summary
+	// StartNs is the trace start on the steps' clock, from which the rows'
+	// TimestampSec count.
+	StartNs uint64
 }
 
 // Analyze builds the CSV rows and the summary of r. Steps without any end
@@ -40,5 +43,5 @@ type Result struct {
 func Analyze(r Report) Result {
 	procs := newProcesses(r.Processes, r.Activity)
 	rows, withoutDuration := buildRows(r.Steps, r.StartNs, procs, r.NoLaunchProbes)
-	return Result{Rows: rows, Summary: summarize(r, rows, withoutDuration, procs)}
+	return Result{Rows: rows, Summary: summarize(r, rows, withoutDuration, procs), StartNs: r.StartNs}
 }

@@ -34,6 +34,18 @@ type RankSpread struct {
 
 	// Slowest has one entry per rank, in rank order.
 	Slowest []RankSlowest `json:"slowest"`
+
+	// Steps is the spread of every aligned step in step order, for plots
+	// over time; summary.json keeps only the statistics above.
+	Steps []RankStep `json:"-"`
+}
+
+// RankStep is one aligned step of a tensor-parallel group.
+type RankStep struct {
+	Step         uint64
+	TimestampSec float64 // the earliest rank's step_begin, seconds since the trace start
+	SpreadMs     float64 // slowest minus fastest duration_ms
+	SlowestRank  int
 }
 
 // RankSlowest is how often one rank was the slowest of an aligned step.
@@ -78,15 +90,15 @@ func rankGroup(title string) string {
 // their data-parallel groups apart) is left out: any alignment would mix
 // groups and report a meaningless spread.
 func rankSpreads(rows []Row, procs processes) []*RankSpread {
-	byPID := make(map[uint32]map[uint64]float64) // pid -> step id -> duration
+	byPID := make(map[uint32]map[uint64]rankCell) // pid -> step id -> its row's values
 	for _, r := range rows {
 		if r.Rank < 0 {
 			continue
 		}
 		if byPID[r.PID] == nil {
-			byPID[r.PID] = make(map[uint64]float64)
+			byPID[r.PID] = make(map[uint64]rankCell)
 		}
-		byPID[r.PID][r.Step] = r.DurationMs
+		byPID[r.PID][r.Step] = rankCell{r.DurationMs, r.TimestampSec}
 	}
 	groups := make(map[string][]Process)
 	for pid := range byPID {
@@ -103,9 +115,14 @@ func rankSpreads(rows []Row, procs processes) []*RankSpread {
 	return out
 }
 
+// rankCell is what the alignment needs of one rank's step.
+type rankCell struct {
+	durationMs, timestampSec float64
+}
+
 // rankSpread aligns the steps of one group's processes by step id, or
 // returns nil when fewer than two distinct ranks are there.
-func rankSpread(group string, ranked []Process, byPID map[uint32]map[uint64]float64) *RankSpread {
+func rankSpread(group string, ranked []Process, byPID map[uint32]map[uint64]rankCell) *RankSpread {
 	if len(ranked) < 2 {
 		return nil
 	}
@@ -126,13 +143,18 @@ func rankSpread(group string, ranked []Process, byPID map[uint32]map[uint64]floa
 	}
 	slowest := make([]int, len(ranked))
 	var spreads []float64
+	var steps []RankStep
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		lo, hi, slow, all := 0.0, 0.0, 0, true
+		lo, hi, ts, slow, all := 0.0, 0.0, 0.0, 0, true
 		for i, p := range ranked {
-			d, ok := byPID[p.PID][id]
+			c, ok := byPID[p.PID][id]
 			if !ok {
 				all = false
 				break
+			}
+			d := c.durationMs
+			if i == 0 || c.timestampSec < ts {
+				ts = c.timestampSec
 			}
 			// Strict comparisons: on a tie the lower rank keeps the title
 			// of slowest, so the count does not depend on map order.
@@ -146,10 +168,11 @@ func rankSpread(group string, ranked []Process, byPID map[uint32]map[uint64]floa
 		if all {
 			spreads = append(spreads, hi-lo)
 			slowest[slow]++
+			steps = append(steps, RankStep{Step: id, TimestampSec: ts, SpreadMs: hi - lo, SlowestRank: ranked[slow].Rank})
 		}
 	}
 
-	rs := &RankSpread{Group: group, AlignedSteps: len(spreads), UnalignedSteps: len(ids) - len(spreads)}
+	rs := &RankSpread{Group: group, AlignedSteps: len(spreads), UnalignedSteps: len(ids) - len(spreads), Steps: steps}
 	if len(spreads) > 0 {
 		d := distribution(spreads)
 		rs.MeanMs, rs.P50Ms, rs.P95Ms, rs.P99Ms, rs.MaxMs = d.mean, d.p50, d.p95, d.p99, d.max

@@ -20,6 +20,12 @@ func TestRankSpread(t *testing.T) {
 			{Rank: 0, PID: 100, Title: "VLLM::Worker_TP0", Count: 1, Share: 0.25},
 			{Rank: 1, PID: 101, Title: "VLLM::Worker_TP1", Count: 3, Share: 0.75},
 		},
+		Steps: []RankStep{
+			{Step: 1, TimestampSec: 0, SpreadMs: 4, SlowestRank: 1},
+			{Step: 2, TimestampSec: 0.02, SpreadMs: 1, SlowestRank: 1},
+			{Step: 3, TimestampSec: 0.04, SpreadMs: 2, SlowestRank: 0},
+			{Step: 4, TimestampSec: 0.06, SpreadMs: 4, SlowestRank: 1},
+		},
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("rank spread =\n%+v\nwant\n%+v", got, want)

@@ -38,6 +38,10 @@ type Row struct {
 	NumPrefillReqs   uint32
 	NumPrefillTokens uint32
 	ForwardMs        OptMs // step_begin -> forward_end
+
+	// Not CSV columns: what the timeline needs to draw the step.
+	BeginNs       uint64 // step_begin on the steps' clock (CLOCK_MONOTONIC)
+	OutputReadyMs OptMs  // step_begin -> output_ready; DurationMs falls back where it is absent
 }
 
 const nsPerMs = 1e6
@@ -124,6 +128,8 @@ func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool) 
 			NumPrefillReqs:   s.NumPrefillReqs,
 			NumPrefillTokens: s.NumPrefillTokens,
 			ForwardMs:        since(s.BeginNs, s.ForwardEndNs),
+			BeginNs:          s.BeginNs,
+			OutputReadyMs:    since(s.BeginNs, s.OutputReadyNs),
 		}
 		if d.Ms > 0 {
 			r.ThroughputTokensPerSec = float64(s.NumTokens) / (d.Ms / 1e3)

@@ -11,29 +11,52 @@ import (
 	"github.com/olekukonko/tablewriter/tw"
 )
 
-// RenderTable writes the console view of s: per phase, one line for all
-// processes together and one per process (the all-processes line is left out
-// when a single process ran the phase, as it would repeat that process's
-// line), then the cross-rank spread when there are ranks. Without any step
-// (the marker is absent) it shows per-process CUDA activity instead.
-func RenderTable(w io.Writer, s Summary) error {
+// Table is one table of the summary as the console shows it, and as
+// report.html shows the same: a title, a header and lines of cells already
+// formatted. TextCols are the left-aligned (text) columns; the others are
+// numbers.
+type Table struct {
+	Title    string
+	Header   []string
+	TextCols []int
+	Lines    [][]string
+}
+
+// Tables are the summary's tables: per phase, one line for all processes
+// together and one per process (the all-processes line is left out when a
+// single process ran the phase, as it would repeat that process's line),
+// then the cross-rank spread when there are ranks. Without any step (the
+// marker is absent) they are per-process CUDA activity instead.
+func Tables(s Summary) []Table {
 	if len(s.Phases) == 0 {
-		return renderActivity(w, s)
+		return []Table{activityTable(s)}
 	}
-	if err := renderPhases(w, s); err != nil {
-		return err
-	}
+	ts := []Table{phaseTable(s)}
 	if len(s.Ranks) > 0 {
-		fmt.Fprintln(w)
-		return renderRanks(w, s.Ranks)
+		ts = append(ts, rankTable(s.Ranks))
+	}
+	return ts
+}
+
+// RenderTable writes the console view of s: its Tables, a blank line apart.
+func RenderTable(w io.Writer, s Summary) error {
+	for i, t := range Tables(s) {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if err := renderTable(w, t); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func renderPhases(w io.Writer, s Summary) error {
-	t := newTable(w, "Forward passes (ms)",
-		[]string{"Phase", "Process", "Steps", "Mean", "P50", "P95", "P99", "Max", "Launches/step", "Graphs/step", "Sync ms/step"},
-		0, 1)
+func phaseTable(s Summary) Table {
+	t := Table{
+		Title:    "Forward passes (ms)",
+		Header:   []string{"Phase", "Process", "Steps", "Mean", "P50", "P95", "P99", "Max", "Launches/step", "Graphs/step", "Sync ms/step"},
+		TextCols: []int{0, 1},
+	}
 	for _, all := range s.Phases {
 		var lines [][]string
 		for _, p := range s.Processes {
@@ -44,13 +67,9 @@ func renderPhases(w io.Writer, s Summary) error {
 		if len(lines) > 1 {
 			lines = append([][]string{phaseLine(all, "all", s.Trace.LaunchesProbed)}, lines...)
 		}
-		for _, l := range lines {
-			if err := t.Append(l); err != nil {
-				return err
-			}
-		}
+		t.Lines = append(t.Lines, lines...)
 	}
-	return t.Render()
+	return t
 }
 
 func phaseLine(st PhaseStats, process string, launchesProbed bool) []string {
@@ -71,17 +90,19 @@ func launchesText(count string, probed bool) string {
 	return count
 }
 
-// renderRanks shows one line per tensor-parallel group, named in a first
-// column when there are several.
-func renderRanks(w io.Writer, groups []*RankSpread) error {
-	head := []string{"Aligned steps", "Mean", "P50", "P95", "P99", "Max", "Slowest rank"}
-	text := []int{6} // left-aligned columns
+// rankTable has one line per tensor-parallel group, named in a first column
+// when there are several.
+func rankTable(groups []*RankSpread) Table {
+	t := Table{
+		Title:    "Cross-rank spread per step (slowest - fastest rank, ms)",
+		Header:   []string{"Aligned steps", "Mean", "P50", "P95", "P99", "Max", "Slowest rank"},
+		TextCols: []int{6},
+	}
 	several := len(groups) > 1
 	if several {
-		head = append([]string{"Group"}, head...)
-		text = []int{0, 7}
+		t.Header = append([]string{"Group"}, t.Header...)
+		t.TextCols = []int{0, 7}
 	}
-	t := newTable(w, "Cross-rank spread per step (slowest - fastest rank, ms)", head, text...)
 	for _, rs := range groups {
 		line := []string{
 			fmt.Sprint(rs.AlignedSteps),
@@ -91,11 +112,9 @@ func renderRanks(w io.Writer, groups []*RankSpread) error {
 		if several {
 			line = append([]string{rs.Group}, line...)
 		}
-		if err := t.Append(line); err != nil {
-			return err
-		}
+		t.Lines = append(t.Lines, line)
 	}
-	return t.Render()
+	return t
 }
 
 // slowestText lists how often each rank was slowest, most often first:
@@ -114,45 +133,49 @@ func slowestText(rs *RankSpread) string {
 	return strings.Join(parts, ", ")
 }
 
-func renderActivity(w io.Writer, s Summary) error {
-	t := newTable(w, "No forward-pass steps seen (marker absent?): CUDA activity per process",
-		[]string{"Process", "Launches", "Launches/s", "Graph launches", "Syncs", "Sync wait ms", "Sync share"},
-		0)
+func activityTable(s Summary) Table {
+	t := Table{
+		Title:    "No forward-pass steps seen (marker absent?): CUDA activity per process",
+		Header:   []string{"Process", "Launches", "Launches/s", "Graph launches", "Syncs", "Sync wait ms", "Sync share"},
+		TextCols: []int{0},
+	}
 	for _, a := range s.Activity {
-		err := t.Append([]string{
+		t.Lines = append(t.Lines, []string{
 			label(Process{PID: a.PID, Title: a.Title}),
 			launchesText(fmt.Sprint(a.Launches), s.Trace.LaunchesProbed),
 			launchesText(fmt.Sprintf("%.1f", a.LaunchesPerSec), s.Trace.LaunchesProbed),
 			fmt.Sprint(a.GraphLaunches), fmt.Sprint(a.Syncs),
 			ms(a.SyncWaitMs), fmt.Sprintf("%.1f%%", a.SyncWaitShare*100),
 		})
-		if err != nil {
-			return err
-		}
 	}
-	return t.Render()
+	return t
 }
 
-// newTable prints title and makes a table under it with the columns listed in
-// textCols left-aligned and the others, numbers, right-aligned, headers
-// included, so that digits line up. The title is printed rather than made a table caption,
-// which would pad it with trailing spaces to the table's width.
-func newTable(w io.Writer, title string, header []string, textCols ...int) *tablewriter.Table {
-	fmt.Fprintln(w, title)
-	align := make([]tw.Align, len(header))
+// renderTable prints t's title and the table under it with its text columns
+// left-aligned and the others, numbers, right-aligned, headers included, so
+// that digits line up. The title is printed rather than made a table
+// caption, which would pad it with trailing spaces to the table's width.
+func renderTable(w io.Writer, t Table) error {
+	fmt.Fprintln(w, t.Title)
+	align := make([]tw.Align, len(t.Header))
 	for i := range align {
 		align[i] = tw.AlignRight
 	}
-	for _, i := range textCols {
+	for _, i := range t.TextCols {
 		align[i] = tw.AlignLeft
 	}
-	t := tablewriter.NewTable(w,
+	tbl := tablewriter.NewTable(w,
 		tablewriter.WithHeaderAutoFormat(tw.Off),
 		tablewriter.WithHeaderAlignmentConfig(tw.CellAlignment{PerColumn: align}),
 		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{PerColumn: align}),
 	)
-	t.Header(header)
-	return t
+	tbl.Header(t.Header)
+	for _, l := range t.Lines {
+		if err := tbl.Append(l); err != nil {
+			return err
+		}
+	}
+	return tbl.Render()
 }
 
 func ms(x float64) string { return fmt.Sprintf("%.2f", x) }

@@ -143,5 +143,10 @@ csv=$work/out/forward_pass_timing.csv
 rows=$(($(wc -l <"$csv") - 1))
 [ "$rows" -gt 0 ] || fail "$csv has no rows"
 [ -s "$work/out/summary.json" ] || fail "no summary.json"
+# The image is FROM scratch: the plots must draw with the fonts the binary
+# embeds, nothing from a system.
+for f in timeline.json report.html plot_step_duration.png; do
+	[ -s "$work/out/$f" ] || fail "no $f"
+done
 kill -0 "$server" 2>/dev/null || fail "the simulated server is gone after the trace"
 step "OK: $rows forward passes in the CSV, the server still runs"

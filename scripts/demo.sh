@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: start the simulated vLLM server (two workers, one per model
 # runner), trace its API server for a few seconds, print the summary and where
-# the files are, then stop the server.
+# the files are (the CSV, summary.json, timeline.json, the plots and
+# report.html), then stop the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 truth=$(mktemp -d)

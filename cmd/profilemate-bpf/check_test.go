@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/profilemate/profilemate-bpf/report"
 	"github.com/profilemate/profilemate-bpf/tracer"
 )
 
@@ -153,6 +154,9 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--pid", "5", "--duration", "abc"}, exitUsage},
 		{[]string{"--pid", "5", "--duration", "-1s"}, exitUsage},
 		{[]string{"--pid", "5", "extra"}, exitUsage},
+		{[]string{"--pid", "5", "--format", "pdf"}, exitUsage},
+		{[]string{"--pid", "5", "--format", "csv"}, exitOK},
+		{[]string{"--pid", "5", "--format", "timeline,report"}, exitOK},
 		{[]string{"--pid", "5", "--duration", "2m", "-v", "--out", "/tmp/x"}, exitOK},
 		{[]string{"--version"}, exitOK},
 	} {
@@ -162,7 +166,7 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 	c, err := parseFlags([]string{"--pid", "5", "--verbose"}, &bytes.Buffer{})
-	if err != nil || c.pid != 5 || !c.verbose || c.duration.String() != "10s" {
+	if err != nil || c.pid != 5 || !c.verbose || c.duration.String() != "10s" || c.outputs != report.All {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 	var help bytes.Buffer

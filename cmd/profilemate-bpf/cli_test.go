@@ -106,6 +106,13 @@ func TestWithoutMarker(t *testing.T) {
 	if workers != 2 {
 		t.Errorf("activity of %d workers, want 2:\n%s", workers, b)
 	}
+	// No steps, nothing to plot; the page still shows the activity.
+	if _, err := os.Stat(filepath.Join(out, "report.html")); err != nil {
+		t.Errorf("no report.html without the marker: %v", err)
+	}
+	if plots, _ := filepath.Glob(filepath.Join(out, "plot_*")); len(plots) != 0 {
+		t.Errorf("plots without steps: %v", plots)
+	}
 }
 
 // TestInterruptWritesResults: SIGINT ends the trace early and everything is
@@ -132,7 +139,7 @@ func TestInterruptWritesResults(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("took %v to stop after SIGINT", d)
 	}
-	for _, f := range []string{"forward_pass_timing.csv", "summary.json"} {
+	for _, f := range []string{"forward_pass_timing.csv", "summary.json", "timeline.json", "report.html", "plot_step_duration.png"} {
 		st, err := os.Stat(filepath.Join(out, f))
 		if err != nil {
 			t.Fatalf("%s not written after SIGINT:\n%s", f, buf.String())

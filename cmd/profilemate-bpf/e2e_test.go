@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/profilemate/profilemate-bpf/report/reporttest"
 	"github.com/profilemate/profilemate-bpf/tracer"
 )
 
@@ -137,17 +138,25 @@ func readCSV(t testing.TB, path string) []map[string]string {
 // runTracer runs the binary, with flags added to --pid, --duration and --out,
 // and returns its output directory and the trace window on the steps' clock.
 func runTracer(t *testing.T, bin string, pid int, d time.Duration, flags ...string) (dir string, start, end int64) {
+	dir, start, end, _ = runTracerOutput(t, bin, pid, d, flags...)
+	return dir, start, end
+}
+
+// runTracerOutput is runTracer that also returns what the tracer printed.
+func runTracerOutput(t *testing.T, bin string, pid int, d time.Duration, flags ...string) (dir string, start, end int64, output string) {
 	t.Helper()
 	dir = t.TempDir()
 	start = monotonic()
 	args := append([]string{"--pid", strconv.Itoa(pid), "--duration", d.String(), "--out", dir}, flags...)
 	out, err := exec.Command(bin, args...).CombinedOutput()
-	end = monotonic()
+	// The trace ran for d after the probes were in, then the tracer wrote
+	// its files: start+d is inside the trace, the exit may be well after it.
+	end = min(monotonic(), start+int64(d))
 	t.Logf("profilemate-bpf:\n%s", out)
 	if err != nil {
 		t.Fatalf("profilemate-bpf: %v", err)
 	}
-	return dir, start, end
+	return dir, start, end, string(out)
 }
 
 func monotonic() int64 { return int64(monotonicNs()) }
@@ -235,13 +244,56 @@ func TestEndToEndWorkersRunning(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30")
 	srv.waitReady(t)
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=all")
+	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=all")
 	time.Sleep(300 * time.Millisecond) // the truth file is written per step
-	compareAllCounted(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
+	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
+	compareAllCounted(t, readTruth(t, srv.truth), rows, start, end, 2)
 	var summary map[string]json.RawMessage
 	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
 	if err := json.Unmarshal(b, &summary); err != nil || summary["decode"] == nil || summary["_ranks"] == nil {
 		t.Errorf("summary.json: %v %s", err, b)
+	}
+	checkPictures(t, dir, out, rows)
+}
+
+// checkPictures: by default a trace also writes the timeline, the plots and
+// report.html, and the console names each; the timeline of the real trace
+// keeps the format (async steps overlap here) and has every CSV row of each
+// worker on the worker's track.
+func checkPictures(t *testing.T, dir, out string, rows []map[string]string) {
+	t.Helper()
+	for _, f := range []string{"timeline.json", "report.html", "plot_step_duration.png", "plot_step_duration.svg",
+		"plot_duration_distribution.png", "plot_duration_distribution.svg", "plot_rank_spread.png", "plot_rank_spread.svg"} {
+		path := filepath.Join(dir, f)
+		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+		if !strings.Contains(out, path) {
+			t.Errorf("the console does not name %s", path)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "timeline.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := reporttest.CheckTimeline(data)
+	if err != nil {
+		t.Fatalf("timeline.json: %v", err)
+	}
+	perPID := map[int64]int{}
+	titles := map[int64]string{}
+	for _, r := range rows {
+		pid, _ := strconv.ParseInt(r["pid"], 10, 64)
+		perPID[pid]++
+		titles[pid] = r["process"]
+	}
+	for pid, n := range perPID {
+		p := tl.Processes[pid]
+		if p == nil || p.Name != titles[pid] || len(p.Steps) != n {
+			t.Errorf("pid %d (%s, %d rows): track %+v", pid, titles[pid], n, p)
+			continue
+		}
+		t.Logf("%s: %d steps on %d rows", p.Name, len(p.Steps), len(p.Rows))
 	}
 }
 
@@ -253,7 +305,11 @@ func TestEndToEndWithoutLaunchCounts(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--eager", "--duration", "30")
 	srv.waitReady(t)
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=false")
+	// --format csv too: a user who wants only the numbers gets only them.
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=false", "--format", "csv")
+	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 2 {
+		t.Errorf("--format csv wrote %v, want the CSV and summary.json alone", names)
+	}
 	time.Sleep(300 * time.Millisecond)
 	truth := readTruth(t, srv.truth)
 	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))

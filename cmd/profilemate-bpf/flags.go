@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/profilemate/profilemate-bpf/report"
 	"github.com/profilemate/profilemate-bpf/tracer"
 )
 
@@ -21,6 +22,7 @@ type config struct {
 	launches launchMode
 	sample   tracer.LaunchSampling // under --launches=sample
 	leaveOut tracer.Classes
+	outputs  report.Outputs
 }
 
 // launchMode is --launches: how kernel launches are counted.
@@ -93,7 +95,7 @@ const usageText = `profilemate-bpf: time every forward pass of a running vLLM se
 restarting it and without adding synchronization.
 
 Usage:
-  sudo profilemate-bpf --pid N [--duration 30s] [--out DIR] [--launches=sample|all|off] [-v]
+  sudo profilemate-bpf --pid N [--duration 30s] [--out DIR] [--format all|csv] [--launches=sample|all|off] [-v]
   sudo profilemate-bpf check [--pid N]
   profilemate-bpf --version
 
@@ -106,10 +108,13 @@ Examples:
   sudo profilemate-bpf --pid 4242 --out ./run1 -v
   sudo profilemate-bpf check --pid 4242
 
-Output: forward_pass_timing.csv and summary.json in
-$VLLM_PROFILING_DIR/session_<YYYYmmdd_HHMMSS> (/tmp/vllm_profiling when
-unset) or in --out DIR, and a summary table on standard output.
-Ctrl-C ends the trace early and still writes everything.
+Output, in $VLLM_PROFILING_DIR/session_<YYYYmmdd_HHMMSS> (/tmp/vllm_profiling
+when unset) or in --out DIR: forward_pass_timing.csv and summary.json;
+timeline.json (open it in Perfetto, ui.perfetto.dev, or chrome://tracing);
+plots (plot_*.png, plot_*.svg); report.html, one page with the summary, the
+plots and the trace's facts. --format csv writes only the CSV and summary.json.
+A summary table goes to standard output. Ctrl-C ends the trace early and
+still writes everything.
 
 Each kernel launch the tracer counts costs the launching thread about a
 microsecond: tens per step with CUDA graphs (vLLM's default), hundreds in
@@ -130,6 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.pid, "pid", 0, "`PID` of any process of the vLLM server (required)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to trace, as a Go duration (`30s`, 2m)")
 	fs.StringVar(&c.out, "out", "", "write the results into `DIR` (default $VLLM_PROFILING_DIR/session_<time>)")
+	format := fs.String("format", "all", "what to write besides the CSV and summary.json: `all`, csv (nothing else), or a list of timeline, plots, report")
 	c.launches = launchesSampled
 	fs.Var(&c.launches, "launches", "count kernel launches per step: `sample` (1 s in every 10; the default), all (every step, about 1 µs per launch), off")
 	sample := fs.String("launch-sample", fmt.Sprintf("%v/%v", defaultSampling.On, defaultSampling.Every), "under --launches=sample, probe launches `ON/EVERY`")
@@ -159,6 +165,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fail(exitUsage, errors.New("--pid is required: the PID of any process of the vLLM server (see --help)"))
 	}
 	var err error
+	if c.outputs, err = report.ParseFormat(*format); err != nil {
+		return c, fail(exitUsage, fmt.Errorf("--format: %w (see --help)", err))
+	}
 	if c.sample, err = parseSampling(*sample); err != nil {
 		return c, fail(exitUsage, fmt.Errorf("--launch-sample: %w", err))
 	}

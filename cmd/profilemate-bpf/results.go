@@ -3,15 +3,21 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/profilemate/profilemate-bpf/analysis"
+	"github.com/profilemate/profilemate-bpf/report"
 	"github.com/profilemate/profilemate-bpf/tracer"
 )
 
-// writeResults writes the CSV and summary, prints the table and says where
-// the files are. It runs after every trace, also an interrupted one. The
-// report r holds the trace's bounds and settings; the rest comes from tr and col.
-func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *collector, r analysis.Report) error {
+// writeResults writes the CSV and summary, then the timeline, plots and
+// report.html that outputs selects, prints the table and says where the
+// files are. It runs after every trace, also an interrupted one. The report
+// r holds the trace's bounds and settings; the rest comes from tr and col.
+func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *collector, r analysis.Report,
+	facts report.Facts, outputs report.Outputs) error {
 	dropped, invalid, err := tr.Lost()
 	if err != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", err)
@@ -29,16 +35,54 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 	if err != nil {
 		return fail(exitOutput, err)
 	}
-	chownToInvoker(files.CSV)
-	chownToInvoker(files.Summary)
+	written := []string{files.CSV, files.Summary}
+	for _, l := range tr.Libraries() {
+		facts.Libraries = append(facts.Libraries, report.Library{Kind: l.Kind.String(), Path: l.Path, Loaded: l.Loaded, Probes: l.Probes})
+	}
+	t0 := time.Now()
+	more, reportErr := report.Write(dir, res, facts, outputs)
+	took := time.Since(t0)
+	written = append(written, more...)
+	for _, f := range written {
+		chownToInvoker(f)
+	}
 	if err := analysis.RenderTable(stdout, res.Summary); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\n%d forward passes written to\n  %s\n  %s\n", len(res.Rows), files.CSV, files.Summary)
+	fmt.Fprintf(stdout, "\n%d forward passes written to\n", len(res.Rows))
+	for _, f := range written {
+		fmt.Fprintf(stdout, "  %s\n", f)
+	}
+	if len(more) > 0 {
+		fmt.Fprintf(stderr, "profilemate-bpf: timeline, plots and report (%d files) written in %.2f s; --format csv skips them\n", len(more), took.Seconds())
+	}
+	if hint := openHint(more); hint != "" {
+		fmt.Fprint(stdout, hint)
+	}
 	if hint := launchCostHint(res.Summary); hint != "" {
 		fmt.Fprintln(stderr, hint)
 	}
+	if reportErr != nil {
+		return fail(exitOutput, reportErr)
+	}
 	return nil
+}
+
+// openHint says how to look at the report and the timeline, where written.
+func openHint(files []string) string {
+	var b strings.Builder
+	for _, f := range files {
+		switch filepath.Base(f) {
+		case report.ReportName:
+			fmt.Fprintf(&b, "Open %s in a browser for the summary, the plots and the trace's facts.\n", f)
+		case report.TimelineName:
+			fmt.Fprintf(&b, "Open %s in Perfetto (ui.perfetto.dev, Open trace file) or chrome://tracing for the timeline of every step.\n", f)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "\n" + b.String()
 }
 
 // The host time one probed kernel launch cost on the H200 hosts measured

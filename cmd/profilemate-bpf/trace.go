@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/profilemate/profilemate-bpf/analysis"
+	"github.com/profilemate/profilemate-bpf/report"
 	"github.com/profilemate/profilemate-bpf/tracer"
 )
 
@@ -111,7 +114,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stderr, "profilemate-bpf: tracing pid %d and its descendants\n", cfg.pid)
-	t0 := time.Now()
+	t0 := time.Now() // the wall-clock start that the plots and report.html name
 	// The trace starts when probes start going in: a step that begins while
 	// the rest attach is inside it.
 	startNs := monotonicNs()
@@ -165,5 +168,30 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if runErr != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", runErr)
 	}
-	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches.counted(), LaunchesSampled: cfg.launches == launchesSampled, LeftOut: cfg.leaveOut.String()})
+	title := ""
+	for _, p := range tr.Processes() {
+		if p.PID == cfg.pid {
+			title = p.Title
+		}
+	}
+	facts := report.Facts{Server: serverName(title, cfg.pid), Start: t0, Version: version, Marker: status}
+	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches.counted(), LaunchesSampled: cfg.launches == launchesSampled, LeftOut: cfg.leaveOut.String()}, facts, cfg.outputs)
+}
+
+// serverName names the traced server in titles: the traced process's title
+// (its command line, the program without its directory), cut short, and its
+// pid.
+func serverName(title string, pid int) string {
+	// "/venv/bin/python3 -m vllm..." reads as "python3 -m vllm...".
+	if cmd, args, _ := strings.Cut(title, " "); strings.Contains(cmd, "/") {
+		title = strings.TrimSpace(filepath.Base(cmd) + " " + args)
+	}
+	const maxTitle = 70
+	if r := []rune(title); len(r) > maxTitle {
+		title = string(r[:maxTitle-1]) + "…"
+	}
+	if title == "" {
+		return fmt.Sprintf("pid %d", pid)
+	}
+	return fmt.Sprintf("%s (pid %d)", title, pid)
 }

@@ -58,3 +58,20 @@ func TestLaunchCostHint(t *testing.T) {
 		t.Errorf("no steps, yet a hint: %q", h)
 	}
 }
+
+func TestServerName(t *testing.T) {
+	for _, c := range []struct {
+		title string
+		want  string
+	}{
+		{"/venv/bin/python3 -m vllm.entrypoints.openai.api_server --model m", "python3 -m vllm.entrypoints.openai.api_server --model m (pid 7)"},
+		{"vllm serve m", "vllm serve m (pid 7)"},
+		{"/usr/bin/vllm", "vllm (pid 7)"},
+		{"", "pid 7"},
+		{"vllm serve " + strings.Repeat("x", 100), "vllm serve " + strings.Repeat("x", 58) + "… (pid 7)"},
+	} {
+		if got := serverName(c.title, 7); got != c.want {
+			t.Errorf("serverName(%q) = %q, want %q", c.title, got, c.want)
+		}
+	}
+}
