@@ -459,3 +459,71 @@ func semaphores(t *testing.T, pid int) uint64 {
 	}
 	return sum
 }
+
+// TestEndToEndCUDAProcessesStartAfterTheTracer: the tracer is started with
+// the server, whose front end maps no CUDA library (it does not import
+// torch) and whose EngineCore and workers start later. The tracer waits for
+// them instead of giving up, says so, and times their steps; every row it
+// writes has the step's full counts, and every step from a second after the
+// first row on is there.
+func TestEndToEndCUDAProcessesStartAfterTheTracer(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "2", "--duration", "30", "--frontend-without-cuda",
+		"--start-delay", "1.5", "--start-method", "spawn")
+	dir := t.TempDir()
+	start := monotonic()
+	code, out := exitCode(t, exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", "10s", "--out", dir))
+	end := monotonic()
+	t.Logf("profilemate-bpf:\n%s", out)
+	if code != 0 || !strings.Contains(out, "waiting for CUDA processes") {
+		t.Fatalf("exit %d; want 0, after saying it waits for CUDA processes", code)
+	}
+	time.Sleep(300 * time.Millisecond)
+	truth := readTruth(t, srv.truth)
+	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
+	if len(rows) == 0 {
+		t.Fatal("no rows")
+	}
+	byKey := map[[2]string]truthStep{}
+	for _, s := range truth {
+		byKey[[2]string{strconv.Itoa(s.pid), strconv.Itoa(s.step)}] = s
+	}
+	firstRow := int64(math.MaxInt64)
+	for _, r := range rows {
+		s, ok := byKey[[2]string{r["pid"], r["step"]}]
+		if !ok {
+			t.Errorf("pid %s step %s traced but not in the truth", r["pid"], r["step"])
+			continue
+		}
+		if r["status"] == "" && (r["launches"] != strconv.Itoa(s.launches) || r["graph_launches"] != strconv.Itoa(s.graphLaunches)) {
+			t.Errorf("pid %s step %s: %s launches, %s graphs; truth %d and %d", r["pid"], r["step"],
+				r["launches"], r["graph_launches"], s.launches, s.graphLaunches)
+		}
+		firstRow = min(firstRow, s.begin)
+	}
+	compare(t, truth, rows, max(start, firstRow), end, 2)
+}
+
+// TestNoCUDAWaitsForTheDuration: a process tree in which no CUDA library
+// appears is followed for the whole duration, with a line saying so, and
+// only then is it exit 6.
+func TestNoCUDAWaitsForTheDuration(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(t.TempDir(), "profilemate-bpf")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Process.Kill()
+	t0 := time.Now()
+	code, out := exitCode(t, exec.Command(bin, "--pid", strconv.Itoa(sleeper.Process.Pid), "--duration", "2s", "--out", t.TempDir()))
+	took := time.Since(t0)
+	if code != exitNoCUDA || took < 2*time.Second || !strings.Contains(out, "waiting for CUDA processes") ||
+		!strings.Contains(out, "during the trace") || !strings.Contains(out, "is it a vLLM server on a GPU?") {
+		t.Errorf("exit %d after %v; want %d after the 2 s duration, saying it waited:\n%s", code, took, exitNoCUDA, out)
+	}
+}
