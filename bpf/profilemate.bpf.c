@@ -119,6 +119,12 @@ struct {
  * lookup. */
 volatile __u32 runtime_launch_probes;
 
+/* Set by the tracer when the trace ends, before it detaches the probes (which
+ * go one link at a time): from then on no step opens, finishes or counts, so
+ * the steps still open are read as they stood at the end, and no step takes
+ * the launches of a newer one whose step_begin probe went first. */
+volatile __u32 frozen;
+
 static const struct proc_state zero_proc;
 static const struct thread_state zero_thread;
 
@@ -265,7 +271,7 @@ int usdt_step_begin(struct pt_regs *ctx)
 	struct step_record *s;
 	__u64 id;
 
-	if (!p)
+	if (!p || frozen)
 		return 0;
 	spec = usdt_spec_of(ctx);
 	id = usdt_arg(ctx, spec, 0);
@@ -299,7 +305,11 @@ int usdt_step_begin(struct pt_regs *ctx)
  * is traced and the step was seen to begin. */
 static __always_inline struct step_record *probed_step(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
+	struct proc_state *p;
+
+	if (frozen)
+		return NULL;
+	p = current_proc();
 
 	return p ? open_step(p, usdt_arg(ctx, usdt_spec_of(ctx), 0)) : NULL;
 }
@@ -361,7 +371,7 @@ static __always_inline int runtime_launch(struct pt_regs *ctx, bool graph)
 	struct proc_state *p = current_proc();
 	struct thread_state *t;
 
-	if (!p)
+	if (!p || frozen)
 		return 0;
 	arm_from(ctx, p);
 	count_launch(p, graph);
@@ -384,7 +394,7 @@ static __always_inline int driver_launch(struct pt_regs *ctx, bool graph)
 
 	/* Every launch of every process mapping the driver comes here: the
 	 * untraced leave after one lookup. */
-	if (!p)
+	if (!p || frozen)
 		return 0;
 	arm_from(ctx, p);
 	/* Kernel launches are marked only while runtime launch probes exist;
@@ -457,7 +467,7 @@ int sync_enter(struct pt_regs *ctx)
 	struct proc_state *p = current_proc();
 	struct thread_state *t;
 
-	if (!p)
+	if (!p || frozen)
 		return 0;
 	arm_from(ctx, p);
 	t = current_thread();
@@ -477,7 +487,7 @@ int sync_exit(struct pt_regs *ctx)
 	__u32 tid;
 	__u64 waited;
 
-	if (!p)
+	if (!p || frozen)
 		return 0;
 	tid = (__u32)bpf_get_current_pid_tgid();
 	t = bpf_map_lookup_elem(&threads, &tid);

@@ -97,6 +97,7 @@ const (
 	profilemateProgUsdtOutputReady    = "usdt_output_ready"
 	profilemateProgUsdtSampleEnd      = "usdt_sample_end"
 	profilemateProgUsdtStepBegin      = "usdt_step_begin"
+	profilemateVarFrozen              = "frozen"
 	profilemateVarRuntimeLaunchProbes = "runtime_launch_probes"
 )
 
@@ -173,6 +174,7 @@ type profilemateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type profilemateVariableSpecs struct {
+	Frozen              *ebpf.VariableSpec `ebpf:"frozen"`
 	RuntimeLaunchProbes *ebpf.VariableSpec `ebpf:"runtime_launch_probes"`
 }
 
@@ -221,6 +223,7 @@ func (m *profilemateMaps) Close() error {
 //
 // It can be passed to loadProfilemateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type profilemateVariables struct {
+	Frozen              *ebpf.Variable `ebpf:"frozen"`
 	RuntimeLaunchProbes *ebpf.Variable `ebpf:"runtime_launch_probes"`
 }
 

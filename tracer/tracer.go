@@ -299,7 +299,11 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 	for {
 		select {
 		case <-ctx.Done():
-			detachErr := t.att.close()
+			// Freeze the steps first: the probes are detached one link
+			// at a time, and a step_begin gone before the launch probes
+			// would leave a newer step's launches to the one before.
+			freezeErr := t.objs.Frozen.Set(uint32(1))
+			detachErr := errors.Join(freezeErr, t.att.close())
 			if err := t.reader.Flush(); err != nil {
 				return errors.Join(detachErr, err)
 			}
