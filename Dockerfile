@@ -7,9 +7,11 @@
 # Makefile builds the static binary. Final stage: the binary alone.
 #
 # Needs, at build time only, an image named debian:bookworm (Docker Hub's, or
-# the one scripts/container-test.sh makes with debootstrap + podman import),
-# Debian's package mirror and the Go module proxy (for the Go toolchain named
-# in go.mod and the modules).
+# the one scripts/container-test.sh makes with debootstrap + podman import)
+# whose apt sources reach a Debian mirror, and a Go module proxy (for the Go
+# toolchain named in go.mod and the modules), passed in as the builder has it:
+#
+#   --build-arg GOPROXY="$(go env GOPROXY)" [--build-arg GOSUMDB="$(go env GOSUMDB)"]
 
 FROM debian:bookworm AS build
 
@@ -23,14 +25,19 @@ RUN apt-get update -qq \
 # golang-go is too old), checked against a pinned digest. Bump both with go.mod.
 ARG GO_VERSION=1.26.8
 ARG GO_SHA256=30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b31de7
-ARG GOPROXY=https://proxy.golang.org
-RUN curl -sSfLo /tmp/go.zip "${GOPROXY}/golang.org/toolchain/@v/v0.0.1-go${GO_VERSION}.linux-amd64.zip" \
+# No default: the proxy is the builder's (go env GOPROXY); its first URL
+# serves the toolchain.
+ARG GOPROXY
+ARG GOSUMDB
+RUN proxy=$(echo "${GOPROXY}" | tr ',|' '\n\n' | grep -m1 -E '^https?://') \
+ || { echo "no Go module proxy URL in GOPROXY='${GOPROXY}': build with --build-arg GOPROXY=\"\$(go env GOPROXY)\"" >&2; exit 1; } \
+ && curl -sSfLo /tmp/go.zip "${proxy%/}/golang.org/toolchain/@v/v0.0.1-go${GO_VERSION}.linux-amd64.zip" \
  && echo "${GO_SHA256}  /tmp/go.zip" | sha256sum -c - \
  && unzip -q /tmp/go.zip -d /tmp/go \
  && mv "/tmp/go/golang.org/toolchain@v0.0.1-go${GO_VERSION}.linux-amd64" /usr/local/go \
  && chmod -R a+rX /usr/local/go && chmod a+x /usr/local/go/bin/* /usr/local/go/pkg/tool/linux_amd64/* \
  && rm -rf /tmp/go /tmp/go.zip
-ENV PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOPROXY=${GOPROXY}
+ENV PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOPROXY=${GOPROXY} GOSUMDB=${GOSUMDB}
 
 WORKDIR /src
 # Modules in their own layer: only a go.mod/go.sum change downloads again.

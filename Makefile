@@ -1,5 +1,6 @@
-# profilemate-bpf. `make demo` and `make test` do all set-up on a fresh machine
-# once .ci/run's packages are installed; see README.md.
+# profilemate-bpf. `make demo` and `make test` do all set-up on a fresh Debian
+# machine with Go: run as root, they first install the Debian packages missing
+# from scripts/debian-packages (scripts/setup.sh); see README.md.
 SHELL := /bin/bash
 BUILD ?= $(CURDIR)/build
 PREFIX ?= /usr/local
@@ -8,9 +9,16 @@ COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin/profilemate-bpf
 
-.PHONY: all build generate generate-check marker sim demo test test-go test-python fuzz bench install container-test clean
+.PHONY: all setup setup-demo build generate generate-check marker sim demo test test-go test-python fuzz bench install container-test clean
 
 all: build marker sim
+
+# The Debian packages of scripts/debian-packages: installed where missing when
+# run as root, else one line names the command. demo needs fewer than test.
+setup:
+	@scripts/setup.sh test
+setup-demo:
+	@scripts/setup.sh demo
 
 # A static binary: it runs on any Linux host and in a minimal container image.
 # Always run: go's own cache makes it cheap, and the version stamp stays true.
@@ -34,10 +42,13 @@ sim:
 
 # The main job against the simulated server: start it, trace its API server
 # for a few seconds, print the table, stop it.
-demo: build marker sim
+# Set-up first, then the rest: a recursive make keeps that order under -j.
+demo: setup-demo
+	$(MAKE) build marker sim
 	./scripts/demo.sh
 
-test: generate-check build marker sim test-go test-python container-test
+test: setup
+	$(MAKE) generate-check build marker sim test-go test-python container-test
 
 test-go:
 	go vet ./...

@@ -10,6 +10,9 @@ type Report struct {
 	Processes      []Process         // labels for the pids of Steps and Activity
 	Activity       []ProcessActivity // per-process totals over the whole trace
 	DroppedRecords uint64            // step records the tracer lost
+	// StepsBeforeProbes counts steps the tracer left out: they began
+	// before every CUDA probe of their process was live.
+	StepsBeforeProbes uint64
 	// NoLaunchProbes says kernel launches were not probed
 	// (--launches=false): their counts are zero because nobody counted.
 	NoLaunchProbes bool

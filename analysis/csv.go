@@ -12,13 +12,14 @@ import (
 var csvHeader = []string{
 	"timestamp_sec", "phase", "batch_size", "num_tokens", "duration_ms", "throughput_tokens_per_sec",
 	"pid", "step", "cpu_ms", "interval_ms", "launches", "graph_launches", "sync_wait_ms",
-	"rank", "process", "num_prefill_reqs", "num_prefill_tokens", "forward_ms",
+	"rank", "process", "num_prefill_reqs", "num_prefill_tokens", "forward_ms", "status",
 }
 
 // WriteCSV writes the header and one line per row, in the order given. Times
 // in ms have 3 decimals (microseconds), timestamps 6; values that never came
 // (cpu_ms without sample_end, a process's last interval_ms, rank of a process
-// without one, launches when they were not probed) are empty cells.
+// without one, launches when they were not probed) are empty cells, and so is
+// the status of a finished step.
 func WriteCSV(w io.Writer, rows []Row) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(csvHeader); err != nil {
@@ -57,6 +58,7 @@ func csvRecord(r Row) []string {
 		fmtUint(uint64(r.NumPrefillReqs)),
 		fmtUint(uint64(r.NumPrefillTokens)),
 		fmtOpt(r.ForwardMs),
+		string(r.Status),
 	}
 }
 

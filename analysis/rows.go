@@ -38,10 +38,32 @@ type Row struct {
 	NumPrefillReqs   uint32
 	NumPrefillTokens uint32
 	ForwardMs        OptMs // step_begin -> forward_end
+	// Status is empty for a finished step; for one that never finished,
+	// why: its duration is then the fallback of the points that came.
+	Status Status
 
 	// Not CSV columns: what the timeline needs to draw the step.
 	BeginNs       uint64 // step_begin on the steps' clock (CLOCK_MONOTONIC)
 	OutputReadyMs OptMs  // step_begin -> output_ready; DurationMs falls back where it is absent
+}
+
+// Status says why a row's step never finished.
+type Status string
+
+const (
+	StatusFinished  Status = ""
+	StatusOpenAtEnd Status = "open_at_end" // still running when the trace ended
+	StatusEvicted   Status = "evicted"     // flushed when a newer step needed its slot
+)
+
+func statusOf(s Step) Status {
+	switch {
+	case s.OpenAtEnd:
+		return StatusOpenAtEnd
+	case s.Evicted:
+		return StatusEvicted
+	}
+	return StatusFinished
 }
 
 const nsPerMs = 1e6
@@ -130,6 +152,7 @@ func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool) 
 			ForwardMs:        since(s.BeginNs, s.ForwardEndNs),
 			BeginNs:          s.BeginNs,
 			OutputReadyMs:    since(s.BeginNs, s.OutputReadyNs),
+			Status:           statusOf(s),
 		}
 		if d.Ms > 0 {
 			r.ThroughputTokensPerSec = float64(s.NumTokens) / (d.Ms / 1e3)

@@ -26,6 +26,12 @@ type Step struct {
 	LaunchesUncounted bool
 	GraphLaunches     uint32 // CUDA graph launches
 	SyncWaitNs        uint64 // time blocked in CUDA synchronization while the step was open
+
+	// Evicted: flushed unfinished, a newer step of the process needed its
+	// slot. OpenAtEnd: still open when the trace ended. Either way the
+	// step has the points that came, and its row says which it was.
+	Evicted   bool
+	OpenAtEnd bool
 }
 
 // Process describes one traced process for labelling rows and table lines.

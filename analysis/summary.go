@@ -30,6 +30,14 @@ type TraceInfo struct {
 	Steps                int `json:"steps"`
 	TimedSteps           int `json:"timed_steps"`
 	StepsWithoutDuration int `json:"steps_without_duration"`
+	// StepsOpenAtEnd counts the steps still open when the trace ended:
+	// rows with status open_at_end where a point came after step_begin,
+	// else among StepsWithoutDuration.
+	StepsOpenAtEnd int `json:"steps_open_at_end"`
+	// StepsBeforeProbes counts steps left out because they began before
+	// every CUDA probe of their process was live: their launch and
+	// synchronization counts would have started late.
+	StepsBeforeProbes uint64 `json:"steps_before_probes"`
 	// DroppedRecords counts step records lost before they reached user space
 	// (a full ring buffer), as reported by the tracer.
 	DroppedRecords uint64 `json:"dropped_records"`
@@ -78,6 +86,8 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 			Steps:                len(r.Steps),
 			TimedSteps:           len(rows),
 			StepsWithoutDuration: withoutDuration,
+			StepsOpenAtEnd:       openAtEnd(r.Steps),
+			StepsBeforeProbes:    r.StepsBeforeProbes,
 			DroppedRecords:       r.DroppedRecords,
 			LaunchesProbed:       !r.NoLaunchProbes,
 			LaunchesSampled:      r.LaunchesSampled,
@@ -87,6 +97,16 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 		Ranks:     rankSpreads(rows, procs),
 		Activity:  activitySummaries(r.Activity, r.durationSec()),
 	}
+}
+
+func openAtEnd(steps []Step) int {
+	n := 0
+	for _, s := range steps {
+		if s.OpenAtEnd {
+			n++
+		}
+	}
+	return n
 }
 
 func processSummaries(rows []Row, procs processes) []ProcessSummary {

@@ -21,6 +21,17 @@
  * Triton) are counted at the driver. A mark, not a time window: a thread can
  * be preempted for any time between the two calls.
  *
+ * Complete steps only: a process's steps open once it is armed, that is once
+ * every CUDA probe it can hit is live. Two ways arm it: the tracer, after it
+ * attached every CUDA library the process maps (armed_procs, for the exec
+ * generation it looked at), and the process itself, on its first call into a
+ * CUDA library whose probes are all attached (lib_ready, keyed by the link's
+ * cookie): a worker started during the trace on libraries already probed is
+ * armed by its warm-up, before its first step. Every launch, graph launch and
+ * synchronization reaches the driver, so the driver being live is what
+ * counts (the runtime, where launches are counted there). Forked children
+ * inherit it with their parent's mappings; exec drops it.
+ *
  * Needs: BPF cookies (5.15), ring buffers (5.8), tp_btf (5.5), uprobe
  * ref_ctr_offset (4.20), uprobe_multi links (6.6: one link per program
  * and library, detached with one RCU wait instead of one per probe).
@@ -84,6 +95,24 @@ struct {
 } usdt_specs SEC(".maps");
 
 
+/* CUDA libraries whose probes are all attached: LIB_READY_* by library id,
+ * the cookie of each of the library's links. Set by the tracer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} lib_ready SEC(".maps");
+
+/* Processes the tracer armed: tgid -> the exec generation it saw, plus one,
+ * so that an exec after the tracer read the process's maps disarms it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} armed_procs SEC(".maps");
+
 /* Set by the tracer once it probes runtime launch functions, which it does
  * only where a driver's cannot be probed. Until then no driver launch is the
  * second half of a runtime launch, and the launch path skips the thread
@@ -96,6 +125,11 @@ volatile __u32 runtime_launch_probes;
  * launches (live for a second now and then) because each probed launch
  * costs the launching thread about a microsecond. */
 volatile __u32 launch_epoch;
+/* Set by the tracer when the trace ends, before it detaches the probes (which
+ * go one link at a time): from then on no step opens, finishes or counts, so
+ * the steps still open are read as they stood at the end, and no step takes
+ * the launches of a newer one whose step_begin probe went first. */
+volatile __u32 frozen;
 
 static const struct proc_state zero_proc;
 static const struct thread_state zero_thread;
@@ -114,6 +148,36 @@ static __always_inline struct thread_state *current_thread(void)
 		return t;
 	bpf_map_update_elem(&threads, &tid, &zero_thread, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&threads, &tid);
+}
+
+/* Whether the process's steps may open: armed by itself or by the tracer. */
+static __always_inline bool is_armed(struct proc_state *p, __u32 tgid)
+{
+	__u32 *gen;
+
+	if (p->armed)
+		return true;
+	gen = bpf_map_lookup_elem(&armed_procs, &tgid);
+	if (gen && *gen == p->exec_gen + 1) {
+		p->armed = 1;
+		return true;
+	}
+	return false;
+}
+
+/* A CUDA probe fired in process p: if every probe of its library is attached
+ * and that library is where the process's CUDA calls are counted, p is armed. */
+static __always_inline void arm_from(struct pt_regs *ctx, struct proc_state *p)
+{
+	__u32 id, want = runtime_launch_probes ? LIB_READY_RUNTIME : LIB_READY_DRIVER;
+	__u32 *ready;
+
+	if (p->armed)
+		return;
+	id = bpf_get_attach_cookie(ctx);
+	ready = bpf_map_lookup_elem(&lib_ready, &id);
+	if (ready && *ready == want)
+		p->armed = 1;
 }
 
 static __always_inline struct step_record *slot_of(struct proc_state *p, __u64 step_id)
@@ -215,12 +279,17 @@ int usdt_step_begin(struct pt_regs *ctx)
 	struct step_record *s;
 	__u64 id;
 
-	if (!p)
+	if (!p || frozen)
 		return 0;
 	spec = usdt_spec_of(ctx);
 	id = usdt_arg(ctx, spec, 0);
 	if (!id)
 		return 0;
+	if (!is_armed(p, bpf_get_current_pid_tgid() >> 32)) {
+		/* Some of its CUDA calls would go uncounted: left out. */
+		__sync_fetch_and_add(&p->steps_unarmed, 1);
+		return 0;
+	}
 	s = slot_of(p, id);
 	if (s->begin_ns && s->step_id != id) {
 		s->flags |= STEP_EVICTED;
@@ -245,7 +314,11 @@ int usdt_step_begin(struct pt_regs *ctx)
  * is traced and the step was seen to begin. */
 static __always_inline struct step_record *probed_step(struct pt_regs *ctx)
 {
-	struct proc_state *p = current_proc();
+	struct proc_state *p;
+
+	if (frozen)
+		return NULL;
+	p = current_proc();
 
 	return p ? open_step(p, usdt_arg(ctx, usdt_spec_of(ctx), 0)) : NULL;
 }
@@ -302,13 +375,14 @@ static __always_inline void count_launch(struct proc_state *p, bool graph)
 
 /* A launch through the runtime: count it and mark the thread, so that the
  * driver launch it makes next is not counted again. */
-static __always_inline int runtime_launch(bool graph)
+static __always_inline int runtime_launch(struct pt_regs *ctx, bool graph)
 {
 	struct proc_state *p = current_proc();
 	struct thread_state *t;
 
-	if (!p)
+	if (!p || frozen)
 		return 0;
+	arm_from(ctx, p);
 	count_launch(p, graph);
 	t = current_thread();
 	if (t) {
@@ -322,15 +396,16 @@ static __always_inline int runtime_launch(bool graph)
 
 /* A launch at the driver: the same launch as the runtime's that marked this
  * thread, or one straight from a library such as cuBLAS. */
-static __always_inline int driver_launch(bool graph)
+static __always_inline int driver_launch(struct pt_regs *ctx, bool graph)
 {
 	struct proc_state *p = current_proc();
 	struct thread_state *t = NULL;
 
 	/* Every launch of every process mapping the driver comes here: the
 	 * untraced leave after one lookup. */
-	if (!p)
+	if (!p || frozen)
 		return 0;
+	arm_from(ctx, p);
 	/* Kernel launches are marked only while runtime launch probes exist;
 	 * graph launches always are. A lookup, not current_thread(): a thread
 	 * that never launched through the runtime needs no entry. */
@@ -361,7 +436,7 @@ static __always_inline int driver_launch(bool graph)
 SEC("uprobe.multi")
 int rt_launch(struct pt_regs *ctx)
 {
-	return runtime_launch(false);
+	return runtime_launch(ctx, false);
 }
 
 /* Driver kernel launches:
@@ -374,21 +449,21 @@ int rt_launch(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int drv_launch(struct pt_regs *ctx)
 {
-	return driver_launch(false);
+	return driver_launch(ctx, false);
 }
 
 /* cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream); */
 SEC("uprobe.multi")
 int rt_graph_launch(struct pt_regs *ctx)
 {
-	return runtime_launch(true);
+	return runtime_launch(ctx, true);
 }
 
 /* CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream); */
 SEC("uprobe.multi")
 int drv_graph_launch(struct pt_regs *ctx)
 {
-	return driver_launch(true);
+	return driver_launch(ctx, true);
 }
 
 /* Entry of a blocking call: cudaStreamSynchronize, cudaDeviceSynchronize,
@@ -398,10 +473,12 @@ int drv_graph_launch(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int sync_enter(struct pt_regs *ctx)
 {
+	struct proc_state *p = current_proc();
 	struct thread_state *t;
 
-	if (!current_proc())
+	if (!p || frozen)
 		return 0;
+	arm_from(ctx, p);
 	t = current_thread();
 	if (!t)
 		return 0;
@@ -419,7 +496,7 @@ int sync_exit(struct pt_regs *ctx)
 	__u32 tid;
 	__u64 waited;
 
-	if (!p)
+	if (!p || frozen)
 		return 0;
 	tid = (__u32)bpf_get_current_pid_tgid();
 	t = bpf_map_lookup_elem(&threads, &tid);
@@ -455,10 +532,37 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 pid = BPF_CORE_READ(child, pid);
 	__u32 tgid = BPF_CORE_READ(child, tgid);
 
+	struct proc_state *pp, *cp;
+	bool armed;
+
 	if (pid != tgid) /* a new thread, not a new process */
 		return 0;
-	if (!bpf_map_lookup_elem(&procs, &ptgid))
+	pp = bpf_map_lookup_elem(&procs, &ptgid);
+	if (!pp)
 		return 0;
+	/* The child has its parent's mappings, probed or not, until it execs. */
+	armed = is_armed(pp, ptgid);
 	bpf_map_update_elem(&procs, &tgid, &zero_proc, BPF_NOEXIST);
+	if (armed) {
+		cp = bpf_map_lookup_elem(&procs, &tgid);
+		if (cp)
+			cp->armed = 1;
+	}
+	return 0;
+}
+
+struct linux_binprm;
+
+/* An exec replaces the process's mappings: it is armed again once the
+ * libraries it maps now are seen to be probed. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
+{
+	struct proc_state *p = current_proc();
+
+	if (p) {
+		p->armed = 0;
+		__sync_fetch_and_add(&p->exec_gen, 1);
+	}
 	return 0;
 }

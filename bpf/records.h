@@ -43,18 +43,29 @@ _Static_assert(sizeof(struct step_record) == 88, "step_record layout");
 
 /* Per traced process: its open steps and its CUDA activity over the trace.
  * An entry exists exactly for the processes being traced, so the programs'
- * process filter and their state are one map lookup. */
+ * process filter and their state are one map lookup.
+ *
+ * A process is armed once every CUDA probe it can hit is live; only then do
+ * its steps open, so that no step is written with counts that started late.
+ * Steps that begin before are counted in steps_unarmed and left out. */
 struct proc_state {
 	__u64 newest_step;   /* step_id of the latest step_begin, 0 before any */
 	__u32 step_tid;      /* thread that fired that step_begin */
-	__u32 _pad;
+	__u32 exec_gen;      /* execs since it was traced: the tracer arms a generation */
 	__u64 launches;      /* whole trace, inside steps or not */
 	__u64 graph_launches;
 	__u64 sync_wait_ns;
 	__u64 syncs;
+	__u64 steps_unarmed; /* step_begins before the process was armed */
+	__u8 armed;          /* reset by exec, which maps new libraries */
+	__u8 _pad[7];
 	struct step_record open[MAX_OPEN_STEPS]; /* slot = step_id % MAX_OPEN_STEPS */
 };
-_Static_assert(sizeof(struct proc_state) == 48 + MAX_OPEN_STEPS * 88, "proc_state layout");
+_Static_assert(sizeof(struct proc_state) == 64 + MAX_OPEN_STEPS * 88, "proc_state layout");
+
+/* lib_ready values: every probe of the CUDA library with that id is attached. */
+#define LIB_READY_DRIVER 1
+#define LIB_READY_RUNTIME 2
 
 /* How to read one USDT argument, parsed by the tracer from the probe's note
  * (".note.stapsdt" argument string such as "-8@%rdi" or "-8@-16(%rbp)"). */

@@ -7,6 +7,11 @@
 # here with debootstrap and `podman import` (once; kept in podman's storage;
 # CONTAINER_REBUILD_BASE=1 makes it again). The build itself fetches Debian
 # packages and the Go toolchain and modules from the Go module proxy.
+#
+# Which mirror and which proxy is the builder's own configuration, never
+# written here: Debian's from the host's apt sources (DEBIAN_MIRROR and
+# DEBIAN_SECURITY_MIRROR override them), the Go module proxy from
+# `go env GOPROXY` (and GOSUMDB), passed to the build as arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +39,7 @@ if [ "${1:-}" = --seccomp-profile ]; then seccomp_profile; exit; fi
 
 IMAGE=${IMAGE:-localhost/profilemate-bpf:test}
 BASE=localhost/debian:bookworm
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
 TRACE=${TRACE_DURATION:-5s}
 start=$SECONDS
 
@@ -43,16 +48,51 @@ step() { echo "container-test: [$((SECONDS - start))s] $*"; }
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (podman rootful: the tracer needs the host's PID namespace and CAP_BPF)"
 
-need=()
-command -v podman >/dev/null || need+=(podman)
-command -v runc >/dev/null || need+=(runc)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-if [ ${#need[@]} -gt 0 ]; then
-	step "installing ${need[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || fail "apt-get install ${need[*]}"
-fi
+scripts/setup.sh test || fail "scripts/setup.sh test (podman, runc, debootstrap)"
+
+# apt_uri SUITE: the first URI the host's apt sources give for SUITE, in the
+# one-line format (sources.list, *.list) or deb822 (*.sources).
+apt_uri() {
+	local suite=$1 f
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -r "$f" ] || continue
+		awk -v s="$suite" '$1 == "deb" {
+			i = 2
+			if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+			if ($(i + 1) == s) { print $i; exit }
+		}' "$f"
+	done
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -r "$f" ] || continue
+		awk -v s="$suite" 'BEGIN { RS = ""; FS = "\n" }
+		{
+			types = uris = suites = ""; enabled = "yes"
+			for (i = 1; i <= NF; i++) {
+				if ($i ~ /^#/ || !match($i, /^[A-Za-z-]+:/)) continue
+				key = tolower(substr($i, 1, RLENGTH - 1)); val = substr($i, RLENGTH + 1)
+				gsub(/^[ \t]+|[ \t]+$/, "", val)
+				if (key == "types") types = val
+				else if (key == "uris") uris = val
+				else if (key == "suites") suites = val
+				else if (key == "enabled") enabled = tolower(val)
+			}
+			if (enabled != "no" && (" " types " ") ~ / deb / && (" " suites " ") ~ (" " s " ")) {
+				split(uris, u, " "); print u[1]; exit
+			}
+		}' "$f"
+	done | head -1
+}
+MIRROR=${DEBIAN_MIRROR:-$(apt_uri "$SUITE")}
+SECURITY=${DEBIAN_SECURITY_MIRROR:-$(apt_uri "$SUITE-security")}
+[ -n "$MIRROR" ] || fail "no Debian mirror for $SUITE in the host's apt sources (/etc/apt/sources.list*): set DEBIAN_MIRROR=URL"
+[ -n "$SECURITY" ] || fail "no Debian security mirror for $SUITE-security in the host's apt sources (/etc/apt/sources.list*): set DEBIAN_SECURITY_MIRROR=URL"
+GOPROXY=${GOPROXY:-$(go env GOPROXY 2>/dev/null || true)}
+GOSUMDB=${GOSUMDB:-$(go env GOSUMDB 2>/dev/null || true)}
+case ",$GOPROXY," in
+*,http://* | *,https://* | *"|http"*) ;;
+*) fail "no Go module proxy URL in GOPROXY=${GOPROXY:-(unset)} (go env GOPROXY): the image build fetches the Go toolchain from one; set GOPROXY=URL" ;;
+esac
+step "Debian mirror $MIRROR, security $SECURITY; GOPROXY=$GOPROXY"
 
 # runc rather than Debian's default crun: crun refuses hybrid cgroup hosts
 # (cgroup v1 with a controller on the v2 hierarchy, as on this CI's VMs).
@@ -68,13 +108,13 @@ else
 	step "making base image $BASE with debootstrap"
 	root=$(mktemp -d /var/tmp/bookworm.XXXXXX)
 	trap 'rm -rf "$root"' EXIT
-	debootstrap --variant=minbase --include=ca-certificates bookworm "$root" "$MIRROR" >"$root.log" 2>&1 \
+	debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$root" "$MIRROR" >"$root.log" 2>&1 \
 		|| { tail -20 "$root.log" >&2; fail "debootstrap (log: $root.log)"; }
 	rm -f "$root.log"
 	cat >"$root/etc/apt/sources.list" <<SOURCES
-deb $MIRROR bookworm main
-deb $MIRROR bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECURITY $SUITE-security main
 SOURCES
 	# Trust what the host trusts: where HTTPS goes through an intercepting
 	# proxy (as here), its CA is in the host's bundle and the build's
@@ -96,7 +136,8 @@ fi
 
 step "building $IMAGE"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-"${PODMAN[@]}" build "${LIMITS[@]}" --build-arg COMMIT="$commit" -t "$IMAGE" . \
+"${PODMAN[@]}" build "${LIMITS[@]}" --build-arg COMMIT="$commit" \
+	--build-arg GOPROXY="$GOPROXY" --build-arg GOSUMDB="$GOSUMDB" -t "$IMAGE" . \
 	|| fail "podman build"
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 step "image $IMAGE: $((size / 1024 / 1024)) MiB"

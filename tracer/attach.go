@@ -23,6 +23,8 @@ type Library struct {
 	Failed  []string // functions it exports that the kernel would not probe
 
 	host           string // where the tracer opens it
+	id             uint32 // a CUDA library's id: the cookie of its links, its lib_ready index
+	ready          bool   // a CUDA library whose probes are all attached (lib_ready)
 	installed      bool   // probed where installed, before a process mapped it
 	runtimeLaunch  bool   // a runtime whose launch functions are probed
 	driverLaunches int    // a driver's probed launch functions
@@ -60,6 +62,10 @@ func statKey(host string) (libKey, bool) {
 	return libKey{"stat:" + strconv.FormatUint(sys.Dev, 10), sys.Ino}, true
 }
 
+// probeHook, when set (by tests), is called before each library is probed:
+// it can run a process's steps while some probes are live and others not.
+var probeHook func(kind LibKind)
+
 // attacher attaches the programs once per library inode: a uprobe on a file
 // fires in every process that maps it, and the programs filter on the traced
 // processes themselves.
@@ -70,6 +76,7 @@ type attacher struct {
 	libs     map[libKey]*Library // by maps key and by stat key
 	failed   map[libKey]error
 	nextSpec uint32
+	nextLib  uint32 // ids of CUDA libraries
 	// runtimeLaunches is set once a driver's launch functions could not
 	// be probed: launches are then counted at the runtimes.
 	runtimeLaunches bool
@@ -142,8 +149,16 @@ func (a *attacher) attachInstalled(pid int, path string) (*Library, error) {
 // probe attaches the programs of kind to the file at host (path in pid) and
 // records the library under keys.
 func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey) (*Library, error) {
+	if probeHook != nil {
+		probeHook(kind)
+	}
 	lib := &Library{Kind: kind, Path: path, host: host}
 	var err error
+	switch kind {
+	case LibRuntime, LibDriver:
+		lib.id = a.nextLib
+		a.nextLib++
+	}
 	switch kind {
 	case LibMarker:
 		err = a.attachMarker(lib)
@@ -167,7 +182,62 @@ func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey
 		a.runtimeLaunches = true
 		a.probeRuntimeLaunches()
 	}
+	a.setReady(lib, true)
 	return lib, nil
+}
+
+// setReady tells the programs whether every probe of a CUDA library is
+// attached: a process calling into a ready library where its calls are
+// counted (the driver, or the runtime where launches are counted there) is
+// armed, and its steps open from then on.
+func (a *attacher) setReady(lib *Library, ready bool) {
+	if lib.Kind != LibRuntime && lib.Kind != LibDriver {
+		return
+	}
+	var v uint32
+	if ready {
+		v = libReadyDriver
+		if lib.Kind == LibRuntime {
+			v = libReadyRuntime
+		}
+	}
+	// An id past the map's end only leaves the arming to the tracer.
+	if err := a.objs.LibReady.Put(lib.id, v); err == nil {
+		lib.ready = ready
+	}
+}
+
+// The lib_ready values (LIB_READY_* in bpf/records.h).
+const (
+	libReadyDriver  = 1
+	libReadyRuntime = 2
+)
+
+// live reports whether the CUDA libraries among maps are all probed, so
+// that every CUDA call of a process with these mappings is counted: at
+// least one is, and none is waiting to be (one the kernel refused counts as
+// settled). With every CUDA class of probes left out there is nothing to
+// wait for.
+func (a *attacher) live(maps []Mapping) bool {
+	if a.leave.Has(ClassLaunch) && a.leave.Has(ClassGraph) && a.leave.Has(ClassSync) {
+		return true
+	}
+	live, ready := true, false
+	for _, m := range maps {
+		kind := Classify(m.Path)
+		if kind != LibRuntime && kind != LibDriver {
+			continue
+		}
+		key := libKey{m.Dev, m.Inode}
+		switch lib := a.libs[key]; {
+		case lib != nil && lib.ready:
+			ready = true
+		case a.failed[key] != nil:
+		default:
+			live = false
+		}
+	}
+	return live && ready
 }
 
 // probeRuntimeLaunches adds launch probes to every runtime probed so far,
@@ -183,9 +253,12 @@ func (a *attacher) probeRuntimeLaunches() {
 			continue
 		}
 		lib.runtimeLaunch = true
+		// Not ready until its launches are probed too.
+		a.setReady(lib, false)
 		if err := a.attachSymbols(lib, []probeSet{runtimeLaunchProbes}); err != nil {
 			lib.Failed = append(lib.Failed, err.Error())
 		}
+		a.setReady(lib, true)
 	}
 }
 
@@ -237,9 +310,11 @@ func (a *attacher) attachMulti(lib *Library, dst *[]link.Link, ex *link.Executab
 		return nil
 	}
 	try := func(syms []string) error {
+		// The cookie names the library, for the programs' lib_ready.
 		opts := &link.UprobeMultiOptions{}
 		for _, s := range syms {
 			opts.Addresses = append(opts.Addresses, offsets[s])
+			opts.Cookies = append(opts.Cookies, uint64(lib.id))
 		}
 		attach := ex.UprobeMulti
 		if ret {

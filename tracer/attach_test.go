@@ -396,10 +396,10 @@ func TestTraceSampledLaunches(t *testing.T) {
 	}()
 	fmt.Fprintln(w.stdin, "go") // steps 1-3, probes live
 	w.expect(t, "done")
-	tr.toggleLaunches() // window ends
+	tr.toggleLaunches()              // window ends
 	fmt.Fprintln(w.stdin, "steps 3") // steps 4-6
 	w.expect(t, "done")
-	tr.toggleLaunches() // the next window
+	tr.toggleLaunches()              // the next window
 	fmt.Fprintln(w.stdin, "steps 3") // steps 7-9
 	w.expect(t, "done")
 	time.Sleep(200 * time.Millisecond)

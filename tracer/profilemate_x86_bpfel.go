@@ -17,11 +17,14 @@ type profilemateProcState struct {
 	_             structs.HostLayout
 	NewestStep    uint64
 	StepTid       uint32
-	Pad           uint32
+	ExecGen       uint32
 	Launches      uint64
 	GraphLaunches uint64
 	SyncWaitNs    uint64
 	Syncs         uint64
+	StepsUnarmed  uint64
+	Armed         uint8
+	Pad           [7]uint8
 	Open          [4]profilemateStepRecord
 }
 
@@ -75,13 +78,16 @@ type profilemateUsdtSpec struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	profilemateMapArmedProcs          = "armed_procs"
 	profilemateMapDrops               = "drops"
 	profilemateMapEvents              = "events"
+	profilemateMapLibReady            = "lib_ready"
 	profilemateMapProcs               = "procs"
 	profilemateMapThreads             = "threads"
 	profilemateMapUsdtSpecs           = "usdt_specs"
 	profilemateProgDrvGraphLaunch     = "drv_graph_launch"
 	profilemateProgDrvLaunch          = "drv_launch"
+	profilemateProgOnExec             = "on_exec"
 	profilemateProgOnFork             = "on_fork"
 	profilemateProgRtGraphLaunch      = "rt_graph_launch"
 	profilemateProgRtLaunch           = "rt_launch"
@@ -91,6 +97,7 @@ const (
 	profilemateProgUsdtOutputReady    = "usdt_output_ready"
 	profilemateProgUsdtSampleEnd      = "usdt_sample_end"
 	profilemateProgUsdtStepBegin      = "usdt_step_begin"
+	profilemateVarFrozen              = "frozen"
 	profilemateVarLaunchEpoch         = "launch_epoch"
 	profilemateVarRuntimeLaunchProbes = "runtime_launch_probes"
 )
@@ -139,6 +146,7 @@ type profilemateSpecs struct {
 type profilemateProgramSpecs struct {
 	DrvGraphLaunch  *ebpf.ProgramSpec `ebpf:"drv_graph_launch"`
 	DrvLaunch       *ebpf.ProgramSpec `ebpf:"drv_launch"`
+	OnExec          *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnFork          *ebpf.ProgramSpec `ebpf:"on_fork"`
 	RtGraphLaunch   *ebpf.ProgramSpec `ebpf:"rt_graph_launch"`
 	RtLaunch        *ebpf.ProgramSpec `ebpf:"rt_launch"`
@@ -154,17 +162,20 @@ type profilemateProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type profilemateMapSpecs struct {
-	Drops     *ebpf.MapSpec `ebpf:"drops"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Procs     *ebpf.MapSpec `ebpf:"procs"`
-	Threads   *ebpf.MapSpec `ebpf:"threads"`
-	UsdtSpecs *ebpf.MapSpec `ebpf:"usdt_specs"`
+	ArmedProcs *ebpf.MapSpec `ebpf:"armed_procs"`
+	Drops      *ebpf.MapSpec `ebpf:"drops"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	LibReady   *ebpf.MapSpec `ebpf:"lib_ready"`
+	Procs      *ebpf.MapSpec `ebpf:"procs"`
+	Threads    *ebpf.MapSpec `ebpf:"threads"`
+	UsdtSpecs  *ebpf.MapSpec `ebpf:"usdt_specs"`
 }
 
 // profilemateVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type profilemateVariableSpecs struct {
+	Frozen              *ebpf.VariableSpec `ebpf:"frozen"`
 	LaunchEpoch         *ebpf.VariableSpec `ebpf:"launch_epoch"`
 	RuntimeLaunchProbes *ebpf.VariableSpec `ebpf:"runtime_launch_probes"`
 }
@@ -189,17 +200,21 @@ func (o *profilemateObjects) Close() error {
 //
 // It can be passed to loadProfilemateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type profilemateMaps struct {
-	Drops     *ebpf.Map `ebpf:"drops"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Procs     *ebpf.Map `ebpf:"procs"`
-	Threads   *ebpf.Map `ebpf:"threads"`
-	UsdtSpecs *ebpf.Map `ebpf:"usdt_specs"`
+	ArmedProcs *ebpf.Map `ebpf:"armed_procs"`
+	Drops      *ebpf.Map `ebpf:"drops"`
+	Events     *ebpf.Map `ebpf:"events"`
+	LibReady   *ebpf.Map `ebpf:"lib_ready"`
+	Procs      *ebpf.Map `ebpf:"procs"`
+	Threads    *ebpf.Map `ebpf:"threads"`
+	UsdtSpecs  *ebpf.Map `ebpf:"usdt_specs"`
 }
 
 func (m *profilemateMaps) Close() error {
 	return _ProfilemateClose(
+		m.ArmedProcs,
 		m.Drops,
 		m.Events,
+		m.LibReady,
 		m.Procs,
 		m.Threads,
 		m.UsdtSpecs,
@@ -210,6 +225,7 @@ func (m *profilemateMaps) Close() error {
 //
 // It can be passed to loadProfilemateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type profilemateVariables struct {
+	Frozen              *ebpf.Variable `ebpf:"frozen"`
 	LaunchEpoch         *ebpf.Variable `ebpf:"launch_epoch"`
 	RuntimeLaunchProbes *ebpf.Variable `ebpf:"runtime_launch_probes"`
 }
@@ -220,6 +236,7 @@ type profilemateVariables struct {
 type profilematePrograms struct {
 	DrvGraphLaunch  *ebpf.Program `ebpf:"drv_graph_launch"`
 	DrvLaunch       *ebpf.Program `ebpf:"drv_launch"`
+	OnExec          *ebpf.Program `ebpf:"on_exec"`
 	OnFork          *ebpf.Program `ebpf:"on_fork"`
 	RtGraphLaunch   *ebpf.Program `ebpf:"rt_graph_launch"`
 	RtLaunch        *ebpf.Program `ebpf:"rt_launch"`
@@ -235,6 +252,7 @@ func (p *profilematePrograms) Close() error {
 	return _ProfilemateClose(
 		p.DrvGraphLaunch,
 		p.DrvLaunch,
+		p.OnExec,
 		p.OnFork,
 		p.RtGraphLaunch,
 		p.RtLaunch,

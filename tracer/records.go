@@ -37,13 +37,23 @@ func DecodeStep(raw []byte) (analysis.Step, error) {
 	if r.StepId == 0 || r.BeginNs == 0 || r.Pid == 0 {
 		return analysis.Step{}, fmt.Errorf("step record without step id, begin time or pid")
 	}
+	return stepOf(r), nil
+}
+
+// stepEvicted is STEP_EVICTED of bpf/records.h: the step was flushed
+// unfinished because a newer one needed its slot.
+const stepEvicted = 1
+
+// stepOf is the step a record describes.
+func stepOf(r profilemateStepRecord) analysis.Step {
 	return analysis.Step{
 		PID: r.Pid, StepID: r.StepId,
 		BeginNs: r.BeginNs, ForwardEndNs: r.ForwardEndNs, SampleEndNs: r.SampleEndNs, OutputReadyNs: r.OutputReadyNs,
 		NumReqs: r.NumReqs, NumTokens: r.NumTokens, NumPrefillReqs: r.NumPrefillReqs, NumPrefillTokens: r.NumPrefillTokens,
 		Launches: r.Launches, GraphLaunches: r.GraphLaunches, SyncWaitNs: r.SyncWaitNs,
 		LaunchesUncounted: r.Flags&stepLaunchesCounted == 0,
-	}, nil
+		Evicted:           r.Flags&stepEvicted != 0,
+	}
 }
 
 // readSteps reads records until the reader is closed or its deadline passes,

@@ -21,8 +21,9 @@ import (
 	"github.com/profilemate/profilemate-bpf/analysis"
 )
 
-// rescanEvery is how often Run looks for processes the fork hook added: a
-// new worker is picked up well within a second.
+// rescanEvery is how often Run looks for processes the fork hook added, and
+// at the libraries of processes not armed yet: a new worker is picked up well
+// within a second.
 const rescanEvery = 250 * time.Millisecond
 
 // ErrNoProcess is returned by Start when the PID names no process.
@@ -62,6 +63,8 @@ type ProcInfo struct {
 	PID    int
 	Title  string
 	Exited bool
+
+	armedGen uint32 // the exec generation the tracer armed, plus one; 0: none
 }
 
 // Label is the process as the analysis names it: title and tensor-parallel rank.
@@ -75,6 +78,7 @@ type Tracer struct {
 	objs   *profilemateObjects
 	att    *attacher
 	fork   link.Link
+	exec   link.Link
 	reader *ringbuf.Reader
 
 	mu       sync.Mutex
@@ -112,6 +116,12 @@ func Start(opts Options) (*Tracer, error) {
 			t.Close()
 			return nil, fmt.Errorf("attach the fork hook (tp_btf/sched_process_fork): %w", err)
 		}
+		// With it, the exec hook: a traced process that execs maps new
+		// libraries, and is armed again once they are seen probed.
+		if t.exec, err = link.AttachTracing(link.TracingOptions{Program: objs.OnExec}); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attach the exec hook (tp_btf/sched_process_exec): %w", err)
+		}
 	}
 	if t.reader, err = ringbuf.NewReader(objs.Events); err != nil {
 		t.Close()
@@ -125,7 +135,7 @@ func Start(opts Options) (*Tracer, error) {
 	for _, pid := range pids {
 		t.addProc(pid)
 	}
-	t.rescanMaps(time.Now())
+	t.rescanMaps(time.Now(), t.live())
 	if !opts.LeaveOut.Has(ClassLaunch) {
 		if err := t.setEpoch(1); err != nil {
 			t.Close()
@@ -202,12 +212,34 @@ func (t *Tracer) addProc(pid int) {
 	t.opts.Logf("process %d %s", pid, p.Title)
 }
 
-// rescanMaps looks for newly mapped libraries in every live traced process.
-func (t *Tracer) rescanMaps(now time.Time) {
-	t.lastMaps = now
+// live returns the traced processes not known to have exited.
+func (t *Tracer) live() []*ProcInfo {
+	out := make([]*ProcInfo, 0, len(t.procs))
 	for _, p := range t.procs {
+		if !p.Exited {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// rescanMaps looks for newly mapped libraries in the given processes, and
+// arms those whose CUDA libraries are now all probed. now, when not zero, is
+// the time of a look at every live process.
+func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
+	if !now.IsZero() {
+		t.lastMaps = now
+	}
+	for _, p := range procs {
 		if p.Exited {
 			continue
+		}
+		// The exec generation before the maps: an exec after this read
+		// disarms what is armed from it.
+		var st profilemateProcState
+		gen, known := uint32(0), t.objs.Procs.Lookup(uint32(p.PID), &st) == nil
+		if known {
+			gen = st.ExecGen
 		}
 		if !t.opts.Proc.Alive(p.PID) {
 			p.Exited = true
@@ -238,7 +270,18 @@ func (t *Tracer) rescanMaps(now time.Time) {
 			}
 		}
 		t.findInstalledMarkers(p.PID, maps)
+		if live := t.att.live(maps); known && live && st.Armed == 0 && p.armedGen != gen+1 {
+			if err := t.objs.ArmedProcs.Put(uint32(p.PID), gen+1); err == nil {
+				p.armedGen = gen + 1
+			}
+		}
 	}
+}
+
+// armed reports whether the programs let process p's steps open, from its
+// state in the procs map.
+func (p *ProcInfo) armed(st *profilemateProcState) bool {
+	return st.Armed != 0 || p.armedGen == st.ExecGen+1
 }
 
 // findInstalledMarkers probes the marker where process pid's Python would
@@ -285,18 +328,28 @@ func (t *Tracer) scan(now time.Time) {
 	defer t.mu.Unlock()
 	var key uint32
 	var fresh []int
+	var unarmed []*ProcInfo
 	it := t.objs.Procs.Iterate()
 	var val profilemateProcState
 	for it.Next(&key, &val) {
-		if _, ok := t.procs[int(key)]; !ok {
+		p, ok := t.procs[int(key)]
+		switch {
+		case !ok:
 			fresh = append(fresh, int(key))
+		case !p.Exited && !p.armed(&val):
+			unarmed = append(unarmed, p)
 		}
 	}
 	for _, pid := range fresh {
 		t.addProc(pid)
 	}
-	if len(fresh) > 0 || now.Sub(t.lastMaps) >= time.Second {
-		t.rescanMaps(now)
+	switch {
+	case len(fresh) > 0 || now.Sub(t.lastMaps) >= time.Second:
+		t.rescanMaps(now, t.live())
+	case len(unarmed) > 0:
+		// Their steps are left out until their CUDA libraries are
+		// probed: look for those at every tick.
+		t.rescanMaps(time.Time{}, unarmed)
 	}
 }
 
@@ -326,16 +379,20 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 	for {
 		select {
 		case <-ctx.Done():
-			t.mu.Lock()
-			if t.epoch%2 == 1 { // steps still open lose launches from here on
-				_ = t.setEpoch(t.epoch + 1)
-			}
-			t.mu.Unlock()
-			detachErr := t.att.close()
+			// Freeze the steps first: the probes are detached one link
+			// at a time, and a step_begin gone before the launch probes
+			// would leave a newer step's launches to the one before.
+			freezeErr := t.objs.Frozen.Set(uint32(1))
+			detachErr := errors.Join(freezeErr, t.att.close())
 			if err := t.reader.Flush(); err != nil {
 				return errors.Join(detachErr, err)
 			}
-			return errors.Join(detachErr, <-done)
+			if err := <-done; err != nil {
+				return errors.Join(detachErr, err)
+			}
+			// No probe fires any more: what is still open stays so.
+			t.emitOpenSteps(emit)
+			return detachErr
 		case err := <-done:
 			return fmt.Errorf("read the ring buffer: %w", err)
 		case now := <-tick.C:
@@ -344,6 +401,48 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 			sample.Reset(t.toggleLaunches())
 		}
 	}
+}
+
+// emitOpenSteps hands emit every step still open in a traced process, as
+// far as it got, marked OpenAtEnd: a trace that ends in the middle of a long
+// prefill writes it with the points that came.
+func (t *Tracer) emitOpenSteps(emit func(analysis.Step)) {
+	var open []analysis.Step
+	for _, p := range t.Processes() {
+		var st profilemateProcState
+		if err := t.objs.Procs.Lookup(uint32(p.PID), &st); err != nil {
+			continue
+		}
+		for _, r := range st.Open {
+			if r.BeginNs == 0 || r.StepId == 0 || r.Pid == 0 {
+				continue
+			}
+			s := stepOf(r)
+			s.OpenAtEnd = true
+			// Its launches were counted up to the freeze if the probes
+			// were live all that time (submit's rule, at the end).
+			s.LaunchesUncounted = r.LaunchEpoch%2 == 0 || r.LaunchEpoch != t.epoch
+			open = append(open, s)
+		}
+	}
+	sort.Slice(open, func(i, j int) bool { return open[i].BeginNs < open[j].BeginNs })
+	for _, s := range open {
+		emit(s)
+	}
+}
+
+// StepsBeforeProbes returns how many steps were left out because they began
+// before every CUDA probe of their process was live: their counts would have
+// started late.
+func (t *Tracer) StepsBeforeProbes() uint64 {
+	var n uint64
+	for _, p := range t.Processes() {
+		var st profilemateProcState
+		if err := t.objs.Procs.Lookup(uint32(p.PID), &st); err == nil {
+			n += st.StepsUnarmed
+		}
+	}
+	return n
 }
 
 // Processes returns the traced processes, by PID.
@@ -402,6 +501,9 @@ func (t *Tracer) Close() error {
 	errs = append(errs, t.att.close())
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())
+	}
+	if t.exec != nil {
+		errs = append(errs, t.exec.Close())
 	}
 	if t.fork != nil {
 		errs = append(errs, t.fork.Close())

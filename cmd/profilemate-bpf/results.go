@@ -30,6 +30,7 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 		r.Processes = append(r.Processes, p.Label())
 	}
 	r.Steps, r.Activity, r.DroppedRecords = col.all(), tr.Activity(), dropped+invalid
+	r.StepsBeforeProbes = tr.StepsBeforeProbes()
 	res := analysis.Analyze(r)
 	files, err := analysis.Write(dir, res)
 	if err != nil {
@@ -59,6 +60,9 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 	if hint := openHint(more); hint != "" {
 		fmt.Fprint(stdout, hint)
 	}
+	if note := edgeNote(res.Summary.Trace); note != "" {
+		fmt.Fprintln(stderr, note)
+	}
 	if hint := launchCostHint(res.Summary); hint != "" {
 		fmt.Fprintln(stderr, hint)
 	}
@@ -83,6 +87,24 @@ func openHint(files []string) string {
 		return ""
 	}
 	return "\n" + b.String()
+}
+
+// edgeNote says what happened to the steps at the trace's edges, if any
+// were not written as finished rows: begun before their process's CUDA
+// probes were live (left out), or still open at the end (written as far as
+// they got, or counted without a duration).
+func edgeNote(t analysis.TraceInfo) string {
+	var parts []string
+	if t.StepsBeforeProbes > 0 {
+		parts = append(parts, fmt.Sprintf("%d steps left out that began before their process's CUDA probes were live (_trace.steps_before_probes)", t.StepsBeforeProbes))
+	}
+	if t.StepsOpenAtEnd > 0 {
+		parts = append(parts, fmt.Sprintf("%d steps still open when the trace ended, written as far as they got with status open_at_end, or counted in steps_without_duration where no point came after step_begin (_trace.steps_open_at_end)", t.StepsOpenAtEnd))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "profilemate-bpf: note: " + strings.Join(parts, "; ")
 }
 
 // The host time one probed kernel launch cost on the H200 hosts measured

@@ -59,6 +59,16 @@ func markerStatus(libs []*tracer.Library) (status, hint string) {
 	return "NOT found", markerHint
 }
 
+// hasCUDA reports whether a CUDA runtime or driver is among libs.
+func hasCUDA(libs []*tracer.Library) bool {
+	for _, l := range libs {
+		if l.Kind == tracer.LibRuntime || l.Kind == tracer.LibDriver {
+			return true
+		}
+	}
+	return false
+}
+
 // collector keeps the steps as they arrive from the ring buffer.
 type collector struct {
 	mu      sync.Mutex
@@ -128,14 +138,9 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	attachTime := time.Since(t0)
 
 	libs := tr.Libraries()
-	probes, cuda := 0, false
+	probes := 0
 	for _, l := range libs {
 		probes += l.Probes
-		cuda = cuda || l.Kind == tracer.LibRuntime || l.Kind == tracer.LibDriver
-	}
-	if !cuda {
-		return fail(exitNoCUDA, fmt.Errorf("no CUDA library (libcudart*.so*, libcuda.so*) is mapped by pid %d or its %d descendants: is it a vLLM server on a GPU?",
-			cfg.pid, len(tr.Processes())-1))
 	}
 	status, hint := markerStatus(libs)
 	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), status)
@@ -148,7 +153,14 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if cfg.leaveOut != 0 {
 		fmt.Fprintf(stderr, "  left out to measure their cost: %v\n", cfg.leaveOut)
 	}
-	if hint != "" && !cfg.leaveOut.Has(tracer.ClassMarker) {
+	// A server started with the tracer, a front end without torch, workers
+	// that restart: its CUDA processes may come later, and the fork hook
+	// follows the tree until they do.
+	waited := !hasCUDA(libs)
+	if waited {
+		fmt.Fprintf(stderr, "  waiting for CUDA processes: no CUDA library (libcudart*.so*, libcuda.so*) is mapped by pid %d or its %d descendants yet; following its process tree for %v\n",
+			cfg.pid, len(tr.Processes())-1, cfg.duration)
+	} else if hint != "" && !cfg.leaveOut.Has(tracer.ClassMarker) {
 		fmt.Fprintln(stderr, hint)
 	}
 
@@ -167,6 +179,17 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	if runErr != nil {
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", runErr)
+	}
+	if waited {
+		libs = tr.Libraries()
+		if !hasCUDA(libs) {
+			return fail(exitNoCUDA, fmt.Errorf("no CUDA library (libcudart*.so*, libcuda.so*) was mapped by pid %d or its %d descendants during the trace (%v): is it a vLLM server on a GPU?",
+				cfg.pid, len(tr.Processes())-1, time.Duration(endNs-startNs).Round(time.Millisecond)))
+		}
+		var hint string
+		if status, hint = markerStatus(libs); hint != "" && !cfg.leaveOut.Has(tracer.ClassMarker) {
+			fmt.Fprintln(stderr, hint)
+		}
 	}
 	title := ""
 	for _, p := range tr.Processes() {

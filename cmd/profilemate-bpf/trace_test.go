@@ -75,3 +75,15 @@ func TestServerName(t *testing.T) {
 		}
 	}
 }
+
+func TestEdgeNote(t *testing.T) {
+	if n := edgeNote(analysis.TraceInfo{}); n != "" {
+		t.Errorf("nothing at the edges, yet a note: %q", n)
+	}
+	n := edgeNote(analysis.TraceInfo{StepsBeforeProbes: 2, StepsOpenAtEnd: 1})
+	for _, want := range []string{"2 steps left out", "steps_before_probes", "1 steps still open", "open_at_end"} {
+		if !strings.Contains(n, want) {
+			t.Errorf("note %q lacks %q", n, want)
+		}
+	}
+}

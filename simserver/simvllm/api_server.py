@@ -1,7 +1,8 @@
 """The API server process: the root of the server's process tree.
 
 It loads the plugins and the CUDA libraries (as `import torch` maps them in
-a real API server, which launches nothing), starts EngineCore (one per
+a real API server, which launches nothing; not with --frontend-without-cuda,
+as a front end that does not import torch), starts EngineCore (one per
 data-parallel rank) after --start-delay, and on SIGTERM/SIGINT stops
 EngineCore, which stops the workers.
 """
@@ -21,7 +22,8 @@ def run(opts) -> int:
     """Serve until done or stopped; the exit code of the server."""
     stop = procs.StopFlag()
     load_general_plugins()
-    cuda.libs()
+    if not opts.frontend_without_cuda:
+        cuda.libs()
     if stop.wait(opts.start_delay):
         return 0
     ctx = multiprocessing.get_context(opts.start_method)

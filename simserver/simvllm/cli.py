@@ -18,6 +18,7 @@ class Options:
     runner: str
     start_method: str
     start_delay: float
+    frontend_without_cuda: bool
     truth_dir: Optional[str]
     sync: bool
     seed: int
@@ -74,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
                    help="multiprocessing start method of EngineCore and workers")
     p.add_argument("--start-delay", type=_non_negative("--start-delay"), default=0.0,
                    help="seconds the API server waits before starting EngineCore")
+    p.add_argument("--frontend-without-cuda", action="store_true",
+                   help="the API server maps no CUDA library, as a front end that does "
+                        "not import torch: only EngineCore and the workers do")
     p.add_argument("--truth-dir", metavar="DIR",
                    help="write truth_<pid>.csv per worker and server.json here "
                         "(created if missing)")

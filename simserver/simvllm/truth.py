@@ -10,7 +10,7 @@ from . import cuda
 
 COLUMNS = ("pid", "step", "begin_ns", "output_ready_ns", "phase", "batch_size",
            "num_tokens", "num_prefill_reqs", "num_prefill_tokens", "launches",
-           "graph_launches", "runner", "title")
+           "graph_launches", "runner", "title", "outer_begin_ns", "outer_ready_ns")
 
 
 @dataclass
@@ -32,6 +32,10 @@ class StepStamp:
     last launch was made (end of sample_tokens), output_ready() where the
     output reaches the host (get_output, or sample_tokens when synchronous).
     Launches are counted at the driver, where every launch passes once.
+    outer_begin_ns and outer_ready_ns are taken by the worker before it
+    calls execute_model and after get_output (or sample_tokens) returned:
+    around the marker's wrappers, so its probes fire inside
+    [outer_begin_ns, begin_ns] and [output_ready_ns, outer_ready_ns].
     """
 
     def __init__(self, step: int, begin_ns: int):
@@ -40,6 +44,7 @@ class StepStamp:
         self._start = cuda.libs().launch_counts()
         self.launches = self.graph_launches = 0
         self.output_ready_ns = 0
+        self.outer_begin_ns = self.outer_ready_ns = 0
 
     def launched(self) -> None:
         kernels, graphs = cuda.libs().launch_counts()
@@ -67,7 +72,7 @@ class TruthWriter:
             self.pid, stamp.step, stamp.begin_ns, stamp.output_ready_ns, plan.phase,
             plan.batch_size, plan.num_tokens, plan.num_prefill_reqs,
             plan.num_prefill_tokens, stamp.launches, stamp.graph_launches,
-            self.runner, self.title))
+            self.runner, self.title, stamp.outer_begin_ns, stamp.outer_ready_ns))
 
     def close(self) -> None:
         self._file.close()

@@ -9,6 +9,7 @@ import importlib
 import os
 import queue
 import threading
+import time
 import traceback
 
 from vllm.plugins import load_general_plugins
@@ -60,12 +61,22 @@ class Worker:
                               "runner": self.kind}))
 
     def step(self, scheduler_output, plan) -> None:
-        """Run one step; its completion is reported on `reply`."""
+        """Run one step; its completion is reported on `reply`.
+
+        The stamp's outer points are taken here, around the calls the
+        marker wraps: its step_begin fires between outer_begin and begin,
+        its output_ready between output_ready and outer_ready, however
+        long a busy machine keeps this thread from a core in between."""
+        outer_begin_ns = time.monotonic_ns()
         self.runner.execute_model(scheduler_output)
+        stamp = self.runner.current_stamp
+        if stamp is not None:
+            stamp.outer_begin_ns = outer_begin_ns
         output = self.runner.sample_tokens(None)
         if self.async_scheduling:
             self._outputs.put((output, plan))
         else:
+            self.runner.last_stamp.outer_ready_ns = time.monotonic_ns()
             self._finish(self.runner.last_stamp, plan)
 
     def _output_loop(self) -> None:
@@ -73,6 +84,7 @@ class Worker:
             while (item := self._outputs.get()) is not None:
                 output, plan = item
                 output.get_output()
+                output.sim_stamp.outer_ready_ns = time.monotonic_ns()
                 self._finish(output.sim_stamp, plan)
         except Exception:
             traceback.print_exc()

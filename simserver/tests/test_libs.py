@@ -1,6 +1,7 @@
 """The fake CUDA libraries: exported names, runtime -> driver forwarding,
 cuBLAS launching at the driver, and the virtual GPU queue's waits."""
 import ctypes
+import resource
 import subprocess
 import threading
 import time
@@ -169,31 +170,60 @@ def timed(fn, *args):
     return result, time.monotonic() - wall, time.process_time() - cpu
 
 
+# Timing on a busy machine (CI shares its cores): a thread may wait for a core
+# for tens of milliseconds at any point, so no check assumes it runs at once.
+# A wait is checked against the virtual GPU's own clock instead: it ends no
+# earlier than the point it waits for (exact, whatever the load) and within
+# LATE_S of it (a wake-up on a loaded core), and it sleeps.
+LATE_S = 0.1
+
+
+def now_ns():
+    return time.monotonic_ns()
+
+
+def check_waits_until(fn, args, until_ns, *, what):
+    """Call fn(*args), which must block until until_ns (CLOCK_MONOTONIC)."""
+    result, wait_s, cpu_s = timed(fn, *args)
+    returned = now_ns()
+    assert result in (0, None)  # cudaSuccess, or a wrapper's nothing
+    assert returned >= until_ns, f"{what} returned {(until_ns - returned) / 1e6:.1f} ms before the work was done"
+    assert returned - until_ns < LATE_S * 1e9, f"{what} returned {(returned - until_ns) / 1e6:.1f} ms after the work was done"
+    assert cpu_s < min(0.05, wait_s / 2 + 0.01), f"{what} must sleep, not spin ({cpu_s * 1e3:.1f} ms of CPU)"
+    return wait_s
+
+
 def test_launch_is_queued_and_sync_sleeps_until_done(rt):
-    result, launch_s, _ = timed(launch, rt.cudart, "cudaLaunchKernel", 300)
-    assert result == 0 and launch_s < 0.05
-    result, wait_s, cpu_s = timed(rt.cudart.cudaStreamSynchronize, None)
+    before = now_ns()
+    result = launch(rt.cudart, "cudaLaunchKernel", 300)
+    after = now_ns()
     assert result == 0
-    assert 0.2 < wait_s < 0.4
-    assert cpu_s < 0.05, "synchronization must sleep, not spin"
+    tail = rt.driver.simcuQueueTailNs()
+    # Queued, not run: the work ends 300 ms after the launch began, not
+    # before the launch returned.
+    assert before + 300e6 <= tail <= after + 300e6
+    check_waits_until(rt.cudart.cudaStreamSynchronize, (None,), tail, what="cudaStreamSynchronize")
 
 
 def test_work_queues_behind_earlier_work(rt):
+    start = now_ns()
     for _ in range(3):
         launch(rt.cudart, "cudaLaunchKernel", 100)
-    _, wait_s, _ = timed(rt.cudart.cudaDeviceSynchronize)
-    assert 0.25 < wait_s < 0.4
+    tail = rt.driver.simcuQueueTailNs()
+    assert tail >= start + 300e6, "three 100 ms kernels queue one after another"
+    check_waits_until(rt.cudart.cudaDeviceSynchronize, (), tail, what="cudaDeviceSynchronize")
 
 
 def test_event_waits_only_for_work_queued_before_it(rt):
     event = cuda.Event()
     launch(rt.cudart, "cudaLaunchKernel", 150)
+    event_at = rt.driver.simcuQueueTailNs()
     event.record()
     launch(rt.cudart, "cudaLaunchKernel", 300)
-    _, event_s, _ = timed(event.synchronize)
-    assert 0.1 < event_s < 0.3
-    _, rest_s, _ = timed(rt.cudart.cudaDeviceSynchronize)
-    assert rest_s > 0.2
+    tail = rt.driver.simcuQueueTailNs()
+    assert tail >= event_at + 300e6
+    check_waits_until(event.synchronize, (), event_at, what="the event")
+    check_waits_until(rt.cudart.cudaDeviceSynchronize, (), tail, what="cudaDeviceSynchronize")
 
 
 def test_dtoh_copy_to_pageable_waits_but_to_pinned_does_not(rt):
@@ -201,15 +231,26 @@ def test_dtoh_copy_to_pageable_waits_but_to_pinned_does_not(rt):
     pageable = ctypes.create_string_buffer(64)
     src = ctypes.create_string_buffer(64)
     launch(rt.cudart, "cudaLaunchKernel", 200)
-    _, pinned_s, _ = timed(rt.cudart.cudaMemcpyAsync, ctypes.c_void_p(pinned), src, 64, 2, None)
-    _, pageable_s, _ = timed(rt.cudart.cudaMemcpyAsync, pageable, src, 64, 2, None)
-    assert pinned_s < 0.05
-    assert 0.1 < pageable_s < 0.3
+    tail = rt.driver.simcuQueueTailNs()
+    # Not waited for: the thread does not sleep in it (a preemption on a
+    # busy core would be an involuntary switch, a wait a voluntary one).
+    sleeps = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+    assert rt.cudart.cudaMemcpyAsync(ctypes.c_void_p(pinned), src, 64, 2, None) == 0
+    assert resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw == sleeps, "a copy to pinned memory is queued, not waited for"
+    tail = rt.driver.simcuQueueTailNs()  # the copy itself is queued too
+    check_waits_until(rt.cudart.cudaMemcpyAsync, (pageable, src, 64, 2, None), tail, what="a copy to pageable memory")
 
 
 def test_output_thread_syncs_while_main_thread_launches(rt):
-    """Thread safety: a synchronizing thread sees work another thread queues."""
-    waits = []
+    """Thread safety: a synchronizing thread sees work another thread queues.
+
+    The main thread launches at least 2000 kernels (100 ms of GPU work) and
+    goes on until the output thread has waited 10 ms in all for work it
+    queued: on a busy machine the output thread may get a core only after
+    the 2000 launches (it once never ran before they ended). A queue that a
+    thread's syncs do not see stays at no wait until the 30 s deadline.
+    """
+    waited = [0.0, 0]  # seconds, syncs
     queued, done = threading.Event(), threading.Event()
 
     def output_thread():
@@ -217,16 +258,19 @@ def test_output_thread_syncs_while_main_thread_launches(rt):
         # the first launch), then while the main thread keeps launching.
         queued.wait()
         while not done.is_set():
-            waits.append(timed(rt.cudart.cudaStreamSynchronize, None)[1])
+            waited[0] += timed(rt.cudart.cudaStreamSynchronize, None)[1]
+            waited[1] += 1
 
     t = threading.Thread(target=output_thread)
     t.start()
-    for i in range(2000):
-        launch(rt.cudart, "cudaLaunchKernel", 0.05)  # 100 ms in all
-        if i == 500:  # 25 ms of GPU work queued, launched in a few ms
+    launches, deadline = 0, time.monotonic() + 30
+    while launches < 2000 or (waited[0] <= 0.01 and time.monotonic() < deadline):
+        launch(rt.cudart, "cudaLaunchKernel", 0.05)
+        launches += 1
+        if launches == 500:  # 25 ms of GPU work queued, launched in a few ms
             queued.set()
     done.set()
     t.join()
     assert rt.cudart.cudaDeviceSynchronize() == 0
     assert rt.driver.simcuQueueTailNs() <= time.monotonic_ns()
-    assert sum(waits) > 0.01
+    assert waited[0] > 0.01, f"{waited[1]} syncs waited {waited[0] * 1e3:.1f} ms in all during {launches} launches"

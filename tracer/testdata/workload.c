@@ -7,8 +7,12 @@
  * synchronization that waits for a known amount of queued GPU work. With
  * FORK=1 it forks after "go" (after the tracer attached) and the child runs
  * the same steps. It prints the largest step_begin semaphore value it saw,
- * then the current value for each further line on stdin, until end of input;
- * a line "steps N" runs N more steps (their ids going on) and prints "done".
+ * then answers each further line on stdin, until end of input:
+ *   "steps N"  runs N more steps (step ids go on) and prints "done";
+ *   "hold"     begins one more step, runs it up to forward_end, prints
+ *              "holding" and finishes it (sample_end, the synchronization,
+ *              output_ready) only at the next line, then prints "released";
+ *   any other  prints "semaphore=" and the semaphore's value.
  *
  *   workload MARKER_SO STEPS FORK
  *
@@ -59,36 +63,51 @@ static void *must(void *lib, const char *name)
 	return p;
 }
 
-static unsigned run_steps(int steps)
+/* Step i: its launches, then with hold set it prints "holding" after
+ * forward_end and waits for a line on stdin before it finishes. It returns
+ * the step_begin semaphore's value at its start. */
+static unsigned run_step(long i, int hold)
 {
 	dim3 grid = {10, 1, 1}, block = {128, 1, 1};
 	cudaLaunchConfig_t rcfg = {.gridDim = grid, .blockDim = block};
 	CUlaunchConfig dcfg = {.gridDimX = 10, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 128, .blockDimY = 1, .blockDimZ = 1};
 	struct CUgraphExec_st graph = {.cost_ns = GRAPH_NS};
-	unsigned max_sem = 0;
-	static long next = 1; /* step ids go on across calls */
+	unsigned on = *sem;
+	char line[64];
 
-	for (int n = 0; n < steps; n++) {
-		long i = next++;
-		unsigned on = *sem;
+	if (on)
+		step_begin(i, 4, 130, 1, 128);
+	for (int k = 0; k < RT_LAUNCHES; k++)
+		cudaLaunchKernel((void *)1, grid, block, NULL, 0, NULL);
+	for (int k = 0; k < EXC_LAUNCHES; k++)
+		cudaLaunchKernelExC(&rcfg, (void *)1, NULL);
+	for (int k = 0; k < DRIVER_LAUNCHES; k++)
+		cuLaunchKernelEx(&dcfg, NULL, NULL, NULL);
+	cudaGraphLaunch(&graph, NULL);
+	if (on)
+		forward_end(i);
+	if (hold) {
+		printf("holding\n");
+		if (!fgets(line, sizeof(line), stdin))
+			exit(1);
+	}
+	if (on)
+		sample_end(i);
+	cudaStreamSynchronize(NULL);
+	if (on)
+		output_ready(i);
+	return on;
+}
+
+/* Steps first .. first+n-1; the largest semaphore value seen. */
+static unsigned run_steps(long first, long n)
+{
+	unsigned max_sem = 0;
+
+	for (long i = first; i < first + n; i++) {
+		unsigned on = run_step(i, 0);
 		if (on > max_sem)
 			max_sem = on;
-		if (on)
-			step_begin(i, 4, 130, 1, 128);
-		for (int k = 0; k < RT_LAUNCHES; k++)
-			cudaLaunchKernel((void *)1, grid, block, NULL, 0, NULL);
-		for (int k = 0; k < EXC_LAUNCHES; k++)
-			cudaLaunchKernelExC(&rcfg, (void *)1, NULL);
-		for (int k = 0; k < DRIVER_LAUNCHES; k++)
-			cuLaunchKernelEx(&dcfg, NULL, NULL, NULL);
-		cudaGraphLaunch(&graph, NULL);
-		if (on) {
-			forward_end(i);
-			sample_end(i);
-		}
-		cudaStreamSynchronize(NULL);
-		if (on)
-			output_ready(i);
 	}
 	return max_sem;
 }
@@ -152,18 +171,25 @@ int main(int argc, char **argv)
 		measure_launches(atol(line));
 		return 0;
 	}
+	long steps = atol(argv[2]);
 	pid_t child = atoi(argv[3]) ? fork() : -1;
-	unsigned max_sem = run_steps(atoi(argv[2]));
+	unsigned max_sem = run_steps(1, steps);
 	if (child == 0)
 		_exit(0);
 	if (child > 0)
 		waitpid(child, NULL, 0);
 	printf("done child=%d max_semaphore=%u\n", child > 0 ? child : 0, max_sem);
 
+	long next = steps + 1;
 	while (fgets(line, sizeof(line), stdin)) {
-		if (strncmp(line, "steps ", 6) == 0) {
-			run_steps(atoi(line + 6));
+		if (!strncmp(line, "steps ", 6)) {
+			long n = atol(line + 6);
+			run_steps(next, n);
+			next += n;
 			printf("done\n");
+		} else if (!strncmp(line, "hold", 4)) {
+			run_step(next++, 1);
+			printf("released\n");
 		} else {
 			printf("semaphore=%u\n", *sem);
 		}

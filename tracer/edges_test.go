@@ -1,0 +1,161 @@
+package tracer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/profilemate/profilemate-bpf/analysis"
+)
+
+// runTracer runs tr until stop is closed and returns what it emitted.
+func runTracer(t *testing.T, tr *Tracer) (stop func() []analysis.Step) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var got []analysis.Step
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- tr.Run(ctx, func(s analysis.Step) { mu.Lock(); got = append(got, s); mu.Unlock() })
+	}()
+	return func() []analysis.Step {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return got
+	}
+}
+
+// TestStepsBegunBeforeCUDAProbesAreLeftOut: steps that begin while the
+// marker is probed but the CUDA libraries are not yet (the attach order of a
+// trace's first moments) would be written with launch counts short; they
+// are left out and counted instead, and the steps after every CUDA probe
+// went live are written whole.
+func TestStepsBegunBeforeCUDAProbesAreLeftOut(t *testing.T) {
+	requireRoot(t)
+	bin, marker := buildWorkload(t)
+	const early, later = 5, 5
+	w := startWorkload(t, bin, marker, early, false)
+	var markerProbed, ran bool
+	probeHook = func(kind LibKind) {
+		switch {
+		case kind == LibMarker:
+			markerProbed = true
+		case markerProbed && !ran:
+			// The marker's probes are live, no CUDA probe is yet.
+			ran = true
+			fmt.Fprintln(w.stdin, "go")
+			w.expect(t, "done")
+		}
+	}
+	t.Cleanup(func() { probeHook = nil })
+	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	probeHook = nil
+	if !ran {
+		// /proc/PID/maps lists the marker (dlopen'ed last, at the lowest
+		// address) before the CUDA libraries the workload links.
+		t.Fatal("the CUDA libraries were probed before the marker: the case is not reproduced")
+	}
+	stop := runTracer(t, tr)
+	fmt.Fprintf(w.stdin, "steps %d\n", later)
+	w.expect(t, "done")
+	got := stop()
+
+	ids := map[uint64]bool{}
+	for _, s := range got {
+		ids[s.StepID] = true
+		if s.StepID <= early {
+			t.Errorf("step %d began before the CUDA probes were live, yet was written: %d launches, %d graphs of %d and 1",
+				s.StepID, s.Launches, s.GraphLaunches, wantLaunches)
+		}
+	}
+	var whole []analysis.Step
+	for _, s := range got {
+		if s.StepID > early {
+			whole = append(whole, s)
+		}
+	}
+	checkStepRange(t, whole, uint32(w.cmd.Process.Pid), early+1, early+later)
+	if n := tr.StepsBeforeProbes(); n != early {
+		t.Errorf("%d steps counted as begun before the probes, want %d", n, early)
+	}
+}
+
+// checkStepRange is checkSteps for step ids first..last.
+func checkStepRange(t *testing.T, got []analysis.Step, pid uint32, first, last int) {
+	t.Helper()
+	seen := map[uint64]int{}
+	for _, s := range got {
+		seen[s.StepID]++
+		if s.PID != pid || s.Launches != wantLaunches || s.GraphLaunches != 1 || s.OutputReadyNs == 0 || s.OpenAtEnd {
+			t.Errorf("step %d: %+v, want pid %d, %d launches, 1 graph, finished", s.StepID, s, pid, wantLaunches)
+		}
+	}
+	for i := first; i <= last; i++ {
+		if seen[uint64(i)] != 1 {
+			t.Errorf("step %d recorded %d times, want once", i, seen[uint64(i)])
+		}
+	}
+}
+
+// TestStepOpenAtEndIsWritten: a step still running when the trace ends (a
+// long prefill past forward_end) is handed over with the points that came
+// and its counts, marked open at the end, instead of being dropped.
+func TestStepOpenAtEndIsWritten(t *testing.T) {
+	requireRoot(t)
+	bin, marker := buildWorkload(t)
+	w := startWorkload(t, bin, marker, 3, false)
+	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	stop := runTracer(t, tr)
+	fmt.Fprintln(w.stdin, "go")
+	w.expect(t, "done")
+	fmt.Fprintln(w.stdin, "hold")
+	w.expect(t, "holding")
+	time.Sleep(100 * time.Millisecond) // step 4 has run for a while
+	got := stop()
+	fmt.Fprintln(w.stdin, "release")
+	w.expect(t, "released")
+
+	var finished []analysis.Step
+	var open *analysis.Step
+	for i, s := range got {
+		if s.StepID == 4 {
+			open = &got[i]
+		} else {
+			finished = append(finished, s)
+		}
+	}
+	checkStepRange(t, finished, uint32(w.cmd.Process.Pid), 1, 3)
+	if open == nil {
+		t.Fatalf("the step open when the trace ended was dropped; got steps %v", stepIDs(got))
+	}
+	if !open.OpenAtEnd || open.ForwardEndNs <= open.BeginNs || open.SampleEndNs != 0 || open.OutputReadyNs != 0 ||
+		open.Launches != wantLaunches || open.GraphLaunches != 1 || open.NumTokens != 130 {
+		t.Errorf("open step: %+v; want it marked open at the end, with forward_end and no later point, %d launches, 1 graph, 130 tokens",
+			*open, wantLaunches)
+	}
+	if got[len(got)-1].StepID != 4 {
+		t.Errorf("steps %v: the open step should come after the finished ones", stepIDs(got))
+	}
+}
+
+func stepIDs(steps []analysis.Step) []uint64 {
+	out := make([]uint64, len(steps))
+	for i, s := range steps {
+		out[i] = s.StepID
+	}
+	return out
+}
