@@ -587,8 +587,10 @@ func TestEndToEndCUDAProcessesStartAfterTheTracer(t *testing.T) {
 		"--start-delay", "1.5", "--start-method", "spawn")
 	dir := t.TempDir()
 	start := monotonic()
-	code, out := exitCode(t, exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", "10s", "--out", dir))
-	end := monotonic()
+	code, out := exitCode(t, exec.Command(bin, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", "10s", "--out", dir, "--launches=all"))
+	// The trace ends 10 s after it began, then the tracer writes its files:
+	// steps after start+10s are not in it, or open at its end.
+	end := start + int64(10*time.Second)
 	t.Logf("profilemate-bpf:\n%s", out)
 	if code != 0 || !strings.Contains(out, "waiting for CUDA processes") {
 		t.Fatalf("exit %d; want 0, after saying it waits for CUDA processes", code)
