@@ -90,8 +90,10 @@ start_workload() { # DIR ARGS...: starts the workload in the background, sets WP
     say "$(grep '^WORKLOAD_READY' "$dir/workload.log")"
 }
 
-# Extra tracer flags of the alternating runs (the eager-nolaunch run adds its own).
-TRACER_FLAGS=${TRACER_FLAGS:-}
+# Tracer flags of the alternating runs (the eager-nolaunch run sets its own):
+# every launch counted, since the report compares each step's count with the
+# profiler's (the tracer samples launches by default).
+TRACER_FLAGS=${TRACER_FLAGS:---launches=all}
 alternating() { # NAME WORKLOAD-ARGS...: tracer windows alternating with plain ones
     local name=$1; shift
     local dir=$OUTDIR/$name i

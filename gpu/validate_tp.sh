@@ -123,7 +123,7 @@ alternating() { # NAME WINDOW ROUNDS WORKLOAD-ARGS...
     local seconds=$((2 * rounds * window + 2 * rounds))
     start_workload "$dir" "$@" --duration "$seconds" --wait-traced 30 || return 1
     for i in $(seq 1 "$rounds"); do
-        "$BIN" --pid "$WPID" --duration "${window}s" --out "$dir/trace$i" >"$dir/trace$i.log" 2>&1 \
+        "$BIN" --pid "$WPID" --duration "${window}s" --out "$dir/trace$i" --launches=all >"$dir/trace$i.log" 2>&1 \
             || say "tracer window $i of $name exited with $? (see $dir/trace$i.log)"
         grep -h 'probes attached' "$dir/trace$i.log" | sed "s/^ */[$name $i] /" | tee -a "$LOG" >&2
         kill -0 "$WPID" 2>/dev/null || break
