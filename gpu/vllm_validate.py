@@ -32,6 +32,7 @@ model runner, vLLM's defaults), eager (--enforce-eager), v1 and v1-eager
 the tracer binary given as `--tracer NAME=PATH`.
 """
 import argparse
+import csv
 import importlib.util
 import json
 import os
@@ -159,7 +160,6 @@ class Tracer:
 
 
 def _csv(path):
-    import csv
     with open(path, newline="") as f:
         yield from csv.DictReader(f)
 
