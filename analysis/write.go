@@ -29,16 +29,18 @@ func Write(dir string, res Result) (Files, error) {
 		return Files{}, err
 	}
 	f := Files{CSV: filepath.Join(dir, CSVName), Summary: filepath.Join(dir, SummaryName)}
-	if err := writeFile(f.CSV, func(w io.Writer) error { return WriteCSV(w, res.Rows) }); err != nil {
+	if err := WriteFile(f.CSV, func(w io.Writer) error { return WriteCSV(w, res.Rows) }); err != nil {
 		return Files{}, err
 	}
-	if err := writeFile(f.Summary, func(w io.Writer) error { return WriteSummary(w, res.Summary) }); err != nil {
+	if err := WriteFile(f.Summary, func(w io.Writer) error { return WriteSummary(w, res.Summary) }); err != nil {
 		return Files{}, err
 	}
 	return f, nil
 }
 
-func writeFile(path string, write func(io.Writer) error) error {
+// WriteFile creates or truncates path and fills it with write; the error
+// names the file.
+func WriteFile(path string, write func(io.Writer) error) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err

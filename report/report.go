@@ -87,7 +87,7 @@ func Write(dir string, res analysis.Result, f Facts, o Outputs) ([]string, error
 	go func() {
 		defer close(timelineDone)
 		if o.Timeline {
-			timelineErr = writeFile(timelinePath, func(w io.Writer) error { return WriteTimeline(w, res, f) })
+			timelineErr = analysis.WriteFile(timelinePath, func(w io.Writer) error { return WriteTimeline(w, res, f) })
 		}
 	}()
 	var rendered []Rendered
@@ -120,7 +120,7 @@ func Write(dir string, res analysis.Result, f Facts, o Outputs) ([]string, error
 	}
 	if o.Report {
 		path := filepath.Join(dir, ReportName)
-		if err := writeFile(path, func(w io.Writer) error { return WriteHTML(w, res, f, rendered) }); err != nil {
+		if err := analysis.WriteFile(path, func(w io.Writer) error { return WriteHTML(w, res, f, rendered) }); err != nil {
 			return files, err
 		}
 		files = append(files, path)
@@ -140,15 +140,4 @@ func Write(dir string, res analysis.Result, f Facts, o Outputs) ([]string, error
 		}
 	}
 	return files, nil
-}
-
-func writeFile(path string, write func(io.Writer) error) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if err := errors.Join(write(f), f.Close()); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -283,15 +283,16 @@ func (a *attacher) attachSymbols(lib *Library, sets []probeSet) error {
 		if progClass[set.prog] == ClassLaunch {
 			lp := &launchProbes{ex: ex, prog: set.prog, offsets: offsets}
 			lp.syms = a.attachMulti(lib, &lp.links, ex, set.prog, false, found, offsets)
+			lib.Probes += len(lp.syms)
 			lib.launch = lp
 			if set.prog == "drv_launch" {
 				lib.driverLaunches = len(lp.syms)
 			}
 			continue
 		}
-		a.attachMulti(lib, &a.links, ex, set.prog, false, found, offsets)
+		lib.Probes += len(a.attachMulti(lib, &a.links, ex, set.prog, false, found, offsets))
 		if set.ret != "" {
-			a.attachMulti(lib, &a.links, ex, set.ret, true, found, offsets)
+			lib.Probes += len(a.attachMulti(lib, &a.links, ex, set.ret, true, found, offsets))
 		}
 	}
 	if lib.Probes == 0 && len(sets) > 0 {
@@ -325,7 +326,6 @@ func (a *attacher) attachMulti(lib *Library, dst *[]link.Link, ex *link.Executab
 			return err
 		}
 		*dst = append(*dst, l)
-		lib.Probes += len(syms)
 		return nil
 	}
 	if len(syms) > 1 && try(syms) == nil {
@@ -350,9 +350,7 @@ func (a *attacher) launchesOn() {
 		if lp == nil || lp.links != nil || len(lp.syms) == 0 {
 			continue
 		}
-		probes := lib.Probes
 		a.attachMulti(lib, &lp.links, lp.ex, lp.prog, false, lp.syms, lp.offsets)
-		lib.Probes = probes // the same probes again
 	}
 }
 

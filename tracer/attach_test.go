@@ -282,11 +282,11 @@ func TestRuntimeLaunchesWhereDriverCannotBeProbed(t *testing.T) {
 	}
 }
 
-// TestTraceWithoutLaunchProbes: with NoLaunchProbes no kernel launch is
+// TestTraceWithoutLaunchProbes: with ClassLaunch left out no kernel launch is
 // counted, through the runtime or the driver, while steps, graph launches and
 // synchronization are traced as usual.
 func TestTraceWithoutLaunchProbes(t *testing.T) {
-	got, _, after := traceWorkloadWith(t, Options{NoLaunchProbes: true}, 5, false)
+	got, _, after := traceWorkloadWith(t, Options{LeaveOut: ClassLaunch}, 5, false)
 	if after != "semaphore=0" {
 		t.Errorf("after Close: %q, want the semaphore back at 0", after)
 	}
@@ -387,13 +387,7 @@ func TestTraceSampledLaunches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	var got []analysis.Step
-	runErr := make(chan error, 1)
-	go func() {
-		runErr <- tr.Run(ctx, func(s analysis.Step) { mu.Lock(); got = append(got, s); mu.Unlock() })
-	}()
+	stop := runTracer(t, tr)
 	fmt.Fprintln(w.stdin, "go") // steps 1-3, probes live
 	w.expect(t, "done")
 	tr.toggleLaunches()              // window ends
@@ -403,10 +397,7 @@ func TestTraceSampledLaunches(t *testing.T) {
 	fmt.Fprintln(w.stdin, "steps 3") // steps 7-9
 	w.expect(t, "done")
 	time.Sleep(200 * time.Millisecond)
-	cancel()
-	if err := <-runErr; err != nil {
-		t.Fatal(err)
-	}
+	got := stop()
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}

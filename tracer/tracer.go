@@ -33,19 +33,16 @@ var ErrNoProcess = errors.New("no such process")
 type Options struct {
 	PID  int  // any process of the server, normally the API server
 	Proc Proc // where /proc is
-	// NoLaunchProbes leaves kernel launches unprobed. A probed launch costs
-	// the launching thread about a microsecond, which an eager-mode server
-	// with hundreds of launches per step feels; steps, CUDA graph launches
-	// and synchronization are still traced, and every step's Launches is 0.
-	NoLaunchProbes bool
 	// LaunchSample, when set, probes kernel launches only On out of every
 	// Every, starting with the trace: the steps of those windows carry
 	// their launch counts, the others none (Step.LaunchesUncounted). The
 	// zero value probes them for the whole trace.
 	LaunchSample LaunchSampling
-	// LeaveOut names probe classes not to attach, to measure what each
-	// costs the server; the steps then miss what those probes count (and
-	// all steps, with ClassMarker). NoLaunchProbes is ClassLaunch.
+	// LeaveOut names probe classes not to attach: ClassLaunch for a trace
+	// without launch counts (a probed launch costs the launching thread
+	// about a microsecond), any class to measure what it costs the server;
+	// the steps then miss what those probes count (and all steps, with
+	// ClassMarker).
 	LeaveOut Classes
 	// Logf receives what the tracer finds as it finds it; nil discards.
 	Logf func(format string, args ...any)
@@ -102,9 +99,6 @@ func Start(opts Options) (*Tracer, error) {
 	}
 	if opts.PID <= 0 || !opts.Proc.Exists(opts.PID) {
 		return nil, fmt.Errorf("pid %d: %w", opts.PID, ErrNoProcess)
-	}
-	if opts.NoLaunchProbes {
-		opts.LeaveOut |= ClassLaunch
 	}
 	objs, err := loadObjects()
 	if err != nil {

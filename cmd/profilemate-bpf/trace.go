@@ -128,7 +128,11 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// The trace starts when probes start going in: a step that begins while
 	// the rest attach is inside it.
 	startNs := monotonicNs()
-	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, NoLaunchProbes: !cfg.launches.counted(), LaunchSample: cfg.sampling(), LeaveOut: cfg.leaveOut, Logf: func(format string, a ...any) {
+	leave := cfg.leaveOut
+	if !cfg.launches.counted() {
+		leave |= tracer.ClassLaunch
+	}
+	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, LaunchSample: cfg.sampling(), LeaveOut: leave, Logf: func(format string, a ...any) {
 		fmt.Fprintf(stderr, "  "+format+"\n", a...)
 	}})
 	if err != nil {
