@@ -104,12 +104,53 @@ def test_requests_are_the_same_work_every_time():
 
 def test_parse_plan_rejects_what_it_does_not_know():
     tr = {"default": "/bin/true", "old": "/bin/true"}
-    assert vllm_validate.parse_plan("graph:default,no-sync;eager:launches-off@old", tr) == [
-        ("graph", ["default", "no-sync"]), ("eager", ["launches-off@old"])]
+    assert vllm_validate.parse_plan("graph:default*3,no-sync;eager:launches-off@old", tr) == [
+        ("graph", [("default", 3), ("no-sync", 1)]), ("eager", [("launches-off@old", 1)])]
     for bad, says in [("gpu:default", "unknown mode"), ("graph:nope", "unknown config"),
-                      ("graph:default@new", "no --tracer new"), ("", "empty plan")]:
+                      ("graph:default@new", "no --tracer new"), ("", "empty plan"),
+                      ("graph:default*0", "not a positive integer"), ("graph:default*x", "not a positive"),
+                      ("graph:default,untraced,default", "twice")]:
         with pytest.raises(ValueError, match=says):
             vllm_validate.parse_plan(bad, tr)
+
+
+def test_a_round_spreads_a_weighted_config_over_the_others():
+    plan = vllm_validate.parse_plan("graph:default*3,untraced;eager:default*2", None)
+    assert vllm_validate.rounds(plan) == [
+        ("graph", "default"), ("graph", "untraced"), ("eager", "default"),
+        ("graph", "default"), ("eager", "default"), ("graph", "default")]
+
+
+def test_measuring_stops_at_the_deadline_between_pairs(monkeypatch, tmp_path):
+    clock = [0.0]
+    ran = []
+    def fake_pair(servers, mode, cfg, pair, *rest):
+        ran.append((mode, cfg, pair))
+        clock[0] += 25  # seconds per pair
+    monkeypatch.setattr(vllm_validate, "run_pair", fake_pair)
+    monkeypatch.setattr(vllm_validate.time, "monotonic", lambda: clock[0])
+    plan = vllm_validate.parse_plan("graph:default*2,untraced", None)
+    args = type("A", (), dict(pairs=10, minutes=2.0))
+    (tmp_path / "b.jsonl").write_text("")
+    vllm_validate.measure_plan(plan, {"graph": None}, args, [], {}, None, str(tmp_path / "b.jsonl"))
+    # Pairs start at 0, 25, ... 100 s; the one due at 125 s is not begun.
+    assert ran == [("graph", "default", 0), ("graph", "untraced", 0), ("graph", "default", 1),
+                   ("graph", "default", 2), ("graph", "untraced", 1)]
+
+
+def test_split_cores_keeps_smt_siblings_together(tmp_path):
+    # 8 cores of 2 threads, siblings numbered c and c+8 (as Linux numbers them).
+    for c in range(16):
+        d = tmp_path / f"cpu{c}" / "topology"
+        d.mkdir(parents=True)
+        (d / "core_id").write_text(f"{c % 8}\n")
+        (d / "physical_package_id").write_text("0\n")
+    a, b, rest = vllmserve.split_cores(list(range(16)), 2, sysfs=str(tmp_path))
+    assert a == [0, 1, 2, 8, 9, 10] and b == [3, 4, 5, 11, 12, 13] and rest == [6, 7, 14, 15]
+    assert vllmserve.split_cores([0, 1, 2, 3], 2, sysfs=str(tmp_path)) is None  # 2 cores for 2 servers and the rest
+    # Without topology files every CPU is its own core.
+    assert vllmserve.split_cores(list(range(12)), 2, sysfs=str(tmp_path / "none")) == [
+        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
 
 
 def test_model_dir_is_a_llama_with_a_tokenizer_for_every_id(tmp_path):
@@ -169,16 +210,17 @@ def test_the_script_runs_against_a_stand_in_server(tmp_path):
     (pkg / "main.py").write_text(FAKE_SERVE)
     data = tmp_path / "data"
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
-    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:untraced;eager:untraced",
+    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:untraced*2;eager:untraced",
                         "--pairs", "2", "--requests", "6", "--concurrency", "3", "--data", str(data),
                         "--bin", "/bin/true", "--port", "18931", "--shared-libs"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
     want = sum(n for _, n in vllmserve.requests_of(6, seed=1))
-    assert len(recs) == 16  # two modes x two pairs x two windows x two servers
+    assert len(recs) == 24  # (4 graph + 2 eager pairs) x two windows x two servers
     assert {(r["mode"], r["pair"], r["window"], r["server"], r["traced"]) for r in recs} == {
-        (m, p, w, s, s == w ^ p) for m in ("graph", "eager") for p in (0, 1) for w in (0, 1) for s in (0, 1)}
+        (m, p, w, s, s == w ^ (p % 2)) for m, n in (("graph", 4), ("eager", 2))
+        for p in range(n) for w in (0, 1) for s in (0, 1)}
     assert all(r["gen_tokens"] == want and r["steps"] == want and r["vllm_gen_tokens"] == want for r in recs)
     table = (data / "table.txt").read_text()
     assert "graph   untraced" in table and "eager   untraced" in table

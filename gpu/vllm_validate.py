@@ -72,24 +72,43 @@ DEFAULT_PLAN = ("graph:default,launches-off,no-marker,no-sync,no-graph,no-fork,n
 
 
 def parse_plan(s, tracers):
-    """'mode:cfg,cfg;mode:cfg' -> [(mode, [cfg, ...])], checked (the
-    tracer names against tracers, unless it is None)."""
+    """'mode:cfg,cfg*3;mode:...' -> [(mode, [(cfg, weight), ...])], checked
+    (the tracer names against tracers, unless it is None). cfg*N runs N
+    pairs of cfg in every round, where the others run one."""
     plan = []
     for part in filter(None, (p.strip() for p in s.split(";"))):
         mode, _, cfgs = part.partition(":")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
-        names = [c.strip() for c in cfgs.split(",") if c.strip()] or ["default"]
-        for c in names:
+        entries = []
+        for c in [c.strip() for c in cfgs.split(",") if c.strip()] or ["default"]:
+            c, star, weight = c.partition("*")
+            if star and not (weight.isdigit() and int(weight) > 0):
+                raise ValueError(f"config {c!r}: weight {weight!r} is not a positive integer")
             base, _, binname = c.partition("@")
             if base not in CONFIGS:
                 raise ValueError(f"unknown config {base!r} (known: {', '.join(CONFIGS)})")
             if binname and tracers is not None and binname not in tracers:
                 raise ValueError(f"config {c!r}: no --tracer {binname}=PATH")
-        plan.append((mode, names))
+            if c in (e for e, _ in entries):
+                raise ValueError(f"config {c!r} twice in mode {mode} (give it a weight: {c}*N)")
+            entries.append((c, int(weight) if star else 1))
+        plan.append((mode, entries))
     if not plan:
         raise ValueError("empty plan")
     return plan
+
+
+def rounds(plan):
+    """One round of the plan: (mode, cfg) once per unit of weight, the
+    repeats of a config spread over the round. Rounds run in turn, so a
+    config cut short by a deadline still has as many pairs as the others
+    (in proportion), and a drift of the machine reaches every config."""
+    entries = [(m, c, w) for m, cfgs in plan for c, w in cfgs]
+    out = []
+    for k in range(max(w for _, _, w in entries)):
+        out += [(m, c) for m, c, w in entries if k < w]
+    return out
 
 
 def log(msg):
@@ -215,31 +234,73 @@ def machine_cpu():
     return (sum(v[:8]) - idle) / hz, steal / hz
 
 
-def run_config(servers, mode, cfg, args, reqs, tracers, sink):
-    """args.pairs pairs of windows; in each pair each server is traced once,
-    so that a difference between the two servers cancels, the order
+def pin_cpus(pin):
+    """The CPU sets of server a and server b (every mode's), or None; this
+    process and its children (the load, the tracer) keep the rest. Pinned,
+    a server's threads stay on the same cores from one window to the next:
+    unpinned, the two servers of one window differed by up to 10% as their
+    threads landed on faster or slower vCPUs, noise that swapping the
+    traced server between the windows of a pair cannot cancel once the
+    threads move. The tracer's own user-space work then runs beside the
+    servers, not on their cores; its probes still run in the servers'
+    threads, where their cost is measured."""
+    if not pin:
+        return None
+    sets = vllmserve.split_cores(sorted(os.sched_getaffinity(0)), 2)
+    if sets is None:
+        log("too few CPU cores to pin the servers: not pinning")
+        return None
+    a, b, rest = sets
+    os.sched_setaffinity(0, rest)
+    log(f"CPUs: server a {a}, server b {b}, load and tracer {rest}")
+    return a, b
+
+
+def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink):
+    """One pair of windows of cfg: each server is traced in one of them, so
+    that a difference between the two servers cancels, the order
     alternating from pair to pair."""
     base, _, binname = cfg.partition("@")
     flags = CONFIGS[base]
     binary = tracers[binname or "default"]
-    for pair in range(args.pairs):
-        for w in range(2):
-            traced = w ^ (pair % 2)
-            tr = None
-            if flags is not None:
-                d = os.path.join(args.data, "traces", f"{mode}_{cfg}_{pair}_{w}")
-                os.makedirs(d, exist_ok=True)
-                tr = Tracer(binary, servers[traced].pid, d, flags, os.path.join(d, "tracer.log"))
-            for rec in window(servers, traced, reqs, args.concurrency, tr):
-                rec.update(mode=mode, config=cfg, pair=pair, window=w, t=time.time())
-                sink(rec)
-        log(f"{mode} {cfg} pair {pair + 1}/{args.pairs}: {rec['wall_s']:.2f} s, {rec['steps']:.0f} steps")
+    for w in range(2):
+        traced = w ^ (pair % 2)
+        tr = None
+        if flags is not None:
+            d = os.path.join(args.data, "traces", f"{mode}_{cfg}_{pair}_{w}")
+            os.makedirs(d, exist_ok=True)
+            tr = Tracer(binary, servers[traced].pid, d, flags, os.path.join(d, "tracer.log"))
+        for rec in window(servers, traced, reqs, args.concurrency, tr):
+            rec.update(mode=mode, config=cfg, pair=pair, window=w, t=time.time())
+            sink(rec)
+    log(f"{mode} {cfg} pair {pair + 1}: {rec['wall_s']:.2f} s, {rec['steps']:.0f} steps")
+
+
+def measure_plan(plan, servers, args, reqs, tracers, sink, path):
+    """Rounds of the plan (see rounds) until args.pairs rounds are done or
+    args.minutes have passed; the table so far after every few rounds."""
+    end = time.monotonic() + args.minutes * 60 if args.minutes else None
+    done = {}
+    order = [(m, c) for m, cfgs in plan for c, _ in cfgs]
+    for r in range(args.pairs):
+        for mode, cfg in rounds(plan):
+            if end and time.monotonic() > end:
+                log(f"--minutes {args.minutes:g} passed: stopping in round {r + 1}")
+                return
+            pair = done.get((mode, cfg), 0)
+            run_pair(servers[mode], mode, cfg, pair, args, reqs, tracers, sink)
+            done[(mode, cfg)] = pair + 1
+        if (r + 1) % 5 == 0 and r + 1 < args.pairs:
+            print(vllmstats.table(load(path), order), flush=True)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plan", default=DEFAULT_PLAN, help="modes and tracer configs (see the module doc)")
-    ap.add_argument("--pairs", type=int, default=8, help="untraced/traced batch pairs per config")
+    ap.add_argument("--pairs", type=int, default=8,
+                    help="rounds: each config runs this many pairs of windows, times its weight (cfg*N)")
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="start no pair after this many minutes of measuring (0: no limit)")
     ap.add_argument("--requests", type=int, default=128, help="requests per batch")
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     ap.add_argument("--data", default="/tmp/profilemate-vllm-validate", help="working folder")
@@ -252,6 +313,9 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=8100, help="first server port")
     ap.add_argument("--shared-libs", action="store_true",
                     help="let both servers use the same CUDA library files (a tracer's probes then reach both)")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                    help="give server a, server b and this script (with the tracer) their own CPU cores "
+                         "(default; see pin_cpus)")
     ap.add_argument("--report", nargs="?", const="", metavar="BATCHES",
                     help="only print the table of a finished run's BATCHES (default DATA/batches.jsonl)")
     args = ap.parse_args(argv)
@@ -263,7 +327,7 @@ def main(argv=None):
         plan = parse_plan(args.plan, None if args.report else tracers)
     except ValueError as e:
         ap.error(str(e))
-    order = [(m, c) for m, cfgs in plan for c in cfgs]
+    order = [(m, c) for m, cfgs in plan for c, _ in cfgs]
     path = os.path.join(args.data, "batches.jsonl")
     if args.report is not None:
         print(vllmstats.table(load(args.report or path), order))
@@ -279,6 +343,7 @@ def main(argv=None):
     model = vllmserve.make_model(os.path.join(args.data, "model"))
     reqs = vllmserve.requests_of(args.requests, seed=1)
     servers = {}  # mode -> its two servers
+    cpus = pin_cpus(args.pin)
     libs = [] if args.shared_libs else vllmserve.cuda_libs(args.python)
     try:
         share = min(0.1, round(0.85 / (2 * len(plan)), 2))
@@ -297,7 +362,7 @@ def main(argv=None):
                 port = args.port + 2 * i + j
                 s = vllmserve.Server(name, model, port, os.path.join(args.data, f"server_{name}.log"),
                                      python=args.python, gpu_share=share, max_seqs=args.concurrency,
-                                     extra_env=env, **MODES[mode])
+                                     extra_env=env, cpus=cpus[j] if cpus else None, **MODES[mode])
                 servers.setdefault(mode, []).append(s)
                 log(f"{name}: vllm serve pid {s.pid} on port {port}")
         for pair_of_servers in servers.values():
@@ -309,12 +374,10 @@ def main(argv=None):
             def sink(rec):
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
-            for mode, cfgs in plan:
+            for mode in servers:
                 for _ in range(2):  # warm-up: first shapes, first graphs
                     window(servers[mode], 0, reqs, args.concurrency)
-                for cfg in cfgs:
-                    run_config(servers[mode], mode, cfg, args, reqs, tracers, sink)
-                print(vllmstats.table(load(path), [(mode, c) for c in cfgs]), flush=True)
+            measure_plan(plan, servers, args, reqs, tracers, sink, path)
     finally:
         for pair_of_servers in servers.values():
             for s in pair_of_servers:

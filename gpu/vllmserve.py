@@ -63,7 +63,7 @@ class Server:
     driver's group does not reach it and it can be stopped as a whole."""
 
     def __init__(self, name, model, port, log, python=sys.executable, eager=False, v1=False,
-                 gpu_share=0.2, kv_cache_bytes=8 << 30, max_seqs=64, extra_env=None, extra_args=()):
+                 gpu_share=0.2, kv_cache_bytes=8 << 30, max_seqs=64, extra_env=None, extra_args=(), cpus=None):
         self.name, self.port, self.log = name, port, log
         args = [python, "-m", "vllm.entrypoints.cli.main", "serve", model,
                 "--host", "127.0.0.1", "--port", str(port), "--served-model-name", SERVED_NAME,
@@ -80,7 +80,9 @@ class Server:
             env["VLLM_USE_V2_MODEL_RUNNER"] = "0"
         self.args = args
         self.proc = subprocess.Popen(args, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     # Its processes inherit the set.
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         self.pid = self.proc.pid  # the API server
 
     def url(self, path):
@@ -134,6 +136,29 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def split_cores(cpus, n, sysfs="/sys/devices/system/cpu"):
+    """n equal sets of whole cores from cpus (SMT siblings stay together, so
+    that no two sets share a core) and the rest, at least a quarter of the
+    cores and two, for everything else; None when too few cores."""
+    cores = {}
+    for c in cpus:
+        try:
+            with open(f"{sysfs}/cpu{c}/topology/core_id") as f:
+                core = f.read().strip()
+            with open(f"{sysfs}/cpu{c}/topology/physical_package_id") as f:
+                core = (f.read().strip(), core)
+        except OSError:
+            core = ("cpu", c)  # no topology: each CPU its own core
+        cores.setdefault(core, []).append(c)
+    groups = sorted(cores.values())
+    rest = max(2, -(-len(groups) // 4))
+    each = (len(groups) - rest) // n
+    if each < 2:
+        return None
+    sets = [sorted(c for g in groups[i * each:(i + 1) * each] for c in g) for i in range(n)]
+    return sets + [sorted(c for g in groups[n * each:] for c in g)]
 
 
 FIND_CUDA_LIBS = """
