@@ -78,6 +78,25 @@ def test_agreement_sums_traced_batches():
     assert vllmstats.agreement([batch(0, 0, 0, False, 2.0)]) is None
 
 
+def test_scheduler_totals_are_summed_over_traced_batches_and_kv_weighed_by_steps():
+    sched = lambda steps, pre, kvm, kvp: dict(tracer_sched_sched_steps=steps, tracer_sched_joined=steps - 1,
+                                              tracer_sched_preemptions=pre, tracer_sched_spec_proposed=30,
+                                              tracer_sched_spec_accepted=12, tracer_sched_mean_kv_cache_usage=kvm,
+                                              tracer_sched_peak_kv_cache_usage=kvp)
+    bs = [batch(0, 0, 0, True, 2.0, steps=100, preemptions=5, spec_drafts=30, spec_accepted=12, kv_samples=20,
+                kv_mean=0.5, kv_peak=0.9, **sched(100, 5, 0.4, 0.95)),
+          batch(0, 0, 1, False, 2.0, steps=100, preemptions=7, spec_drafts=0, spec_accepted=0),
+          batch(0, 1, 1, True, 2.0, steps=300, preemptions=9, spec_drafts=30, spec_accepted=12, kv_samples=20,
+                kv_mean=0.7, kv_peak=0.99, **sched(300, 8, 0.8, 0.98))]
+    a = vllmstats.sched_agreement(bs)
+    assert a["sched_steps"] == (400, 400) and a["joined"] == 398
+    assert a["preemptions"] == (13, 14) and a["drafts"] == (60, 60) and a["accepted"] == (24, 24)
+    assert a["kv_mean"] == (pytest.approx(0.7), pytest.approx(0.6)) and a["kv_peak"] == (0.98, 0.99)
+    assert vllmstats.sched_agreement([bs[1]]) is None
+    t = vllmstats.table(bs, [("graph", "default")])
+    assert "13 / 14 = 0.9286" in t and "0.700 / 0.600" in t
+
+
 def test_parse_metrics_sums_label_sets_and_skips_comments():
     text = textwrap.dedent("""\
         # HELP vllm:prompt_tokens_total Number of prefill tokens processed.
@@ -104,19 +123,23 @@ def test_requests_are_the_same_work_every_time():
 
 def test_parse_plan_rejects_what_it_does_not_know():
     tr = {"default": "/bin/true", "old": "/bin/true"}
-    assert vllm_validate.parse_plan("graph:default*3,no-sync;eager:launches-off@old", tr) == [
-        ("graph", [("default", 3), ("no-sync", 1)]), ("eager", [("launches-off@old", 1)])]
+    assert vllm_validate.parse_plan("graph:default*3,no-sync;eager:launches-off@old/2", tr) == [
+        ("graph", [("default", 3, 1), ("no-sync", 1, 1)]), ("eager", [("launches-off@old", 1, 2)])]
     for bad, says in [("gpu:default", "unknown mode"), ("graph:nope", "unknown config"),
                       ("graph:default@new", "no --tracer new"), ("", "empty plan"),
                       ("graph:default*0", "not a positive integer"), ("graph:default*x", "not a positive"),
+                      ("graph:default/0", "not a positive integer"),
                       ("graph:default,untraced,default", "twice")]:
         with pytest.raises(ValueError, match=says):
             vllm_validate.parse_plan(bad, tr)
 
 
 def test_a_round_spreads_a_weighted_config_over_the_others():
-    plan = vllm_validate.parse_plan("graph:default*3,untraced;eager:default*2", None)
-    assert vllm_validate.rounds(plan) == [
+    plan = vllm_validate.parse_plan("graph:default*3,untraced;eager:default*2,launches-off/2", None)
+    assert vllm_validate.rounds(plan, 0) == [
+        ("graph", "default"), ("graph", "untraced"), ("eager", "default"), ("eager", "launches-off"),
+        ("graph", "default"), ("eager", "default"), ("graph", "default")]
+    assert vllm_validate.rounds(plan, 1) == [
         ("graph", "default"), ("graph", "untraced"), ("eager", "default"),
         ("graph", "default"), ("eager", "default"), ("graph", "default")]
 
@@ -129,13 +152,13 @@ def test_measuring_stops_at_the_deadline_between_pairs(monkeypatch, tmp_path):
         clock[0] += 25  # seconds per pair
     monkeypatch.setattr(vllm_validate, "run_pair", fake_pair)
     monkeypatch.setattr(vllm_validate.time, "monotonic", lambda: clock[0])
-    plan = vllm_validate.parse_plan("graph:default*2,untraced", None)
+    plan = vllm_validate.parse_plan("graph:default*2,untraced,no-sync/3", None)
     args = type("A", (), dict(pairs=10, minutes=2.0))
     (tmp_path / "b.jsonl").write_text("")
     vllm_validate.measure_plan(plan, {"graph": None}, args, [], {}, None, str(tmp_path / "b.jsonl"))
     # Pairs start at 0, 25, ... 100 s; the one due at 125 s is not begun.
-    assert ran == [("graph", "default", 0), ("graph", "untraced", 0), ("graph", "default", 1),
-                   ("graph", "default", 2), ("graph", "untraced", 1)]
+    assert ran == [("graph", "default", 0), ("graph", "untraced", 0), ("graph", "no-sync", 0),
+                   ("graph", "default", 1), ("graph", "default", 2)]
 
 
 def test_split_cores_keeps_smt_siblings_together(tmp_path):
@@ -223,7 +246,7 @@ def test_the_script_runs_against_a_stand_in_server(tmp_path):
         for p in range(n) for w in (0, 1) for s in (0, 1)}
     assert all(r["gen_tokens"] == want and r["steps"] == want and r["vllm_gen_tokens"] == want for r in recs)
     table = (data / "table.txt").read_text()
-    assert "graph   untraced" in table and "eager   untraced" in table
+    assert "graph       untraced" in table and "eager       untraced" in table
     # Each server got its own marker beside "vLLM", with its entry point.
     for name in ("graph-a", "graph-b", "eager-a", "eager-b"):
         assert list((data / name / "marker-site").glob("profilemate_marker-*.dist-info/entry_points.txt"))

@@ -66,15 +66,26 @@ CONFIGS = {
     "no-probes": ["--leave-out=marker,sync,graph,launch,fork,rescan"],
     "untraced": None,
 }
-MODES = {"graph": dict(), "eager": dict(eager=True), "v1": dict(v1=True), "v1-eager": dict(eager=True, v1=True)}
+# Server settings per mode. kv-pressure and spec-ngram check the scheduler
+# columns against vLLM's counters: a KV cache of about 29,000 tokens (22 KiB
+# a token) for a load that wants about 44,000 preempts requests all along;
+# n-gram speculation needs no draft model (vLLM runs it on the V1 runner).
+MODES = {"graph": dict(), "eager": dict(eager=True), "v1": dict(v1=True), "v1-eager": dict(eager=True, v1=True),
+         "kv-pressure": dict(kv_cache_bytes=640 << 20),
+         "spec-ngram": dict(extra_args=("--speculative-config", json.dumps(
+             dict(method="ngram", num_speculative_tokens=3, prompt_lookup_min=2, prompt_lookup_max=4))))}
+#: Modes whose windows also sample vLLM's KV-usage gauge, for the tracer's
+#: per-step KV usage to be compared with.
+SAMPLE_KV = {"kv-pressure", "spec-ngram"}
 DEFAULT_PLAN = ("graph:default,launches-off,no-marker,no-sync,no-graph,no-fork,no-rescan,no-probes,untraced;"
                 "eager:default,launches-off;v1:default,launches-off")
 
 
 def parse_plan(s, tracers):
-    """'mode:cfg,cfg*3;mode:...' -> [(mode, [(cfg, weight), ...])], checked
-    (the tracer names against tracers, unless it is None). cfg*N runs N
-    pairs of cfg in every round, where the others run one."""
+    """'mode:cfg,cfg*3,cfg/4;mode:...' -> [(mode, [(cfg, times, every), ...])],
+    checked (the tracer names against tracers, unless it is None). In every
+    round cfg runs one pair, cfg*N runs N, and cfg/N one in every N rounds
+    (from the first)."""
     plan = []
     for part in filter(None, (p.strip() for p in s.split(";"))):
         mode, _, cfgs = part.partition(":")
@@ -82,32 +93,37 @@ def parse_plan(s, tracers):
             raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
         entries = []
         for c in [c.strip() for c in cfgs.split(",") if c.strip()] or ["default"]:
-            c, star, weight = c.partition("*")
-            if star and not (weight.isdigit() and int(weight) > 0):
-                raise ValueError(f"config {c!r}: weight {weight!r} is not a positive integer")
+            times = every = 1
+            for sep in "*/":
+                c, found, n = c.partition(sep)
+                if found:
+                    if not (n.isdigit() and int(n) > 0):
+                        raise ValueError(f"config {c!r}: {sep}{n} is not a positive integer")
+                    times, every = (int(n), 1) if sep == "*" else (1, int(n))
+                    break
             base, _, binname = c.partition("@")
             if base not in CONFIGS:
                 raise ValueError(f"unknown config {base!r} (known: {', '.join(CONFIGS)})")
             if binname and tracers is not None and binname not in tracers:
                 raise ValueError(f"config {c!r}: no --tracer {binname}=PATH")
-            if c in (e for e, _ in entries):
+            if c in (e[0] for e in entries):
                 raise ValueError(f"config {c!r} twice in mode {mode} (give it a weight: {c}*N)")
-            entries.append((c, int(weight) if star else 1))
+            entries.append((c, times, every))
         plan.append((mode, entries))
     if not plan:
         raise ValueError("empty plan")
     return plan
 
 
-def rounds(plan):
-    """One round of the plan: (mode, cfg) once per unit of weight, the
+def rounds(plan, r=0):
+    """Round r of the plan: (mode, cfg) as often as its weight says, the
     repeats of a config spread over the round. Rounds run in turn, so a
     config cut short by a deadline still has as many pairs as the others
     (in proportion), and a drift of the machine reaches every config."""
-    entries = [(m, c, w) for m, cfgs in plan for c, w in cfgs]
+    entries = [(m, c, n) for m, cfgs in plan for c, n, every in cfgs if r % every == 0]
     out = []
-    for k in range(max(w for _, _, w in entries)):
-        out += [(m, c) for m, c, w in entries if k < w]
+    for k in range(max((n for _, _, n in entries), default=0)):
+        out += [(m, c) for m, c, n in entries if k < n]
     return out
 
 
@@ -175,7 +191,8 @@ class Tracer:
                     tracer_launches=sum(a.get("launches", 0) for a in act),
                     tracer_graphs=sum(a.get("graph_launches", 0) for a in act),
                     tracer_syncs=sum(a.get("syncs", 0) for a in act),
-                    dropped=summ.get("_trace", {}).get("dropped_records", 0))
+                    dropped=summ.get("_trace", {}).get("dropped_records", 0),
+                    **{"tracer_sched_" + k: v for k, v in (summ.get("_scheduler") or {}).items()})
 
 
 def _csv(path):
@@ -183,19 +200,32 @@ def _csv(path):
         yield from csv.DictReader(f)
 
 
-def measure(server, reqs, concurrency, out, key):
+def measure(server, reqs, concurrency, out, key, sample_kv=False):
     """Runs reqs once on server and stores in out[key] what vLLM's counters
-    and the CPU times say of it."""
+    and the CPU times say of it (and its KV-usage gauge, sampled every
+    0.1 s, if sample_kv)."""
     m0, cpu0 = server.metrics(), server.cpu_seconds()
+    kv, done = [], threading.Event()
+    if sample_kv:
+        def sample():
+            while not done.wait(0.1):
+                kv.append(server.metrics().get(vllmserve.KV_USAGE, 0.0))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
     wall, gen = server.run_batch(reqs, concurrency)
+    done.set()
     cpu1, m1 = server.cpu_seconds(), server.metrics()
     d = vllmserve.delta(m0, m1)
     out[key] = dict(wall_s=wall, gen_tokens=gen, steps=d[vllmserve.STEPS], step_tokens=d[vllmserve.STEP_TOKENS],
                     prompt_tokens=d[vllmserve.PROMPT], vllm_gen_tokens=d[vllmserve.GENERATED],
+                    preemptions=d[vllmserve.PREEMPTIONS], spec_drafts=d[vllmserve.DRAFTS],
+                    spec_accepted=d[vllmserve.ACCEPTED],
                     cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1])
+    if kv:
+        out[key].update(kv_samples=len(kv), kv_mean=sum(kv) / len(kv), kv_peak=max(kv))
 
 
-def window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5):
+def window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5, sample_kv=False):
     """One window: the same batch on both servers at once, the one at index
     traced with tracer attached (None: neither, an A/A window). Running
     both at once puts them under the same machine: this host's CPUs change
@@ -206,7 +236,7 @@ def window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5):
         tracer.wait_attached()
     time.sleep(settle)  # the tracer's periodic work runs from here on, as in a long trace
     out, mach0 = {}, machine_cpu()
-    threads = [threading.Thread(target=measure, args=(s, reqs, concurrency, out, i))
+    threads = [threading.Thread(target=measure, args=(s, reqs, concurrency, out, i, sample_kv))
                for i, s in enumerate(pair_of_servers)]
     for t in threads:
         t.start()
@@ -270,7 +300,7 @@ def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink):
             d = os.path.join(args.data, "traces", f"{mode}_{cfg}_{pair}_{w}")
             os.makedirs(d, exist_ok=True)
             tr = Tracer(binary, servers[traced].pid, d, flags, os.path.join(d, "tracer.log"))
-        for rec in window(servers, traced, reqs, args.concurrency, tr):
+        for rec in window(servers, traced, reqs, args.concurrency, tr, sample_kv=mode in SAMPLE_KV):
             rec.update(mode=mode, config=cfg, pair=pair, window=w, t=time.time())
             sink(rec)
     log(f"{mode} {cfg} pair {pair + 1}: {rec['wall_s']:.2f} s, {rec['steps']:.0f} steps")
@@ -281,9 +311,9 @@ def measure_plan(plan, servers, args, reqs, tracers, sink, path):
     args.minutes have passed; the table so far after every few rounds."""
     end = time.monotonic() + args.minutes * 60 if args.minutes else None
     done = {}
-    order = [(m, c) for m, cfgs in plan for c, _ in cfgs]
+    order = [(m, e[0]) for m, cfgs in plan for e in cfgs]
     for r in range(args.pairs):
-        for mode, cfg in rounds(plan):
+        for mode, cfg in rounds(plan, r):
             if end and time.monotonic() > end:
                 log(f"--minutes {args.minutes:g} passed: stopping in round {r + 1}")
                 return
@@ -327,7 +357,7 @@ def main(argv=None):
         plan = parse_plan(args.plan, None if args.report else tracers)
     except ValueError as e:
         ap.error(str(e))
-    order = [(m, c) for m, cfgs in plan for c, _ in cfgs]
+    order = [(m, e[0]) for m, cfgs in plan for e in cfgs]
     path = os.path.join(args.data, "batches.jsonl")
     if args.report is not None:
         print(vllmstats.table(load(args.report or path), order))

@@ -209,10 +209,16 @@ def parse_metrics(text):
 # The counters the validation reads, as vLLM names them.
 STEPS, STEP_TOKENS = "vllm:iteration_tokens_total_count", "vllm:iteration_tokens_total_sum"
 PROMPT, GENERATED = "vllm:prompt_tokens_total", "vllm:generation_tokens_total"
+# The scheduler's: requests preempted, draft tokens proposed and accepted.
+PREEMPTIONS = "vllm:num_preemptions_total"
+DRAFTS, ACCEPTED = "vllm:spec_decode_num_draft_tokens_total", "vllm:spec_decode_num_accepted_tokens_total"
+# A gauge: the KV cache's use (0..1) after the latest step.
+KV_USAGE = "vllm:kv_cache_usage_perc"
+COUNTERS = (STEPS, STEP_TOKENS, PROMPT, GENERATED, PREEMPTIONS, DRAFTS, ACCEPTED)
 
 
 def delta(before, after):
-    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in (STEPS, STEP_TOKENS, PROMPT, GENERATED)}
+    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in COUNTERS}
 
 
 def tree_cpu(root, proc="/proc"):

@@ -98,6 +98,29 @@ def agreement(batches):
                                       for b in traced))
 
 
+def sched_agreement(batches):
+    """The tracer's scheduler totals against vLLM's over the traced batches
+    that have them: (tracer, vLLM) sums of scheduler steps, preemptions,
+    draft and accepted tokens, and the KV cache's use, the tracer's mean and
+    peak over steps against vLLM's gauge sampled in time (close, not equal:
+    one weighs steps, the other seconds)."""
+    traced = [b for b in batches if b["traced"] and b.get("tracer_sched_sched_steps") is not None]
+    if not traced:
+        return None
+    s = lambda k: sum(b.get(k) or 0 for b in traced)
+    steps = s("tracer_sched_sched_steps")
+    kv = [b for b in traced if b.get("kv_samples")]
+    return dict(batches=len(traced), sched_steps=(steps, s("steps")), joined=s("tracer_sched_joined"),
+                preemptions=(s("tracer_sched_preemptions"), s("preemptions")),
+                drafts=(s("tracer_sched_spec_proposed"), s("spec_drafts")),
+                accepted=(s("tracer_sched_spec_accepted"), s("spec_accepted")),
+                kv_mean=(sum(b["tracer_sched_mean_kv_cache_usage"] * b["tracer_sched_sched_steps"] for b in traced)
+                         / steps if steps else 0.0,
+                         statistics.fmean(b["kv_mean"] for b in kv) if kv else None),
+                kv_peak=(max(b.get("tracer_sched_peak_kv_cache_usage") or 0 for b in traced),
+                         max((b["kv_peak"] for b in kv), default=None)))
+
+
 def _ratio(x):
     m, h, _ = x
     if m is None:
@@ -129,7 +152,7 @@ def table(batches, modes_cfgs):
              "server traced in one) the geometric mean; mean over pairs ±95% CI half-width [interval]; "
              "sd: spread of one pair (the design's noise; config 'untraced' runs no tracer: an A/A test); "
              "b/a: speed of server b over a",
-             f"{'mode':<7} {'config':<14} {'pairs':>5}  {'gen tokens/s':<14} {'interval':<16} {'sd':>6}  "
+             f"{'mode':<11} {'config':<14} {'pairs':>5}  {'gen tokens/s':<14} {'interval':<16} {'sd':>6}  "
              f"{'steps/s':<14} {'b/a':<14} {'server CPU ms/step (sys)':<26}"]
     for mode, cfg in modes_cfgs:
         bs = [b for b in batches if b["mode"] == mode and b["config"] == cfg]
@@ -137,18 +160,33 @@ def table(batches, modes_cfgs):
             continue
         o = overhead(bs)
         sd = o["tokens"][2]
-        lines.append(f"{mode:<7} {cfg:<14} {o['pairs']:>5}  {_ratio(o['tokens']):<14} {_interval(o['tokens']):<16} "
+        lines.append(f"{mode:<11} {cfg:<14} {o['pairs']:>5}  {_ratio(o['tokens']):<14} {_interval(o['tokens']):<16} "
                      f"{'n/a' if sd is None else f'{sd:.3f}':>6}  {_ratio(o['steps']):<14} {_ratio(o['asymmetry']):<14} "
                      f"{_ms(o['cpu_ms_per_step'])} ({_ms(o['sys_ms_per_step'])})")
     lines += ["", "Agreement: tracer / vLLM counters over the traced batches "
               "(steps: iteration_tokens_total count; tokens: its sum; prompt: prompt_tokens_total)",
-              f"{'mode':<7} {'config':<14} {'steps':<26} {'step tokens':<30} {'prompt tokens':<30} "
+              f"{'mode':<11} {'config':<14} {'steps':<26} {'step tokens':<30} {'prompt tokens':<30} "
               f"{'per step: launches graphs syncs':<32}"]
     for mode, cfg in modes_cfgs:
         a = agreement([b for b in batches if b["mode"] == mode and b["config"] == cfg])
         if not a or not a["steps"][0]:
             continue
-        lines.append(f"{mode:<7} {cfg:<14} {_agree(a['steps']):<26} {_agree(a['tokens']):<30} "
+        lines.append(f"{mode:<11} {cfg:<14} {_agree(a['steps']):<26} {_agree(a['tokens']):<30} "
                      f"{_agree(a['prompt']):<30} {a['launches_per_step']:7.1f} {a['graphs_per_step']:6.2f} "
                      f"{a['syncs_per_step']:6.2f}")
+    sched = [(m, c, sched_agreement([b for b in batches if b["mode"] == m and b["config"] == c]))
+             for m, c in modes_cfgs]
+    sched = [(m, c, a) for m, c, a in sched if a]
+    if sched:
+        lines += ["", "Scheduler: tracer / vLLM over the traced batches (steps: the sched_step records against "
+                  "iteration_tokens_total's count; preemptions: num_preemptions_total; drafts, accepted: "
+                  "spec_decode_num_{draft,accepted}_tokens_total; KV use: the tracer's mean and peak over steps, "
+                  "vLLM's kv_cache_usage_perc sampled every 0.1 s)",
+                  f"{'mode':<11} {'config':<14} {'steps':<26} {'joined':>7} {'preemptions':<22} {'drafts':<24} "
+                  f"{'accepted':<24} {'KV mean':<14} {'KV peak':<14}"]
+        kvs = lambda p: "n/a" if p[1] is None else f"{p[0]:.3f} / {p[1]:.3f}"
+        for m, c, a in sched:
+            lines.append(f"{m:<11} {c:<14} {_agree(a['sched_steps']):<26} {a['joined']:>7.0f} "
+                         f"{_agree(a['preemptions']):<22} {_agree(a['drafts']):<24} {_agree(a['accepted']):<24} "
+                         f"{kvs(a['kv_mean']):<14} {kvs(a['kv_peak']):<14}")
     return "\n".join(lines)
