@@ -15,8 +15,9 @@ from . import cuda
 from .model import EAGER, MAX_NUM_TOKENS, SimModel, dispatch_mode
 from .truth import StepStamp
 
-#: Bytes of sampled token ids copied to the host per step, at most.
-HOST_BUF_BYTES = 8 * MAX_NUM_TOKENS
+#: Bytes copied to the host per step, at most: 8 per sampled token id and
+#: 4 per request for V2's count of sampled tokens (at most one per token).
+HOST_BUF_BYTES = 12 * MAX_NUM_TOKENS
 #: Pinned buffers per runner: outputs of a few steps may be in flight at once.
 NUM_PINNED = 4
 
@@ -59,11 +60,14 @@ class SimRunnerBase:
         """A dummy forward: launches, but no step (and no truth row)."""
         self.model.forward(num_tokens, EAGER)
 
-    def _sample(self, event):
+    def _sample(self, event, copy_counts=False):
         """Logits, sampling and the copy of the sampled ids to the host.
 
         Returns the step's ModelRunnerOutput and its stamp; with `event`,
-        the copy is only queued and `event` marks its completion.
+        the copy is only queued and `event` marks its completion. With
+        copy_counts too, each request's number of sampled tokens is copied
+        after the ids, as V2's AsyncOutput does (two device-to-host copies
+        and the event's synchronization: vLLM's three per step).
         """
         so, stamp = self._scheduler_output, self.current_stamp
         self._scheduler_output = self.current_stamp = None
@@ -77,6 +81,8 @@ class SimRunnerBase:
         else:
             dst = ctypes.addressof(self._pageable)
         self.model.copy_to_host(dst, nbytes, event)
+        if copy_counts and event is not None:
+            self.model.copy_to_host(dst + nbytes, 4 * len(req_ids), event)
         stamp.launched()
         output = ModelRunnerOutput(
             req_ids=req_ids,

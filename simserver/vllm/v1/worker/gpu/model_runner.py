@@ -37,7 +37,7 @@ class GPUModelRunner(SimRunnerBase):
         if not self.vllm_config.async_scheduling:
             return self._sample_sync()
         event = cuda.Event()
-        output, stamp = self._sample(event)
+        output, stamp = self._sample(event, copy_counts=True)
         return AsyncOutput(output, event, stamp)
 
     def profile_run(self) -> None:
