@@ -7,6 +7,9 @@ type Report struct {
 	// of trace time use EndNs-StartNs.
 	StartNs, EndNs uint64
 	Steps          []Step            // in any order, from any processes
+	// Scheds are the scheduler's steps (sched_step records), in any
+	// order: each is joined to the Steps that carry its key.
+	Scheds []Sched
 	Processes      []Process         // labels for the pids of Steps and Activity
 	Activity       []ProcessActivity // per-process totals over the whole trace
 	DroppedRecords uint64            // step records the tracer lost

@@ -29,7 +29,8 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 	for _, p := range tr.Processes() {
 		r.Processes = append(r.Processes, p.Label())
 	}
-	r.Steps, r.Activity, r.DroppedRecords = col.all(), tr.Activity(), dropped+invalid
+	r.Steps, r.Scheds = col.all()
+	r.Activity, r.DroppedRecords = tr.Activity(), dropped+invalid
 	r.StepsBeforeProbes = tr.StepsBeforeProbes()
 	res := analysis.Analyze(r)
 	files, err := analysis.Write(dir, res)

@@ -1,0 +1,28 @@
+package analysis
+
+// Sched is one scheduled step of an EngineCore's scheduler, as the marker's
+// sched_step probe reported it once the step's output came back. The
+// forward passes it produced (one per tensor-parallel rank, in other
+// processes) carry its Key in Step.SchedKey. Values are -1 where the marker
+// did not know them (spec_* without speculative decoding).
+type Sched struct {
+	PID    uint32 // process that fired it: the EngineCore
+	TimeNs uint64 // when it fired (CLOCK_MONOTONIC)
+	// Key is (nonce << 32) | counter: the nonce is per scheduler, so two
+	// engines never share keys, and the counter counts its schedules.
+	Key uint64
+
+	KVUsagePermille int64 // KV-cache usage at the end of schedule(), 0..1000
+	RunningReqs     int64
+	WaitingReqs     int64
+	PreemptedReqs   int64 // preempted by this step's schedule()
+	ScheduledTokens int64
+	TokenBudget     int64 // the scheduler's max_num_scheduled_tokens
+	ScheduledReqs   int64
+	MaxNumSeqs      int64
+	SpecProposed    int64 // draft tokens verified in this step
+	SpecAccepted    int64 // of those, accepted
+}
+
+// Unknown is the value the marker passes for what it does not know.
+const Unknown = -1
