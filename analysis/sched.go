@@ -26,3 +26,32 @@ type Sched struct {
 
 // Unknown is the value the marker passes for what it does not know.
 const Unknown = -1
+
+// KV-cache usage comes in per mille.
+const permille = 1000
+
+// kvUsage is the KV-cache usage as a fraction of the cache.
+func (s *Sched) kvUsage() (float64, bool) {
+	return float64(s.KVUsagePermille) / permille, s.KVUsagePermille >= 0
+}
+
+// tokenBudgetUse is the share of the step's token budget scheduled.
+func (s *Sched) tokenBudgetUse() (float64, bool) {
+	return ratio(s.ScheduledTokens, s.TokenBudget)
+}
+
+// seqBudgetUse is the share of max_num_seqs scheduled.
+func (s *Sched) seqBudgetUse() (float64, bool) {
+	return ratio(s.ScheduledReqs, s.MaxNumSeqs)
+}
+
+// specKnown says the step ran with speculative decoding and counted both.
+func (s *Sched) specKnown() bool { return s.SpecProposed >= 0 && s.SpecAccepted >= 0 }
+
+// ratio is part/whole where both are known and whole is not zero.
+func ratio(part, whole int64) (float64, bool) {
+	if part < 0 || whole <= 0 {
+		return 0, false
+	}
+	return float64(part) / float64(whole), true
+}

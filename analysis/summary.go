@@ -19,6 +19,9 @@ type Summary struct {
 	// or pipeline parallelism).
 	Ranks    []*RankSpread
 	Activity []ActivitySummary
+	// Scheduler is "_scheduler", the totals of the scheduler's steps;
+	// nil (and absent) when no sched_step record came.
+	Scheduler *SchedulerTotals
 }
 
 // TraceInfo describes the trace as a whole, so that a reader can judge how
@@ -159,7 +162,7 @@ func activitySummaries(acts []ProcessActivity, traceSec float64) []ActivitySumma
 
 // MarshalJSON writes the phases first, as the sitecustomize profiler did,
 // then "_trace", "_processes", "_ranks" or "_rank_groups" (only when there
-// are ranks) and "_activity".
+// are ranks), "_activity" and "_scheduler" (only when sched records came).
 func (s Summary) MarshalJSON() ([]byte, error) {
 	m := s.Phases.members()
 	m = append(m,
@@ -172,6 +175,9 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		m = append(m, member{"_rank_groups", s.Ranks})
 	}
 	m = append(m, member{"_activity", nonNil(s.Activity)})
+	if s.Scheduler != nil {
+		m = append(m, member{"_scheduler", s.Scheduler})
+	}
 	return marshalObject(m)
 }
 
