@@ -120,7 +120,7 @@ func TestRenderTableSched(t *testing.T) {
 		{"Phase", "Sched steps", "KV mean", "KV peak", "Preempted", "Waiting mean", "Accepted"},
 		{"prefill", "1", "10.1%", "10.1%", "1", "2.0", "75.0%"},
 		{"decode", "4", "10.3%", "10.5%", "5", "7.0", "75.0%"}, // records 2..5: 10.35% shown rounded
-		{"all", "6", "10.3%", "10.6%", "6", "7.0", "75.0%"}, // 6 preempted: 1+2+0+1+2+0
+		{"all", "6", "10.3%", "10.6%", "6", "7.0", "75.0%"},    // 6 preempted: 1+2+0+1+2+0
 	}
 	if got := cells[i : i+len(want)]; !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("scheduler table\n got %q\nwant %q", got, want)
