@@ -12,7 +12,7 @@ type Report struct {
 	Scheds         []Sched
 	Processes      []Process         // labels for the pids of Steps and Activity
 	Activity       []ProcessActivity // per-process totals over the whole trace
-	DroppedRecords uint64            // step records the tracer lost
+	DroppedRecords uint64            // records (steps, scheduler steps) the tracer lost
 	// StepsBeforeProbes counts steps the tracer left out: they began
 	// before every CUDA probe of their process was live.
 	StepsBeforeProbes uint64

@@ -41,8 +41,9 @@ type TraceInfo struct {
 	// every CUDA probe of their process was live: their launch and
 	// synchronization counts would have started late.
 	StepsBeforeProbes uint64 `json:"steps_before_probes"`
-	// DroppedRecords counts step records lost before they reached user space
-	// (a full ring buffer), as reported by the tracer.
+	// DroppedRecords counts records (steps and scheduler steps) lost
+	// before they reached user space (a full ring buffer) or that could
+	// not be decoded, as reported by the tracer.
 	DroppedRecords uint64 `json:"dropped_records"`
 	// LaunchesProbed is false when kernel launches were not probed
 	// (--launches=false): every launch count is then 0 for want of counting.

@@ -23,7 +23,7 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", err)
 	}
 	if dropped+invalid > 0 {
-		fmt.Fprintf(stderr, "profilemate-bpf: warning: %d step records lost (ring buffer full: %d, undecodable: %d)\n",
+		fmt.Fprintf(stderr, "profilemate-bpf: warning: %d records lost (ring buffer full: %d, undecodable: %d)\n",
 			dropped+invalid, dropped, invalid)
 	}
 	for _, p := range tr.Processes() {
@@ -62,6 +62,10 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 		fmt.Fprint(stdout, hint)
 	}
 	if note := edgeNote(res.Summary.Trace); note != "" {
+		fmt.Fprintln(stderr, note)
+	}
+	sched, _ := schedProbed(tr.Libraries())
+	if note := schedEndNote(res.Summary, sched); note != "" {
 		fmt.Fprintln(stderr, note)
 	}
 	if hint := launchCostHint(res.Summary); hint != "" {

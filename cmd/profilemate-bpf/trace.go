@@ -168,6 +168,9 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if cfg.leaveOut != 0 {
 		fmt.Fprintf(stderr, "  left out to measure their cost: %v\n", cfg.leaveOut)
 	}
+	if note := schedProbeNote(libs); note != "" {
+		fmt.Fprintln(stderr, note)
+	}
 	// A server started with the tracer, a front end without torch, workers
 	// that restart: its CUDA processes may come later, and the fork hook
 	// follows the tree until they do.
