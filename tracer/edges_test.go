@@ -38,7 +38,7 @@ func runTracer(t *testing.T, tr *Tracer) (stop func() []analysis.Step) {
 
 // runCollecting runs tr until stop is called and returns every record it
 // emitted.
-func runCollecting(t *testing.T, tr *Tracer) (stop func() *collected) {
+func runCollecting(t testing.TB, tr *Tracer) (stop func() *collected) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	got := &collected{}

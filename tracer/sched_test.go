@@ -146,3 +146,47 @@ func TestTraceOldMarker(t *testing.T) {
 		t.Errorf("sched records from a marker without sched_step: %+v", got.scheds)
 	}
 }
+
+// BenchmarkProbedStepCost prints what the marker's probes cost a step when
+// traced: the four probes of a step, with step_begin's sched_key, and one
+// sched_step, against the same calls untraced (NOPs), for a marker with
+// the scheduler's probe and an older one.
+func BenchmarkProbedStepCost(b *testing.B) {
+	requireRoot(b)
+	bin, _ := buildWorkload(b)
+	const n = 200000 // launches; a tenth as many steps and sched_steps
+	for _, v := range []struct {
+		name string
+		old  bool
+	}{{"current marker", false}, {"older marker", true}} {
+		marker := fixtureMarker(b, v.old)
+		measure := func(traced bool) (step, sched float64) {
+			w := startWorkload(b, bin, marker, 0, false)
+			if traced {
+				tr, err := Start(Options{PID: w.cmd.Process.Pid})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tr.Close()
+				// Read the records, as a trace does: the ring buffer
+				// must not fill up and fail its reservations.
+				defer runCollecting(b, tr)()
+			}
+			var rt, drv float64
+			fmt.Fprintln(w.stdin, n)
+			fmt.Sscanf(w.expect(b, "done"), "done runtime_ns=%f driver_ns=%f step_ns=%f sched_ns=%f", &rt, &drv, &step, &sched)
+			return step, sched
+		}
+		for i := 0; i < b.N; i++ {
+			s0, c0 := measure(false)
+			s1, c1 := measure(true)
+			s2, c2 := measure(false)
+			b.Logf("%s: step (4 probes) %.0f ns untraced, %.0f ns traced: +%.2f us per step",
+				v.name, (s0+s2)/2, s1, (s1-(s0+s2)/2)/1000)
+			if !v.old {
+				b.Logf("%s: sched_step %.0f ns untraced, %.0f ns traced: +%.2f us per scheduler step",
+					v.name, (c0+c2)/2, c1, (c1-(c0+c2)/2)/1000)
+			}
+		}
+	}
+}

@@ -29,7 +29,9 @@
  *
  * With STEPS=0 it measures instead: the "go" line gives N; N runtime launches
  * (cudaLaunchKernel) then N straight driver launches (cuLaunchKernelEx),
- * printing the mean nanoseconds per call of each.
+ * then N/10 marker steps without CUDA work (its four probes, step_begin
+ * with a sched_key) and N/10 sched_step calls where the marker has it,
+ * printing the mean nanoseconds per call, step or sched_step.
  */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -134,7 +136,7 @@ static uint64_t now_ns(void)
 }
 
 /* Zero-cost grids, so only the call (and any probe on it) is timed. */
-static void measure_launches(long n)
+static void measure(long n)
 {
 	dim3 grid = {0, 1, 1}, block = {1, 1, 1};
 	CUlaunchConfig dcfg = {.gridDimX = 0, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 1, .blockDimY = 1, .blockDimZ = 1};
@@ -145,7 +147,19 @@ static void measure_launches(long n)
 	for (long i = 0; i < n; i++)
 		cuLaunchKernelEx(&dcfg, NULL, NULL, NULL);
 	uint64_t t2 = now_ns();
-	printf("done runtime_ns=%.1f driver_ns=%.1f\n", (double)(t1 - t0) / n, (double)(t2 - t1) / n);
+	long m = n / 10;
+	for (long i = 1; i <= m; i++) {
+		step_begin(i, 4, 130, 1, 128, (SCHED_NONCE << 32) | i);
+		forward_end(i);
+		sample_end(i);
+		output_ready(i);
+	}
+	uint64_t t3 = now_ns();
+	for (long i = 1; sched_step && i <= m; i++)
+		sched_step((SCHED_NONCE << 32) | i, 500, 16, 2, 0, 130, 2048, 4, 256, -1, -1);
+	uint64_t t4 = now_ns();
+	printf("done runtime_ns=%.1f driver_ns=%.1f step_ns=%.1f sched_ns=%.1f\n", (double)(t1 - t0) / n,
+	       (double)(t2 - t1) / n, (double)(t3 - t2) / m, sched_step ? (double)(t4 - t3) / m : 0.0);
 }
 
 static void load_marker(const char *path)
@@ -201,7 +215,7 @@ int main(int argc, char **argv)
 	if (late)
 		load_marker(argv[1]);
 	if (atoi(argv[2]) == 0) {
-		measure_launches(atol(line));
+		measure(atol(line));
 		return 0;
 	}
 	long steps = atol(argv[2]);
