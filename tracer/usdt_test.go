@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -223,7 +224,7 @@ func TestNoteParsingRejectsMalformed(t *testing.T) {
 		"no strings":    make([]byte, 24),
 		"empty name":    stapsdtNote(1, 2, 3, "p", "", "")[20:],
 		"bad arg":       stapsdtNote(1, 2, 3, "p", "n", "9@%rdi")[20:],
-		"too many args": stapsdtNote(1, 2, 3, "p", "n", "8@%rdi 8@%rdi 8@%rdi 8@%rdi 8@%rdi 8@%rdi 8@%rdi")[20:],
+		"too many args": stapsdtNote(1, 2, 3, "p", "n", strings.TrimSpace(strings.Repeat("8@%rdi ", maxUSDTArgs+1)))[20:],
 	} {
 		if _, _, err := parseStapsdtDesc(d, binary.LittleEndian); err == nil {
 			t.Errorf("%s: no error", name)
@@ -247,4 +248,14 @@ func FuzzReadUSDTProbes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseStapsdtDescTakesElevenArgs: sched_step's 11 arguments are the
+// most a note may have.
+func TestParseStapsdtDescTakesElevenArgs(t *testing.T) {
+	spec := "-8@%rbx -8@%rbp -8@%r10 -8@%r11 -8@%r12 -8@%r13 -8@%r14 -8@%r15 -8@%rax -8@%rcx -8@%rdx"
+	p, _, err := parseStapsdtDesc(stapsdtNote(1, 2, 3, "profilemate", "sched_step", spec)[20:], binary.LittleEndian)
+	if err != nil || len(p.Args) != schedStepArgs {
+		t.Fatalf("%d args, err %v; want %d", len(p.Args), err, schedStepArgs)
+	}
 }
