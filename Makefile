@@ -65,6 +65,7 @@ fuzz:
 	go test ./tracer -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s
 	go test ./tracer -run '^$$' -fuzz FuzzReadUSDTProbes -fuzztime 30s
 	go test ./tracer -run '^$$' -fuzz FuzzDecodeStep -fuzztime 30s
+	go test ./tracer -run '^$$' -fuzz FuzzDecodeSched -fuzztime 30s
 
 bench: build sim
 	go test -p 1 ./tracer ./cmd/profilemate-bpf -run '^$$' -bench . -benchtime 1x -count 1 -v | grep -E 'launch:|launches [a-z]+:|^ok|FAIL'

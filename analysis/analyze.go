@@ -6,10 +6,13 @@ type Report struct {
 	// (CLOCK_MONOTONIC). Row timestamps count from StartNs; rates and shares
 	// of trace time use EndNs-StartNs.
 	StartNs, EndNs uint64
-	Steps          []Step            // in any order, from any processes
+	Steps          []Step // in any order, from any processes
+	// Scheds are the scheduler's steps (sched_step records), in any
+	// order: each is joined to the Steps that carry its key.
+	Scheds         []Sched
 	Processes      []Process         // labels for the pids of Steps and Activity
 	Activity       []ProcessActivity // per-process totals over the whole trace
-	DroppedRecords uint64            // step records the tracer lost
+	DroppedRecords uint64            // records (steps, scheduler steps) the tracer lost
 	// StepsBeforeProbes counts steps the tracer left out: they began
 	// before every CUDA probe of their process was live.
 	StepsBeforeProbes uint64
@@ -45,6 +48,9 @@ type Result struct {
 // point are not rows; Summary.Trace counts them.
 func Analyze(r Report) Result {
 	procs := newProcesses(r.Processes, r.Activity)
-	rows, withoutDuration := buildRows(r.Steps, r.StartNs, procs, r.NoLaunchProbes)
-	return Result{Rows: rows, Summary: summarize(r, rows, withoutDuration, procs), StartNs: r.StartNs}
+	scheds := joinScheds(r.Scheds, r.Steps)
+	rows, withoutDuration := buildRows(r.Steps, r.StartNs, procs, r.NoLaunchProbes, scheds)
+	sum := summarize(r, rows, withoutDuration, procs)
+	sum.Scheduler = schedulerTotals(scheds)
+	return Result{Rows: rows, Summary: sum, StartNs: r.StartNs}
 }

@@ -92,3 +92,35 @@ func TestCSVQuotesTitles(t *testing.T) {
 		t.Errorf("rank of an unranked process = %q, want empty", got)
 	}
 }
+
+// TestCSVSchedColumns: the scheduler's columns come after all the others, in
+// the contract's order; a joined row has its record's values, -1 and rows
+// without a record are empty cells.
+func TestCSVSchedColumns(t *testing.T) {
+	full := schedAt(core.PID, key(1, 1), 11, 8) // kv 108‰, 512 of 2048 tokens, 8 of 256 requests
+	full.PreemptedReqs = 0
+	unknown := schedAt(core.PID, key(1, 2), 21, 3)
+	unknown.KVUsagePermille, unknown.SpecProposed, unknown.SpecAccepted, unknown.MaxNumSeqs = -1, -1, -1, 0
+	res := Analyze(Report{StartNs: traceStart, EndNs: traceStart + 100*msNs, Steps: []Step{
+		keyed(tpStep(core, 1, 0, 10, 2, 0, 2), key(1, 1)),
+		keyed(tpStep(core, 2, 10, 10, 2, 0, 2), key(1, 2)),
+		tpStep(core, 3, 20, 10, 2, 0, 2),
+	}, Scheds: []Sched{full, unknown}})
+	records := csvRecords(t, res.Rows)
+	names := []string{"kv_cache_usage", "running_reqs", "waiting_reqs", "preempted_reqs",
+		"token_budget_use", "seq_budget_use", "spec_proposed", "spec_accepted"}
+	if h := records[0]; !slices.Equal(h[len(h)-len(names):], names) || h[len(h)-len(names)-1] != "status" {
+		t.Fatalf("header %v: want the scheduler's columns right after status", h)
+	}
+	want := [][]string{
+		{"0.108", "8", "16", "0", "0.250", "0.031", "32", "24"},
+		{"", "3", "6", "0", "0.094", "", "", ""}, // seq budget of 0: no share
+		{"", "", "", "", "", "", "", ""},
+	}
+	for i, w := range want {
+		rec := records[1+i]
+		if got := rec[len(rec)-len(names):]; !slices.Equal(got, w) {
+			t.Errorf("row %d scheduler cells %q, want %q", i+1, got, w)
+		}
+	}
+}

@@ -42,6 +42,11 @@ type Row struct {
 	// why: its duration is then the fallback of the points that came.
 	Status Status
 
+	// Sched is the scheduler step this forward pass ran (joined by
+	// sched_key), nil when it has none: the scheduler's CSV columns are
+	// then empty. Rows of tensor-parallel ranks share it.
+	Sched *Sched
+
 	// Not CSV columns: what the timeline needs to draw the step.
 	BeginNs       uint64 // step_begin on the steps' clock (CLOCK_MONOTONIC)
 	OutputReadyMs OptMs  // step_begin -> output_ready; DurationMs falls back where it is absent
@@ -94,8 +99,9 @@ func duration(s Step) OptMs {
 // one row per step with a duration, ordered by step_begin. Steps without a
 // duration are not rows, but their step_begin still ends the previous step's
 // interval; their number is returned so outputs can say they existed.
-// startNs is the trace start on the same clock as the steps.
-func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool) (rows []Row, withoutDuration int) {
+// startNs is the trace start on the same clock as the steps; scheds gives
+// each row its scheduler step.
+func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool, scheds schedJoin) (rows []Row, withoutDuration int) {
 	order := make([]int, len(steps))
 	for i := range order {
 		order[i] = i
@@ -153,6 +159,7 @@ func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool) 
 			BeginNs:          s.BeginNs,
 			OutputReadyMs:    since(s.BeginNs, s.OutputReadyNs),
 			Status:           statusOf(s),
+			Sched:            scheds.of(s),
 		}
 		if d.Ms > 0 {
 			r.ThroughputTokensPerSec = float64(s.NumTokens) / (d.Ms / 1e3)

@@ -37,6 +37,9 @@ type PhaseStats struct {
 	// throughput column weighted by duration, so one tiny step cannot
 	// dominate it as it would a plain mean of per-step rates.
 	TokensPerSec float64 `json:"tokens_per_sec"`
+
+	// The scheduler's figures, after every key above.
+	SchedStats
 }
 
 // MarshalJSON writes an absent value as null, so a reader can tell "never
@@ -136,6 +139,7 @@ func phaseStats(p Phase, rows []Row) PhaseStats {
 	if sumDur > 0 {
 		st.TokensPerSec = round(sumTokens/(sumDur/1e3), 1)
 	}
+	st.SchedStats = schedStats(rows)
 	return st
 }
 
@@ -150,6 +154,24 @@ func (m *mean) add(o OptMs) {
 		m.sum += o.Ms
 		m.n++
 	}
+}
+
+// addValue adds a value that is known.
+func (m *mean) addValue(v float64) { m.add(OptMs{Ms: v, Valid: true}) }
+
+// addKnown adds a count where it is not Unknown (or below).
+func (m *mean) addKnown(v int64) {
+	if v >= 0 {
+		m.addValue(float64(v))
+	}
+}
+
+// opt is the mean rounded to decimals, nil without values.
+func (m mean) opt(decimals int) *float64 {
+	if m.n == 0 {
+		return nil
+	}
+	return ptr(round(m.sum/float64(m.n), decimals))
 }
 
 func (m mean) mean() float64 {

@@ -20,6 +20,11 @@ type Step struct {
 	NumPrefillReqs   uint32
 	NumPrefillTokens uint32
 
+	// SchedKey names the scheduled step (Sched.Key) this forward pass ran;
+	// 0 when the marker stamped none (an older marker, or a schedule
+	// made before the tracer attached).
+	SchedKey uint64
+
 	Launches uint32 // kernel launches, each counted once
 	// LaunchesUncounted: the launch probes were not live for the whole
 	// step (they are sampled, or off), so Launches is not its count.

@@ -19,6 +19,9 @@ type Summary struct {
 	// or pipeline parallelism).
 	Ranks    []*RankSpread
 	Activity []ActivitySummary
+	// Scheduler is "_scheduler", the totals of the scheduler's steps;
+	// nil (and absent) when no sched_step record came.
+	Scheduler *SchedulerTotals
 }
 
 // TraceInfo describes the trace as a whole, so that a reader can judge how
@@ -38,8 +41,9 @@ type TraceInfo struct {
 	// every CUDA probe of their process was live: their launch and
 	// synchronization counts would have started late.
 	StepsBeforeProbes uint64 `json:"steps_before_probes"`
-	// DroppedRecords counts step records lost before they reached user space
-	// (a full ring buffer), as reported by the tracer.
+	// DroppedRecords counts records (steps and scheduler steps) lost
+	// before they reached user space (a full ring buffer) or that could
+	// not be decoded, as reported by the tracer.
 	DroppedRecords uint64 `json:"dropped_records"`
 	// LaunchesProbed is false when kernel launches were not probed
 	// (--launches=false): every launch count is then 0 for want of counting.
@@ -159,7 +163,7 @@ func activitySummaries(acts []ProcessActivity, traceSec float64) []ActivitySumma
 
 // MarshalJSON writes the phases first, as the sitecustomize profiler did,
 // then "_trace", "_processes", "_ranks" or "_rank_groups" (only when there
-// are ranks) and "_activity".
+// are ranks), "_activity" and "_scheduler" (only when sched records came).
 func (s Summary) MarshalJSON() ([]byte, error) {
 	m := s.Phases.members()
 	m = append(m,
@@ -172,6 +176,9 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		m = append(m, member{"_rank_groups", s.Ranks})
 	}
 	m = append(m, member{"_activity", nonNil(s.Activity)})
+	if s.Scheduler != nil {
+		m = append(m, member{"_scheduler", s.Scheduler})
+	}
 	return marshalObject(m)
 }
 

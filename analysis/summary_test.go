@@ -152,3 +152,34 @@ func TestSummaryMixedPhase(t *testing.T) {
 		t.Errorf("keys = %v, want %v", got, want)
 	}
 }
+
+// TestSummarySchedKeys: with sched records, each phase object gains the
+// scheduler's keys after its others and the summary a last "_scheduler"
+// object with the trace's totals.
+func TestSummarySchedKeys(t *testing.T) {
+	r := tpReport()
+	for i := range r.Steps {
+		r.Steps[i].SchedKey = key(7, r.Steps[i].StepID)
+	}
+	for id := uint64(1); id <= 6; id++ { // 6 came after the trace's last step
+		r.Scheds = append(r.Scheds, schedAt(core.PID, key(7, id), 20*id, int64(id)))
+	}
+	m, raw := summaryJSON(t, r)
+	if got, want := topKeys(t, raw), []string{"prefill", "decode", "_trace", "_processes", "_ranks", "_activity", "_scheduler"}; !slices.Equal(got, want) {
+		t.Errorf("keys = %v, want %v", got, want)
+	}
+	// decode: steps 2-4 on both ranks and 5 on TP0 (TP1's has no end):
+	// records 2..5, each once.
+	checkNumbers(t, "decode", m["decode"], map[string]float64{
+		"count": 7, "mean_ms": 11, "sched_joined_steps": 4,
+		"kv_cache_usage_mean": 0.1035, "running_reqs_mean": 3.5, "waiting_reqs_mean": 7,
+		"preempted_reqs": 2 + 0 + 1 + 2, "token_budget_use_mean": 0.1094, "seq_budget_use_mean": 0.0137,
+		"spec_acceptance_rate": 0.75,
+	})
+	checkNumbers(t, "prefill", m["prefill"], map[string]float64{"sched_joined_steps": 1, "kv_cache_usage_mean": 0.101})
+	checkNumbers(t, "_scheduler", m["_scheduler"], map[string]float64{
+		"sched_steps": 6, "joined": 5, "without_forward_pass": 1, "duplicates": 0,
+		"preemptions": 1 + 2 + 0 + 1 + 2 + 0, "peak_kv_cache_usage": 0.106, "mean_kv_cache_usage": 0.1035,
+		"spec_proposed": 4 * 21, "spec_accepted": 3 * 21, "acceptance_rate": 0.75,
+	})
+}

@@ -25,13 +25,17 @@ type Table struct {
 // Tables are the summary's tables: per phase, one line for all processes
 // together and one per process (the all-processes line is left out when a
 // single process ran the phase, as it would repeat that process's line),
-// then the cross-rank spread when there are ranks. Without any step (the
+// then the scheduler's figures when sched records came, then the cross-rank
+// spread when there are ranks. Without any step (the
 // marker is absent) they are per-process CUDA activity instead.
 func Tables(s Summary) []Table {
 	if len(s.Phases) == 0 {
 		return []Table{activityTable(s)}
 	}
 	ts := []Table{phaseTable(s)}
+	if s.Scheduler != nil {
+		ts = append(ts, schedTable(s))
+	}
 	if len(s.Ranks) > 0 {
 		ts = append(ts, rankTable(s.Ranks))
 	}
@@ -88,6 +92,51 @@ func launchesText(count string, probed bool) string {
 		return "off"
 	}
 	return count
+}
+
+// schedTable shows the scheduler's figures a person reads first: KV-cache
+// usage, preemptions, the waiting queue and the draft acceptance rate, per
+// phase over the scheduler steps its forward passes ran, then over every
+// scheduler step of the trace (also those without a forward pass).
+func schedTable(s Summary) Table {
+	t := Table{
+		Title:    "Scheduler steps (KV cache, preemptions, queue, speculative decoding)",
+		Header:   []string{"Phase", "Sched steps", "KV mean", "KV peak", "Preempted", "Waiting mean", "Accepted"},
+		TextCols: []int{0},
+	}
+	for _, st := range s.Phases {
+		if st.SchedJoinedSteps == 0 {
+			continue
+		}
+		t.Lines = append(t.Lines, []string{
+			string(st.Phase), fmt.Sprint(st.SchedJoinedSteps),
+			percent(st.KVCacheUsageMean), percent(st.peakKV), optText(st.PreemptedReqs, "%d"),
+			optText(st.WaitingReqsMean, "%.1f"), percent(st.SpecAcceptanceRate),
+		})
+	}
+	tot := s.Scheduler
+	t.Lines = append(t.Lines, []string{
+		"all", fmt.Sprint(tot.SchedSteps),
+		percent(tot.MeanKVCacheUsage), percent(tot.PeakKVCacheUsage), fmt.Sprint(tot.Preemptions),
+		optText(tot.meanWaiting, "%.1f"), percent(tot.AcceptanceRate),
+	})
+	return t
+}
+
+// percent shows a fraction as a percentage, "-" where it is unknown.
+func percent(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", *v*100)
+}
+
+// optText formats a value that may be unknown, "-" where it is.
+func optText[T int64 | float64](v *T, format string) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf(format, *v)
 }
 
 // rankTable has one line per tensor-parallel group, named in a first column

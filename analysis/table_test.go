@@ -96,3 +96,37 @@ func TestRenderTableWithoutSteps(t *testing.T) {
 		t.Errorf("output does not say why there are no phases:\n%s", out)
 	}
 }
+
+// TestRenderTableSched: with sched records, a scheduler table follows the
+// phases: per phase over the records its steps joined, then over all.
+func TestRenderTableSched(t *testing.T) {
+	r := tpReport()
+	for i := range r.Steps {
+		r.Steps[i].SchedKey = key(7, r.Steps[i].StepID)
+	}
+	for id := uint64(1); id <= 6; id++ {
+		s := schedAt(core.PID, key(7, id), 20*id, int64(id))
+		if id == 6 {
+			s.SpecProposed, s.SpecAccepted = -1, -1
+		}
+		r.Scheds = append(r.Scheds, s)
+	}
+	cells := tableCells(render(t, r))
+	i := slices.IndexFunc(cells, func(l []string) bool { return l[0] == "Phase" && l[1] == "Sched steps" })
+	if i < 0 {
+		t.Fatalf("no scheduler table in\n%v", cells)
+	}
+	want := [][]string{
+		{"Phase", "Sched steps", "KV mean", "KV peak", "Preempted", "Waiting mean", "Accepted"},
+		{"prefill", "1", "10.1%", "10.1%", "1", "2.0", "75.0%"},
+		{"decode", "4", "10.3%", "10.5%", "5", "7.0", "75.0%"}, // records 2..5: 10.35% shown rounded
+		{"all", "6", "10.3%", "10.6%", "6", "7.0", "75.0%"},    // 6 preempted: 1+2+0+1+2+0
+	}
+	if got := cells[i : i+len(want)]; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("scheduler table\n got %q\nwant %q", got, want)
+	}
+	// Without sched records there is none (TestRenderTable has the rest).
+	if strings.Contains(render(t, tpReport()), "Sched steps") {
+		t.Error("a scheduler table without sched records")
+	}
+}

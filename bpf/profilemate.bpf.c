@@ -5,7 +5,8 @@
  * Programs on the marker's USDT probes (provider "profilemate") open and close
  * steps; uprobes on CUDA runtime and driver functions count kernel launches,
  * graph launches and time blocked in synchronization into the step that owns
- * them. One ring-buffer record leaves per finished step, never per CUDA call.
+ * them. One ring-buffer record leaves per finished step, never per CUDA call,
+ * and one per scheduled step of an EngineCore's scheduler (sched_step).
  *
  * Attribution under async scheduling, where a process has two steps open:
  *  - launches belong to the newest step: the main thread launches the next
@@ -210,16 +211,22 @@ static __always_inline struct step_record *oldest_open_step(struct proc_state *p
 	return best;
 }
 
+/* A record the ring buffer could not take. */
+static __always_inline void count_drop(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&drops, &zero);
+
+	if (n)
+		(*n)++;
+}
+
 static __always_inline void submit(struct step_record *s)
 {
 	if ((s->launch_epoch & 1) && s->launch_epoch == launch_epoch)
 		s->flags |= STEP_LAUNCHES_COUNTED;
-	if (bpf_ringbuf_output(&events, s, sizeof(*s), 0)) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&drops, &zero);
-		if (n)
-			(*n)++;
-	}
+	if (bpf_ringbuf_output(&events, s, sizeof(*s), 0))
+		count_drop();
 	s->begin_ns = 0; /* the slot is free */
 }
 
@@ -270,7 +277,9 @@ static __always_inline __u32 arg_u32(struct pt_regs *ctx, struct usdt_spec *spec
 }
 
 /* USDT profilemate:step_begin(step_id, num_reqs, num_tokens,
- *                             num_prefill_reqs, num_prefill_tokens) */
+ *                             num_prefill_reqs, num_prefill_tokens[, sched_key])
+ * sched_key names the scheduled step this forward pass runs; an older
+ * marker's site has no 6th argument, and usdt_arg reads it as 0. */
 SEC("uprobe.multi")
 int usdt_step_begin(struct pt_regs *ctx)
 {
@@ -296,7 +305,9 @@ int usdt_step_begin(struct pt_regs *ctx)
 		submit(s);
 	}
 	__builtin_memset(s, 0, sizeof(*s));
+	s->kind = RECORD_STEP;
 	s->step_id = id;
+	s->sched_key = usdt_arg(ctx, spec, 5);
 	s->pid = bpf_get_current_pid_tgid() >> 32;
 	s->tid = (__u32)bpf_get_current_pid_tgid();
 	s->num_reqs = arg_u32(ctx, spec, 1);
@@ -355,6 +366,55 @@ int usdt_output_ready(struct pt_regs *ctx)
 		return 0;
 	s->output_ready_ns = bpf_ktime_get_ns();
 	submit(s);
+	return 0;
+}
+
+/* Only reached through a ring-buffer reservation, so no map names the type:
+ * this keeps it in the BTF that bpf2go generates the Go type from. */
+const struct sched_record *unused_sched_record __attribute__((unused));
+
+/* USDT profilemate:sched_step(sched_key, kv_usage_permille, running_reqs,
+ *     waiting_reqs, preempted_reqs, scheduled_tokens, token_budget,
+ *     scheduled_reqs, max_num_seqs, spec_proposed, spec_accepted)
+ * Fired by EngineCore's scheduler once per scheduled step, after the step's
+ * output came back: one record per call, which the tracer joins to the
+ * forward passes whose step_begin carried the same sched_key. Not gated on
+ * arming: nothing in it is counted by the CUDA probes. */
+SEC("uprobe.multi")
+int usdt_sched_step(struct pt_regs *ctx)
+{
+	struct sched_record *r;
+	struct usdt_spec *spec;
+
+	if (frozen || !current_proc())
+		return 0;
+	spec = usdt_spec_of(ctx);
+	/* The tracer attaches only a site with all the arguments; a shorter
+	 * spec would read the missing ones as 0, not as unknown. */
+	if (!spec || spec->arg_cnt != SCHED_STEP_ARGS)
+		return 0;
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count_drop();
+		return 0;
+	}
+	r->kind = RECORD_SCHED;
+	r->pid = bpf_get_current_pid_tgid() >> 32;
+	r->ts_ns = bpf_ktime_get_ns();
+	/* Checked by the tracer (a key of 0, values out of range), which
+	 * counts a bad record rather than dropping it unseen here. */
+	r->sched_key = usdt_arg(ctx, spec, 0);
+	r->kv_usage_permille = usdt_arg(ctx, spec, 1);
+	r->running_reqs = usdt_arg(ctx, spec, 2);
+	r->waiting_reqs = usdt_arg(ctx, spec, 3);
+	r->preempted_reqs = usdt_arg(ctx, spec, 4);
+	r->scheduled_tokens = usdt_arg(ctx, spec, 5);
+	r->token_budget = usdt_arg(ctx, spec, 6);
+	r->scheduled_reqs = usdt_arg(ctx, spec, 7);
+	r->max_num_seqs = usdt_arg(ctx, spec, 8);
+	r->spec_proposed = usdt_arg(ctx, spec, 9);
+	r->spec_accepted = usdt_arg(ctx, spec, 10);
+	bpf_ringbuf_submit(r, 0);
 	return 0;
 }
 

@@ -20,14 +20,22 @@
 #define STEP_EVICTED 1 /* flushed unfinished: a newer step needed its slot */
 #define STEP_LAUNCHES_COUNTED 2 /* launch probes were live from begin to end */
 
-/* One finished forward pass: the only record sent through the ring buffer. */
+/* Kinds of the records sent through the ring buffer: every record starts
+ * with its kind, so the tracer can tell them apart before it decodes one. */
+#define RECORD_STEP 1  /* struct step_record */
+#define RECORD_SCHED 2 /* struct sched_record */
+
+/* One finished forward pass. */
 struct step_record {
+	__u32 kind;            /* RECORD_STEP */
+	__u32 flags;           /* STEP_* */
 	__u64 step_id;
 	__u64 begin_ns;        /* step_begin (CLOCK_MONOTONIC) */
 	__u64 forward_end_ns;  /* 0 until forward_end */
 	__u64 sample_end_ns;   /* 0 until sample_end */
 	__u64 output_ready_ns; /* 0 until output_ready */
 	__u64 sync_wait_ns;    /* blocked in CUDA synchronization while open */
+	__u64 sched_key;       /* step_begin's 6th argument; 0: none (older marker, unstamped schedule) */
 	__u32 pid;             /* tgid */
 	__u32 tid;             /* thread that fired step_begin */
 	__u32 num_reqs;
@@ -36,10 +44,34 @@ struct step_record {
 	__u32 num_prefill_tokens;
 	__u32 launches;        /* kernel launches, each counted once */
 	__u32 graph_launches;
-	__u32 flags;           /* STEP_* */
 	__u32 launch_epoch;    /* launch_epoch at step_begin */
+	__u32 _pad;
 };
-_Static_assert(sizeof(struct step_record) == 88, "step_record layout");
+_Static_assert(sizeof(struct step_record) == 104, "step_record layout");
+
+/* Arguments of profilemate:sched_step, in the note's order. */
+#define SCHED_STEP_ARGS 11
+
+/* One scheduled step of an EngineCore's scheduler (profilemate:sched_step),
+ * sent when the probe fires. The values are the marker's arguments as they
+ * came, -1 where the marker does not know one; the tracer checks them. */
+struct sched_record {
+	__u32 kind;              /* RECORD_SCHED */
+	__u32 pid;               /* tgid of the process that fired it */
+	__u64 ts_ns;             /* when it fired (CLOCK_MONOTONIC) */
+	__u64 sched_key;         /* (nonce << 32) | counter: what step_begin carries */
+	__s64 kv_usage_permille; /* 0..1000 */
+	__s64 running_reqs;
+	__s64 waiting_reqs;
+	__s64 preempted_reqs;
+	__s64 scheduled_tokens;
+	__s64 token_budget;
+	__s64 scheduled_reqs;
+	__s64 max_num_seqs;
+	__s64 spec_proposed;
+	__s64 spec_accepted;
+};
+_Static_assert(sizeof(struct sched_record) == 24 + (SCHED_STEP_ARGS - 1) * 8, "sched_record layout");
 
 /* Per traced process: its open steps and its CUDA activity over the trace.
  * An entry exists exactly for the processes being traced, so the programs'
@@ -61,7 +93,7 @@ struct proc_state {
 	__u8 _pad[7];
 	struct step_record open[MAX_OPEN_STEPS]; /* slot = step_id % MAX_OPEN_STEPS */
 };
-_Static_assert(sizeof(struct proc_state) == 64 + MAX_OPEN_STEPS * 88, "proc_state layout");
+_Static_assert(sizeof(struct proc_state) == 64 + MAX_OPEN_STEPS * 104, "proc_state layout");
 
 /* lib_ready values: every probe of the CUDA library with that id is attached. */
 #define LIB_READY_DRIVER 1
@@ -73,7 +105,8 @@ _Static_assert(sizeof(struct proc_state) == 64 + MAX_OPEN_STEPS * 88, "proc_stat
 #define USDT_ARG_REG 1       /* "%reg": the register's value */
 #define USDT_ARG_REG_DEREF 2 /* "OFF(%reg)": memory at register + val */
 
-#define USDT_MAX_ARGS 6
+/* The most arguments a probe may have: sched_step has SCHED_STEP_ARGS. */
+#define USDT_MAX_ARGS SCHED_STEP_ARGS
 
 struct usdt_arg {
 	__s64 val;      /* constant, or offset for REG_DEREF */

@@ -87,3 +87,27 @@ var facts = report.Facts{
 		{Kind: "marker", Path: "/venv/lib/python3.12/site-packages/profilemate_marker/_probes.so", Loaded: true, Probes: 4},
 	},
 }
+
+// withScheds stamps every step of r with a sched_key and adds the record of
+// each scheduler step, fired by pid after the step's output as EngineCore
+// fires it. KV usage changes every step, running requests every other,
+// waiting requests every tenth.
+func withScheds(r analysis.Report, pid uint32) analysis.Report {
+	const nonce = 0x77
+	last := map[uint64]uint64{}
+	for i := range r.Steps {
+		s := &r.Steps[i]
+		s.SchedKey = nonce<<32 | s.StepID
+		last[s.StepID] = max(last[s.StepID], s.BeginNs, s.OutputReadyNs)
+	}
+	for id, at := range last {
+		n := int64(id)
+		r.Scheds = append(r.Scheds, analysis.Sched{
+			PID: pid, TimeNs: at + msNs/10, Key: nonce<<32 | id,
+			KVUsagePermille: n * 7 % 1001, RunningReqs: 16 + n/2, WaitingReqs: n / 10, PreemptedReqs: 0,
+			ScheduledTokens: 16, TokenBudget: 2048, ScheduledReqs: 16, MaxNumSeqs: 256,
+			SpecProposed: -1, SpecAccepted: -1,
+		})
+	}
+	return r
+}

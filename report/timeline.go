@@ -25,7 +25,13 @@ import (
 //     its duration, and inside it, one after the other, "forward" (to
 //     forward_end), "sampling" (to sample_end) and "wait for output" (to
 //     output_ready), each where its point came;
-//   - counters "batch size" and "tokens per step", written where they change.
+//   - counters "batch size" and "tokens per step", written where they change;
+//   - where the marker has the scheduler's probe, counters "KV cache usage
+//     %", "running requests" and "waiting requests" on the scheduler's
+//     process (EngineCore: with tensor parallelism a process without steps,
+//     then a track of its own), each scheduler step's values at the begin
+//     of the first forward pass it ran. A scheduler step without one is not
+//     drawn: the timeline has no time for it but its record's.
 //
 // Timestamps are microseconds since the trace start (the CSV's
 // timestamp_sec times 10^6) on the one clock of all processes, so ranks line
@@ -47,6 +53,11 @@ const (
 	counterBatchArg  = "size"
 	counterTokens    = "tokens"
 	counterTokensArg = "per step"
+	counterKV        = "KV cache"
+	counterKVArg     = "usage %"
+	counterRunning   = "running"
+	counterWaiting   = "waiting"
+	counterReqsArg   = "requests"
 	stepCategory     = "step"
 	stepPartCategory = "step part"
 	maxPID           = 1 << 22 // the kernel's largest pid_max
@@ -125,8 +136,53 @@ func WriteTimeline(w io.Writer, res analysis.Result, f Facts) error {
 			}
 		}
 	}
+	e.schedCounters(res, procs)
 	bw.WriteString("\n]}\n")
 	return bw.Flush()
+}
+
+// schedCounters writes the scheduler's counters: per scheduler step joined
+// to a row, at the begin of its first row (rows are in begin order), on the
+// process that fired it, named where it has no steps of its own.
+func (e *eventWriter) schedCounters(res analysis.Result, procs []analysis.Process) {
+	named := make(map[uint32]bool, len(procs))
+	for _, p := range procs {
+		named[p.PID] = true
+	}
+	seen := make(map[*analysis.Sched]bool)
+	type last struct{ kv, running, waiting int64 }
+	lasts := make(map[uint32]*last)
+	for i := range res.Rows {
+		r := &res.Rows[i]
+		s := r.Sched
+		if s == nil || seen[s] {
+			continue
+		}
+		seen[s] = true
+		if !named[s.PID] {
+			named[s.PID] = true
+			e.metadata(s.PID, int64(s.PID), "process_name", "name", "scheduler (pid "+strconv.FormatUint(uint64(s.PID), 10)+")")
+			e.metadataInt(s.PID, int64(s.PID), "process_sort_index", len(procs))
+		}
+		l := lasts[s.PID]
+		if l == nil {
+			l = &last{-1, -1, -1}
+			lasts[s.PID] = l
+		}
+		at := int64(r.BeginNs - res.StartNs)
+		if v := s.KVUsagePermille; v >= 0 && v != l.kv {
+			e.counterFloat(s.PID, at, counterKV, counterKVArg, float64(v)/10)
+			l.kv = v
+		}
+		if v := s.RunningReqs; v >= 0 && v != l.running {
+			e.counter(s.PID, at, counterRunning, counterReqsArg, v)
+			l.running = v
+		}
+		if v := s.WaitingReqs; v >= 0 && v != l.waiting {
+			e.counter(s.PID, at, counterWaiting, counterReqsArg, v)
+			l.waiting = v
+		}
+	}
 }
 
 // stepProcesses are the processes that have rows, in the summary's order.
@@ -236,6 +292,16 @@ func (e *eventWriter) metadataInt(pid uint32, tid int64, name string, value int)
 }
 
 func (e *eventWriter) counter(pid uint32, ts int64, name, arg string, value int64) {
+	e.counterOf(pid, ts, name, arg, func(b []byte) []byte { return strconv.AppendInt(b, value, 10) })
+}
+
+// counterFloat is counter with a value that has one decimal.
+func (e *eventWriter) counterFloat(pid uint32, ts int64, name, arg string, value float64) {
+	e.counterOf(pid, ts, name, arg, func(b []byte) []byte { return strconv.AppendFloat(b, value, 'f', 1, 64) })
+}
+
+// counterOf writes a C event whose one argument value appends.
+func (e *eventWriter) counterOf(pid uint32, ts int64, name, arg string, value func([]byte) []byte) {
 	b := e.begin()
 	b = append(b, `"name":"`...)
 	b = append(b, name...)
@@ -246,7 +312,7 @@ func (e *eventWriter) counter(pid uint32, ts int64, name, arg string, value int6
 	b = append(b, `,"args":{"`...)
 	b = append(b, arg...)
 	b = append(b, `":`...)
-	b = strconv.AppendInt(b, value, 10)
+	b = value(b)
 	e.end(append(b, '}'))
 }
 

@@ -170,3 +170,58 @@ func TestCheckTimelineCatches(t *testing.T) {
 		t.Errorf("a good step rejected: %v", err)
 	}
 }
+
+// TestTimelineSchedCounters: each scheduler step's KV usage, running and
+// waiting requests are counters at the begin of the first forward pass it
+// ran, where they change, on the scheduler's process: its own track when it
+// ran no steps (tensor parallelism), its steps' track when it did.
+func TestTimelineSchedCounters(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		sched analysis.Process
+		track string // the name of the track the counters are on
+	}{
+		{"EngineCore without steps", core, "scheduler (pid 4100)"},
+		{"the scheduler's process runs the model", tp0, tp0.Title},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 60
+			res := analysis.Analyze(withScheds(asyncTrace(n), tt.sched.PID))
+			tl := timeline(t, res)
+			if p := tl.Processes[int64(tt.sched.PID)]; p == nil || p.Name != tt.track {
+				t.Fatalf("scheduler track %+v, want one named %q", p, tt.track)
+			}
+			// Where each scheduler step's first forward pass began.
+			first := map[int64]*analysis.Sched{}
+			for i := len(res.Rows) - 1; i >= 0; i-- { // rows are in begin order
+				r := res.Rows[i]
+				first[int64(r.BeginNs-res.StartNs)] = r.Sched
+			}
+			got := map[string]int{}
+			for _, c := range tl.CounterEvents {
+				s := first[c.TsNs]
+				var arg string
+				var want float64
+				switch c.Name {
+				case "KV cache":
+					arg, want = "usage %", float64(s.KVUsagePermille)/10
+				case "running":
+					arg, want = "requests", float64(s.RunningReqs)
+				case "waiting":
+					arg, want = "requests", float64(s.WaitingReqs)
+				default:
+					continue
+				}
+				got[c.Name]++
+				if c.PID != int64(tt.sched.PID) || c.Args[arg] != want {
+					t.Errorf("%s counter %+v, want %v on pid %d", c.Name, c, want, tt.sched.PID)
+				}
+			}
+			// KV usage differs every step, running requests every other
+			// one, waiting requests every tenth (n/10 from step 1 to n).
+			if want := map[string]int{"KV cache": n, "running": n/2 + 1, "waiting": n/10 + 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("counters %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -438,8 +438,14 @@ func (a *attacher) attachMarker(lib *Library) error {
 	}
 	found := map[string]bool{}
 	for _, p := range probes {
-		prog, ok := markerProbes[p.Name]
+		mp, ok := markerProbes[p.Name]
 		if p.Provider != MarkerProvider || !ok {
+			continue
+		}
+		// The programs read arguments by position: a site with another
+		// count is another protocol, and probing it would record garbage.
+		if n := len(p.Args); n < mp.minArgs || n > mp.maxArgs {
+			lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %d arguments (%q), want %d to %d", p.Provider, p.Name, n, p.ArgSpec, mp.minArgs, mp.maxArgs))
 			continue
 		}
 		id := a.nextSpec
@@ -450,9 +456,13 @@ func (a *attacher) attachMarker(lib *Library) error {
 		// The kernel raises the semaphore (RefCtrOffset) in every process
 		// mapping the file while this link lives, and lowers it when the
 		// link is closed, also when the tracer dies.
-		l, err := ex.UprobeMulti(nil, a.objs.program(prog), &link.UprobeMultiOptions{
+		l, err := ex.UprobeMulti(nil, a.objs.program(mp.prog), &link.UprobeMultiOptions{
 			Addresses: []uint64{p.Offset}, RefCtrOffsets: []uint64{p.RefCtrOffset}, Cookies: []uint64{uint64(id)}})
-		if err != nil {
+		switch {
+		case err != nil && mp.optional:
+			lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %v", p.Provider, p.Name, err))
+			continue
+		case err != nil:
 			return fmt.Errorf("USDT %s:%s: %w", p.Provider, p.Name, err)
 		}
 		a.links = append(a.links, l)

@@ -3,14 +3,12 @@ package tracer
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,19 +102,11 @@ func traceWorkloadWith(t *testing.T, opts Options, steps int, fork bool, env ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	runErr := make(chan error, 1)
-	go func() {
-		runErr <- tr.Run(ctx, func(s analysis.Step) { mu.Lock(); got = append(got, s); mu.Unlock() })
-	}()
+	stop := runTracer(t, tr)
 	fmt.Fprintln(w.stdin, "go")
 	done = w.expect(t, "done")
 	time.Sleep(300 * time.Millisecond) // let a forked child's pid be scanned
-	cancel()
-	if err := <-runErr; err != nil {
-		t.Fatal(err)
-	}
+	got = stop()
 	procs := tr.Processes()
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)

@@ -10,23 +10,45 @@ import (
 	"github.com/profilemate/profilemate-bpf/analysis"
 )
 
-// runTracer runs tr until stop is closed and returns what it emitted.
+// collected is a Sink that keeps what it is handed.
+type collected struct {
+	mu     sync.Mutex
+	steps  []analysis.Step
+	scheds []analysis.Sched
+}
+
+func (c *collected) Step(s analysis.Step) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.steps = append(c.steps, s)
+}
+
+func (c *collected) Sched(s analysis.Sched) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.scheds = append(c.scheds, s)
+}
+
+// runTracer runs tr until stop is called and returns the steps it emitted.
 func runTracer(t *testing.T, tr *Tracer) (stop func() []analysis.Step) {
 	t.Helper()
+	stopAll := runCollecting(t, tr)
+	return func() []analysis.Step { return stopAll().steps }
+}
+
+// runCollecting runs tr until stop is called and returns every record it
+// emitted.
+func runCollecting(t testing.TB, tr *Tracer) (stop func() *collected) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	var got []analysis.Step
+	got := &collected{}
 	runErr := make(chan error, 1)
-	go func() {
-		runErr <- tr.Run(ctx, func(s analysis.Step) { mu.Lock(); got = append(got, s); mu.Unlock() })
-	}()
-	return func() []analysis.Step {
+	go func() { runErr <- tr.Run(ctx, got) }()
+	return func() *collected {
 		cancel()
 		if err := <-runErr; err != nil {
 			t.Fatal(err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		return got
 	}
 }

@@ -90,13 +90,33 @@ var driverProbes = []probeSet{
 		"cuMemcpyDtoHAsync_v2", "cuMemcpyDtoHAsync_v2_ptsz"}},
 }
 
-// markerProbes maps the marker's USDT probe names to their programs.
-var markerProbes = map[string]string{
-	"step_begin":   "usdt_step_begin",
-	"forward_end":  "usdt_forward_end",
-	"sample_end":   "usdt_sample_end",
-	"output_ready": "usdt_output_ready",
+// markerProbe is one of the marker's USDT probes: its program, how many
+// arguments its site may have, and whether the steps can be timed without
+// it (optional: then a failure to probe it is reported, not fatal).
+type markerProbe struct {
+	prog             string
+	minArgs, maxArgs int
+	optional         bool
 }
+
+// markerProbes are the marker's USDT probes by name. step_begin's sixth
+// argument (sched_key) is newer than the rest: an older marker's site has
+// five, and the program reads the missing one as 0.
+var markerProbes = map[string]markerProbe{
+	"step_begin":   {prog: "usdt_step_begin", minArgs: 5, maxArgs: 6},
+	"forward_end":  {prog: "usdt_forward_end", minArgs: 1, maxArgs: 1},
+	"sample_end":   {prog: "usdt_sample_end", minArgs: 1, maxArgs: 1},
+	"output_ready": {prog: "usdt_output_ready", minArgs: 1, maxArgs: 1},
+	"sched_step":   {prog: "usdt_sched_step", minArgs: schedStepArgs, maxArgs: schedStepArgs, optional: true},
+}
+
+// schedStepArgs is SCHED_STEP_ARGS in bpf/records.h.
+const schedStepArgs = 11
+
+// ProbeSchedStep names the scheduler's probe as Library.Missing lists it: a
+// marker without it (older than the scheduler patch) still times forward
+// passes, without the scheduler's columns.
+const ProbeSchedStep = MarkerProvider + ":sched_step"
 
 // MarkerProvider is the USDT provider of the marker's probes.
 const MarkerProvider = "profilemate"

@@ -35,6 +35,8 @@ func (o *profilemateObjects) program(name string) *ebpf.Program {
 		return o.UsdtSampleEnd
 	case "usdt_output_ready":
 		return o.UsdtOutputReady
+	case "usdt_sched_step":
+		return o.UsdtSchedStep
 	case "rt_launch":
 		return o.RtLaunch
 	case "drv_launch":

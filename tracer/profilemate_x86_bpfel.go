@@ -28,14 +28,35 @@ type profilemateProcState struct {
 	Open          [4]profilemateStepRecord
 }
 
+type profilemateSchedRecord struct {
+	_               structs.HostLayout
+	Kind            uint32
+	Pid             uint32
+	TsNs            uint64
+	SchedKey        uint64
+	KvUsagePermille int64
+	RunningReqs     int64
+	WaitingReqs     int64
+	PreemptedReqs   int64
+	ScheduledTokens int64
+	TokenBudget     int64
+	ScheduledReqs   int64
+	MaxNumSeqs      int64
+	SpecProposed    int64
+	SpecAccepted    int64
+}
+
 type profilemateStepRecord struct {
 	_                structs.HostLayout
+	Kind             uint32
+	Flags            uint32
 	StepId           uint64
 	BeginNs          uint64
 	ForwardEndNs     uint64
 	SampleEndNs      uint64
 	OutputReadyNs    uint64
 	SyncWaitNs       uint64
+	SchedKey         uint64
 	Pid              uint32
 	Tid              uint32
 	NumReqs          uint32
@@ -44,8 +65,8 @@ type profilemateStepRecord struct {
 	NumPrefillTokens uint32
 	Launches         uint32
 	GraphLaunches    uint32
-	Flags            uint32
 	LaunchEpoch      uint32
+	Pad              uint32
 }
 
 type profilemateThreadState struct {
@@ -69,7 +90,7 @@ type profilemateUsdtArg struct {
 
 type profilemateUsdtSpec struct {
 	_      structs.HostLayout
-	Args   [6]profilemateUsdtArg
+	Args   [11]profilemateUsdtArg
 	ArgCnt uint32
 	Pad    uint32
 }
@@ -96,10 +117,12 @@ const (
 	profilemateProgUsdtForwardEnd     = "usdt_forward_end"
 	profilemateProgUsdtOutputReady    = "usdt_output_ready"
 	profilemateProgUsdtSampleEnd      = "usdt_sample_end"
+	profilemateProgUsdtSchedStep      = "usdt_sched_step"
 	profilemateProgUsdtStepBegin      = "usdt_step_begin"
 	profilemateVarFrozen              = "frozen"
 	profilemateVarLaunchEpoch         = "launch_epoch"
 	profilemateVarRuntimeLaunchProbes = "runtime_launch_probes"
+	profilemateVarUnusedSchedRecord   = "unused_sched_record"
 )
 
 // loadProfilemate returns the embedded CollectionSpec for profilemate.
@@ -155,6 +178,7 @@ type profilemateProgramSpecs struct {
 	UsdtForwardEnd  *ebpf.ProgramSpec `ebpf:"usdt_forward_end"`
 	UsdtOutputReady *ebpf.ProgramSpec `ebpf:"usdt_output_ready"`
 	UsdtSampleEnd   *ebpf.ProgramSpec `ebpf:"usdt_sample_end"`
+	UsdtSchedStep   *ebpf.ProgramSpec `ebpf:"usdt_sched_step"`
 	UsdtStepBegin   *ebpf.ProgramSpec `ebpf:"usdt_step_begin"`
 }
 
@@ -178,6 +202,7 @@ type profilemateVariableSpecs struct {
 	Frozen              *ebpf.VariableSpec `ebpf:"frozen"`
 	LaunchEpoch         *ebpf.VariableSpec `ebpf:"launch_epoch"`
 	RuntimeLaunchProbes *ebpf.VariableSpec `ebpf:"runtime_launch_probes"`
+	UnusedSchedRecord   *ebpf.VariableSpec `ebpf:"unused_sched_record"`
 }
 
 // profilemateObjects contains all objects after they have been loaded into the kernel.
@@ -228,6 +253,7 @@ type profilemateVariables struct {
 	Frozen              *ebpf.Variable `ebpf:"frozen"`
 	LaunchEpoch         *ebpf.Variable `ebpf:"launch_epoch"`
 	RuntimeLaunchProbes *ebpf.Variable `ebpf:"runtime_launch_probes"`
+	UnusedSchedRecord   *ebpf.Variable `ebpf:"unused_sched_record"`
 }
 
 // profilematePrograms contains all programs after they have been loaded into the kernel.
@@ -245,6 +271,7 @@ type profilematePrograms struct {
 	UsdtForwardEnd  *ebpf.Program `ebpf:"usdt_forward_end"`
 	UsdtOutputReady *ebpf.Program `ebpf:"usdt_output_ready"`
 	UsdtSampleEnd   *ebpf.Program `ebpf:"usdt_sample_end"`
+	UsdtSchedStep   *ebpf.Program `ebpf:"usdt_sched_step"`
 	UsdtStepBegin   *ebpf.Program `ebpf:"usdt_step_begin"`
 }
 
@@ -261,6 +288,7 @@ func (p *profilematePrograms) Close() error {
 		p.UsdtForwardEnd,
 		p.UsdtOutputReady,
 		p.UsdtSampleEnd,
+		p.UsdtSchedStep,
 		p.UsdtStepBegin,
 	)
 }

@@ -1,7 +1,7 @@
 // Package tracer loads profilemate's eBPF programs, finds the processes of a
 // vLLM server and the CUDA and marker libraries they map, attaches probes
 // once per library, keeps the set of traced processes current and reads the
-// per-step records from the ring buffer.
+// per-step and per-schedule records from the ring buffer.
 package tracer
 
 import (
@@ -347,13 +347,13 @@ func (t *Tracer) scan(now time.Time) {
 	}
 }
 
-// Run reads step records, handing each to emit, and keeps the traced set
-// current until ctx ends. Then it detaches every probe and drains the ring
-// buffer, so no step that finished before the end is lost.
-func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
+// Run reads step and sched records, handing each to sink, and keeps the
+// traced set current until ctx ends. Then it detaches every probe and drains
+// the ring buffer, so no record sent before the end is lost.
+func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	done := make(chan error, 1)
 	go func() {
-		n, err := readSteps(t.reader, emit)
+		n, err := readRecords(t.reader, sink)
 		t.invalid.Add(n)
 		done <- err
 	}()
@@ -385,7 +385,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 				return errors.Join(detachErr, err)
 			}
 			// No probe fires any more: what is still open stays so.
-			t.emitOpenSteps(emit)
+			t.emitOpenSteps(sink)
 			return detachErr
 		case err := <-done:
 			return fmt.Errorf("read the ring buffer: %w", err)
@@ -397,10 +397,10 @@ func (t *Tracer) Run(ctx context.Context, emit func(analysis.Step)) error {
 	}
 }
 
-// emitOpenSteps hands emit every step still open in a traced process, as
+// emitOpenSteps hands sink every step still open in a traced process, as
 // far as it got, marked OpenAtEnd: a trace that ends in the middle of a long
 // prefill writes it with the points that came.
-func (t *Tracer) emitOpenSteps(emit func(analysis.Step)) {
+func (t *Tracer) emitOpenSteps(sink Sink) {
 	var open []analysis.Step
 	for _, p := range t.Processes() {
 		var st profilemateProcState
@@ -421,7 +421,7 @@ func (t *Tracer) emitOpenSteps(emit func(analysis.Step)) {
 	}
 	sort.Slice(open, func(i, j int) bool { return open[i].BeginNs < open[j].BeginNs })
 	for _, s := range open {
-		emit(s)
+		sink.Step(s)
 	}
 }
 

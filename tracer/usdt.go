@@ -44,7 +44,7 @@ const (
 	maxNoteStrings = 4096
 	maxNoteSection = 1 << 20
 	maxProbes      = 4096
-	maxUSDTArgs    = 6 // USDT_MAX_ARGS in bpf/records.h
+	maxUSDTArgs    = 11 // USDT_MAX_ARGS in bpf/records.h: sched_step's
 )
 
 // x86-64 struct pt_regs offsets of the 64-bit registers (the kernel's layout,

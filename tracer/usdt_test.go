@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,24 @@ func TestParseUSDTArg(t *testing.T) {
 		{"2@(%rsp)", USDTArg{Kind: usdtArgRegDeref, Size: 2, RegOff: 152}},
 		{"-4@$-9", USDTArg{Kind: usdtArgConst, Size: 4, Signed: true, Val: -9}},
 		{"1@$0x10", USDTArg{Kind: usdtArgConst, Size: 1, Val: 16}},
+		// Every general register a compiler may pick for an argument,
+		// at its struct pt_regs offset (arch/x86/include/asm/ptrace.h).
+		{"-8@%r15", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 0}},
+		{"-8@%r14", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 8}},
+		{"-8@%r13", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 16}},
+		{"-8@%r12", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 24}},
+		{"-8@%rbp", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 32}},
+		{"-8@%rbx", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 40}},
+		{"-8@%r11", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 48}},
+		{"-8@%r10", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 56}},
+		{"-8@%r9", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 64}},
+		{"-8@%rcx", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 88}},
+		{"-8@%rsi", USDTArg{Kind: usdtArgReg, Size: 8, Signed: true, RegOff: 104}},
+		{"-4@%r10d", USDTArg{Kind: usdtArgReg, Size: 4, Signed: true, RegOff: 56}},
+		{"2@%r15w", USDTArg{Kind: usdtArgReg, Size: 2, RegOff: 0}},
+		{"1@%r12b", USDTArg{Kind: usdtArgReg, Size: 1, RegOff: 24}},
+		{"4@%ebx", USDTArg{Kind: usdtArgReg, Size: 4, RegOff: 40}},
+		{"4@%ebp", USDTArg{Kind: usdtArgReg, Size: 4, RegOff: 32}},
 	} {
 		got, err := ParseUSDTArg(c.in)
 		if err != nil || got != c.want {
@@ -54,8 +73,49 @@ func markerLib(t testing.TB) string {
 	return filepath.Join(repo, "marker", "profilemate_marker", "libprofilemate_marker.so")
 }
 
+// TestReadUSDTProbesOfMarker reads the real marker's notes: an older one
+// (step_begin with 5 arguments, no sched_step) or one with the scheduler
+// probe (step_begin with sched_key, sched_step with 11).
 func TestReadUSDTProbesOfMarker(t *testing.T) {
 	path := markerLib(t)
+	probes := checkMarkerNotes(t, path, nil)
+	want := map[string]int{"step_begin": 5, "forward_end": 1, "sample_end": 1, "output_ready": 1}
+	for _, p := range probes {
+		if p.Name == "sched_step" {
+			want["step_begin"], want["sched_step"] = 6, schedStepArgs
+		}
+	}
+	checkMarkerNotes(t, path, want)
+}
+
+// TestReadUSDTProbesOfFixtureMarker: the tests' stand-in for the marker has
+// its layout, and sched_step's arguments in registers beyond the argument
+// registers.
+func TestReadUSDTProbesOfFixtureMarker(t *testing.T) {
+	probes := checkMarkerNotes(t, fixtureMarker(t, false),
+		map[string]int{"step_begin": 6, "forward_end": 1, "sample_end": 1, "output_ready": 1, "sched_step": schedStepArgs})
+	checkMarkerNotes(t, fixtureMarker(t, true),
+		map[string]int{"step_begin": 5, "forward_end": 1, "sample_end": 1, "output_ready": 1})
+	for _, p := range probes {
+		if p.Name != "sched_step" {
+			continue
+		}
+		// rbx, rbp, r10-r15, rax, rcx, rdx at their struct pt_regs offsets.
+		offs := []uint16{40, 32, 56, 48, 24, 16, 8, 0, 80, 88, 96}
+		for i, a := range p.Args {
+			if a.Kind != usdtArgReg || a.RegOff != offs[i] {
+				t.Errorf("sched_step arg %d: %+v, want the register at pt_regs offset %d (note %q)", i, a, offs[i], p.ArgSpec)
+			}
+		}
+	}
+}
+
+// checkMarkerNotes reads the probes of the marker library at path and checks
+// what every marker has: provider, semaphores, NOP sites inside their
+// functions, signed 8-byte arguments; and, unless want is nil, exactly the
+// probes of want with those argument counts.
+func checkMarkerNotes(t *testing.T, path string, want map[string]int) []USDTProbe {
+	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -80,12 +140,11 @@ func TestReadUSDTProbesOfMarker(t *testing.T) {
 			}
 		}
 	}
-	wantArgs := map[string]int{"step_begin": 5, "forward_end": 1, "sample_end": 1, "output_ready": 1}
-	if len(probes) != len(wantArgs) {
-		t.Fatalf("%d probes, want %d: %+v", len(probes), len(wantArgs), probes)
+	if want != nil && len(probes) != len(want) {
+		t.Fatalf("%s: %d probes, want %d: %+v", path, len(probes), len(want), probes)
 	}
 	for _, p := range probes {
-		if p.Provider != MarkerProvider || len(p.Args) != wantArgs[p.Name] {
+		if n, ok := want[p.Name]; p.Provider != MarkerProvider || want != nil && (!ok || len(p.Args) != n) {
 			t.Errorf("probe %s:%s with %d args", p.Provider, p.Name, len(p.Args))
 		}
 		// The semaphore's file offset is the exported semaphore symbol's,
@@ -105,6 +164,7 @@ func TestReadUSDTProbesOfMarker(t *testing.T) {
 			}
 		}
 	}
+	return probes
 }
 
 func TestReadUSDTProbesWithoutNotes(t *testing.T) {
@@ -164,7 +224,7 @@ func TestNoteParsingRejectsMalformed(t *testing.T) {
 		"no strings":    make([]byte, 24),
 		"empty name":    stapsdtNote(1, 2, 3, "p", "", "")[20:],
 		"bad arg":       stapsdtNote(1, 2, 3, "p", "n", "9@%rdi")[20:],
-		"too many args": stapsdtNote(1, 2, 3, "p", "n", "8@%rdi 8@%rdi 8@%rdi 8@%rdi 8@%rdi 8@%rdi 8@%rdi")[20:],
+		"too many args": stapsdtNote(1, 2, 3, "p", "n", strings.TrimSpace(strings.Repeat("8@%rdi ", maxUSDTArgs+1)))[20:],
 	} {
 		if _, _, err := parseStapsdtDesc(d, binary.LittleEndian); err == nil {
 			t.Errorf("%s: no error", name)
@@ -188,4 +248,14 @@ func FuzzReadUSDTProbes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseStapsdtDescTakesElevenArgs: sched_step's 11 arguments are the
+// most a note may have.
+func TestParseStapsdtDescTakesElevenArgs(t *testing.T) {
+	spec := "-8@%rbx -8@%rbp -8@%r10 -8@%r11 -8@%r12 -8@%r13 -8@%r14 -8@%r15 -8@%rax -8@%rcx -8@%rdx"
+	p, _, err := parseStapsdtDesc(stapsdtNote(1, 2, 3, "profilemate", "sched_step", spec)[20:], binary.LittleEndian)
+	if err != nil || len(p.Args) != schedStepArgs {
+		t.Fatalf("%d args, err %v; want %d", len(p.Args), err, schedStepArgs)
+	}
 }

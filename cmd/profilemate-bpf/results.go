@@ -23,13 +23,14 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 		fmt.Fprintln(stderr, "profilemate-bpf: warning:", err)
 	}
 	if dropped+invalid > 0 {
-		fmt.Fprintf(stderr, "profilemate-bpf: warning: %d step records lost (ring buffer full: %d, undecodable: %d)\n",
+		fmt.Fprintf(stderr, "profilemate-bpf: warning: %d records lost (ring buffer full: %d, undecodable: %d)\n",
 			dropped+invalid, dropped, invalid)
 	}
 	for _, p := range tr.Processes() {
 		r.Processes = append(r.Processes, p.Label())
 	}
-	r.Steps, r.Activity, r.DroppedRecords = col.all(), tr.Activity(), dropped+invalid
+	r.Steps, r.Scheds = col.all()
+	r.Activity, r.DroppedRecords = tr.Activity(), dropped+invalid
 	r.StepsBeforeProbes = tr.StepsBeforeProbes()
 	res := analysis.Analyze(r)
 	files, err := analysis.Write(dir, res)
@@ -61,6 +62,10 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 		fmt.Fprint(stdout, hint)
 	}
 	if note := edgeNote(res.Summary.Trace); note != "" {
+		fmt.Fprintln(stderr, note)
+	}
+	sched, _ := schedProbed(tr.Libraries())
+	if note := schedEndNote(res.Summary, sched); note != "" {
 		fmt.Fprintln(stderr, note)
 	}
 	if hint := launchCostHint(res.Summary); hint != "" {

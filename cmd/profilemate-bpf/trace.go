@@ -69,16 +69,18 @@ func hasCUDA(libs []*tracer.Library) bool {
 	return false
 }
 
-// collector keeps the steps as they arrive from the ring buffer.
+// collector keeps the records as they arrive from the ring buffer: it is
+// the trace's tracer.Sink.
 type collector struct {
 	mu      sync.Mutex
 	steps   []analysis.Step
+	scheds  []analysis.Sched
 	verbose io.Writer // nil unless -v
 }
 
-// add keeps s and, with -v, prints its line. Only the ring-buffer reader
+// Step keeps s and, with -v, prints its line. Only the ring-buffer reader
 // calls it, so lines come in order without holding the lock while writing.
-func (c *collector) add(s analysis.Step) {
+func (c *collector) Step(s analysis.Step) {
 	c.mu.Lock()
 	c.steps = append(c.steps, s)
 	c.mu.Unlock()
@@ -89,16 +91,25 @@ func (c *collector) add(s analysis.Step) {
 	}
 }
 
+// Sched keeps s, to be joined with its forward passes at the end: its own
+// record comes after theirs.
+func (c *collector) Sched(s analysis.Sched) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.scheds = append(c.scheds, s)
+}
+
 func (c *collector) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.steps)
 }
 
-func (c *collector) all() []analysis.Step {
+// all returns the steps and sched records kept.
+func (c *collector) all() ([]analysis.Step, []analysis.Sched) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.steps
+	return c.steps, c.scheds
 }
 
 // startError turns a tracer start failure into the message and exit code a
@@ -157,6 +168,9 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if cfg.leaveOut != 0 {
 		fmt.Fprintf(stderr, "  left out to measure their cost: %v\n", cfg.leaveOut)
 	}
+	if note := schedProbeNote(libs); note != "" {
+		fmt.Fprintln(stderr, note)
+	}
 	// A server started with the tracer, a front end without torch, workers
 	// that restart: its CUDA processes may come later, and the fork hook
 	// follows the tree until they do.
@@ -175,7 +189,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
 	defer cancel()
 	stopProgress := showProgress(runCtx, cancel, stderr, cfg.duration, col, tr)
-	runErr := tr.Run(runCtx, col.add)
+	runErr := tr.Run(runCtx, col)
 	stopProgress()
 	endNs := monotonicNs()
 	if ctx.Err() != nil {

@@ -17,6 +17,15 @@ type Timeline struct {
 	DisplayTimeUnit string
 	Processes       map[int64]*TimelineProcess // by pid
 	Counters        map[string]int             // counter events by name
+	CounterEvents   []TimelineCounter          // every counter event, in file order
+}
+
+// TimelineCounter is one C event.
+type TimelineCounter struct {
+	Name string
+	PID  int64
+	TsNs int64
+	Args map[string]float64
 }
 
 // TimelineProcess is one process track.
@@ -179,18 +188,24 @@ func CheckTimeline(data []byte) (*Timeline, error) {
 			if e.Ts == nil {
 				return nil, fmt.Errorf("%s: C needs ts", where)
 			}
-			if _, err := usToNs(*e.Ts); err != nil {
+			ts, err := usToNs(*e.Ts)
+			if err != nil {
 				return nil, fmt.Errorf("%s: ts: %w", where, err)
 			}
 			if len(e.Args) == 0 {
 				return nil, fmt.Errorf("%s: a counter needs a value", where)
 			}
+			c := TimelineCounter{Name: e.Name, PID: *e.PID, TsNs: ts, Args: map[string]float64{}}
 			for k, v := range e.Args {
-				if _, ok := v.(json.Number); !ok {
+				n, ok := v.(json.Number)
+				f, err := n.Float64()
+				if !ok || err != nil {
 					return nil, fmt.Errorf("%s: counter value %s=%v is not a number", where, k, v)
 				}
+				c.Args[k] = f
 			}
 			tl.Counters[e.Name]++
+			tl.CounterEvents = append(tl.CounterEvents, c)
 		default:
 			return nil, fmt.Errorf("%s: unexpected phase", where)
 		}

@@ -1,7 +1,8 @@
 /* workload: a scripted CUDA client for the tracer's root tests.
  *
  * It links the simulated server's fake libcudart, libcuda and libcublas like
- * a PyTorch process, loads the real marker library, and after a "go" line on
+ * a PyTorch process, loads the marker library (the real one, or
+ * testdata/marker_fixture.c built as one), and after a "go" line on
  * stdin runs STEPS forward passes, each with a known number of launches
  * through every path (runtime, runtime ExC, driver straight, graph) and one
  * synchronization that waits for a known amount of queued GPU work. With
@@ -12,6 +13,9 @@
  *   "hold"     begins one more step, runs it up to forward_end, prints
  *              "holding" and finishes it (sample_end, the synchronization,
  *              output_ready) only at the next line, then prints "released";
+ *   "sched N"  runs N more steps, each stamped with a sched_key and, where
+ *              the marker has sched_step, followed by that probe with the
+ *              values sched_values gives; prints "done";
  *   any other  prints "semaphore=" and the semaphore's value.
  *
  *   workload MARKER_SO STEPS FORK
@@ -19,9 +23,15 @@
  * With WORKLOAD_LATE_MARKER set it loads the marker only after "go", as a
  * vLLM worker imports it after it starts, and runs its first step at once.
  *
+ * step_begin is called with a sixth argument, sched_key (0 but in "sched"
+ * steps), whatever the marker: a 5-argument step_begin of an older marker
+ * ignores it, and its note says the tracer must not read it.
+ *
  * With STEPS=0 it measures instead: the "go" line gives N; N runtime launches
  * (cudaLaunchKernel) then N straight driver launches (cuLaunchKernelEx),
- * printing the mean nanoseconds per call of each.
+ * then N/10 marker steps without CUDA work (its four probes, step_begin
+ * with a sched_key) and N/10 sched_step calls where the marker has it,
+ * printing the mean nanoseconds per call, step or sched_step.
  */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -47,11 +57,16 @@ CUresult cuLaunchKernelEx(const CUlaunchConfig *, CUfunction, void **, void **);
 #define GRAPH_NS 2000000ULL /* GPU time the step's synchronization waits for */
 
 typedef void (*probe1)(long);
-typedef void (*probe5)(long, long, long, long, long);
+typedef void (*probe6)(long, long, long, long, long, long);
+typedef void (*probe11)(long, long, long, long, long, long, long, long, long, long, long);
 
-static unsigned short *sem;
-static probe5 step_begin;
+/* The nonce of "sched" keys: (SCHED_NONCE << 32) | step id. */
+#define SCHED_NONCE 0x5eedL
+
+static unsigned short *sem, *sched_sem;
+static probe6 step_begin;
 static probe1 forward_end, sample_end, output_ready;
+static probe11 sched_step; /* NULL: a marker without it */
 
 static void *must(void *lib, const char *name)
 {
@@ -66,7 +81,7 @@ static void *must(void *lib, const char *name)
 /* Step i: its launches, then with hold set it prints "holding" after
  * forward_end and waits for a line on stdin before it finishes. It returns
  * the step_begin semaphore's value at its start. */
-static unsigned run_step(long i, int hold)
+static unsigned run_step(long i, int hold, long sched_key)
 {
 	dim3 grid = {10, 1, 1}, block = {128, 1, 1};
 	cudaLaunchConfig_t rcfg = {.gridDim = grid, .blockDim = block};
@@ -76,7 +91,7 @@ static unsigned run_step(long i, int hold)
 	char line[64];
 
 	if (on)
-		step_begin(i, 4, 130, 1, 128);
+		step_begin(i, 4, 130, 1, 128, sched_key);
 	for (int k = 0; k < RT_LAUNCHES; k++)
 		cudaLaunchKernel((void *)1, grid, block, NULL, 0, NULL);
 	for (int k = 0; k < EXC_LAUNCHES; k++)
@@ -105,7 +120,7 @@ static unsigned run_steps(long first, long n)
 	unsigned max_sem = 0;
 
 	for (long i = first; i < first + n; i++) {
-		unsigned on = run_step(i, 0);
+		unsigned on = run_step(i, 0, 0);
 		if (on > max_sem)
 			max_sem = on;
 	}
@@ -121,7 +136,7 @@ static uint64_t now_ns(void)
 }
 
 /* Zero-cost grids, so only the call (and any probe on it) is timed. */
-static void measure_launches(long n)
+static void measure(long n)
 {
 	dim3 grid = {0, 1, 1}, block = {1, 1, 1};
 	CUlaunchConfig dcfg = {.gridDimX = 0, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 1, .blockDimY = 1, .blockDimZ = 1};
@@ -132,7 +147,19 @@ static void measure_launches(long n)
 	for (long i = 0; i < n; i++)
 		cuLaunchKernelEx(&dcfg, NULL, NULL, NULL);
 	uint64_t t2 = now_ns();
-	printf("done runtime_ns=%.1f driver_ns=%.1f\n", (double)(t1 - t0) / n, (double)(t2 - t1) / n);
+	long m = n / 10;
+	for (long i = 1; i <= m; i++) {
+		step_begin(i, 4, 130, 1, 128, (SCHED_NONCE << 32) | i);
+		forward_end(i);
+		sample_end(i);
+		output_ready(i);
+	}
+	uint64_t t3 = now_ns();
+	for (long i = 1; sched_step && i <= m; i++)
+		sched_step((SCHED_NONCE << 32) | i, 500, 16, 2, 0, 130, 2048, 4, 256, -1, -1);
+	uint64_t t4 = now_ns();
+	printf("done runtime_ns=%.1f driver_ns=%.1f step_ns=%.1f sched_ns=%.1f\n", (double)(t1 - t0) / n,
+	       (double)(t2 - t1) / n, (double)(t3 - t2) / m, sched_step ? (double)(t4 - t3) / m : 0.0);
 }
 
 static void load_marker(const char *path)
@@ -143,10 +170,30 @@ static void load_marker(const char *path)
 		exit(2);
 	}
 	sem = must(lib, "profilemate_step_begin_semaphore");
-	step_begin = (probe5)must(lib, "profilemate_step_begin");
+	step_begin = (probe6)must(lib, "profilemate_step_begin");
 	forward_end = (probe1)must(lib, "profilemate_forward_end");
 	sample_end = (probe1)must(lib, "profilemate_sample_end");
 	output_ready = (probe1)must(lib, "profilemate_output_ready");
+	sched_step = (probe11)dlsym(lib, "profilemate_sched_step");
+	sched_sem = dlsym(lib, "profilemate_sched_step_semaphore");
+	if (!sched_step != !sched_sem) {
+		fprintf(stderr, "workload: sched_step without its semaphore, or the reverse\n");
+		exit(2);
+	}
+}
+
+/* Step i stamped with its sched_key, then its scheduler step, as EngineCore
+ * fires it once the step's output is back. The values follow from i, and
+ * the test computes the same (schedValues in sched_test.go). */
+static void run_sched_step(long i)
+{
+	long key = (SCHED_NONCE << 32) | i;
+	long spec = i % 2 ? -1 : 5; /* odd steps: no speculative decoding */
+
+	run_step(i, 0, key);
+	if (sched_step && *sched_sem)
+		sched_step(key, (i * 37) % 1001, i, i + 100, i % 3, 130, 2048, 4, 256,
+			   spec, spec < 0 ? -1 : 3);
 }
 
 int main(int argc, char **argv)
@@ -168,7 +215,7 @@ int main(int argc, char **argv)
 	if (late)
 		load_marker(argv[1]);
 	if (atoi(argv[2]) == 0) {
-		measure_launches(atol(line));
+		measure(atol(line));
 		return 0;
 	}
 	long steps = atol(argv[2]);
@@ -187,8 +234,14 @@ int main(int argc, char **argv)
 			run_steps(next, n);
 			next += n;
 			printf("done\n");
+		} else if (!strncmp(line, "sched ", 6)) {
+			long n = atol(line + 6);
+			for (long i = next; i < next + n; i++)
+				run_sched_step(i);
+			next += n;
+			printf("done\n");
 		} else if (!strncmp(line, "hold", 4)) {
-			run_step(next++, 1);
+			run_step(next++, 1, 0);
 			printf("released\n");
 		} else {
 			printf("semaphore=%u\n", *sem);
