@@ -93,6 +93,8 @@ def test_scheduler_totals_are_summed_over_traced_batches_and_kv_weighed_by_steps
     assert a["preemptions"] == (13, 14) and a["drafts"] == (60, 60) and a["accepted"] == (24, 24)
     assert a["kv_mean"] == (pytest.approx(0.7), pytest.approx(0.6)) and a["kv_peak"] == (0.98, 0.99)
     assert vllmstats.sched_agreement([bs[1]]) is None
+    unknown = dict(bs[0], tracer_sched_mean_kv_cache_usage=None, tracer_sched_peak_kv_cache_usage=None)
+    assert vllmstats.sched_agreement([unknown])["kv_mean"] == (None, 0.5)
     t = vllmstats.table(bs, [("graph", "default")])
     assert "13 / 14 = 0.9286" in t and "0.700 / 0.600" in t
 

@@ -110,15 +110,19 @@ def sched_agreement(batches):
     s = lambda k: sum(b.get(k) or 0 for b in traced)
     steps = s("tracer_sched_sched_steps")
     kv = [b for b in traced if b.get("kv_samples")]
+    # The tracer's KV figures are null where no record knew the usage.
+    kv_known = [b for b in traced if b.get("tracer_sched_mean_kv_cache_usage") is not None]
+    kv_steps = sum(b["tracer_sched_sched_steps"] for b in kv_known)
+    peaks = [b["tracer_sched_peak_kv_cache_usage"] for b in kv_known
+             if b.get("tracer_sched_peak_kv_cache_usage") is not None]
     return dict(batches=len(traced), sched_steps=(steps, s("steps")), joined=s("tracer_sched_joined"),
                 preemptions=(s("tracer_sched_preemptions"), s("preemptions")),
                 drafts=(s("tracer_sched_spec_proposed"), s("spec_drafts")),
                 accepted=(s("tracer_sched_spec_accepted"), s("spec_accepted")),
-                kv_mean=(sum(b["tracer_sched_mean_kv_cache_usage"] * b["tracer_sched_sched_steps"] for b in traced)
-                         / steps if steps else 0.0,
+                kv_mean=(sum(b["tracer_sched_mean_kv_cache_usage"] * b["tracer_sched_sched_steps"] for b in kv_known)
+                         / kv_steps if kv_steps else None,
                          statistics.fmean(b["kv_mean"] for b in kv) if kv else None),
-                kv_peak=(max(b.get("tracer_sched_peak_kv_cache_usage") or 0 for b in traced),
-                         max((b["kv_peak"] for b in kv), default=None)))
+                kv_peak=(max(peaks, default=None), max((b["kv_peak"] for b in kv), default=None)))
 
 
 def _ratio(x):
@@ -184,7 +188,7 @@ def table(batches, modes_cfgs):
                   "vLLM's kv_cache_usage_perc sampled every 0.1 s)",
                   f"{'mode':<11} {'config':<14} {'steps':<26} {'joined':>7} {'preemptions':<22} {'drafts':<24} "
                   f"{'accepted':<24} {'KV mean':<14} {'KV peak':<14}"]
-        kvs = lambda p: "n/a" if p[1] is None else f"{p[0]:.3f} / {p[1]:.3f}"
+        kvs = lambda p: " / ".join("n/a" if v is None else f"{v:.3f}" for v in p)
         for m, c, a in sched:
             lines.append(f"{m:<11} {c:<14} {_agree(a['sched_steps']):<26} {a['joined']:>7.0f} "
                          f"{_agree(a['preemptions']):<22} {_agree(a['drafts']):<24} {_agree(a['accepted']):<24} "
