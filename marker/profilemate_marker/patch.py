@@ -28,7 +28,7 @@ import logging
 import sys
 import threading
 
-from .batch import batch_shape
+from .batch import batch_shape, sched_key
 
 log = logging.getLogger("profilemate_marker")
 
@@ -182,7 +182,8 @@ def _execute_model(original):
                     steps += 1
                     if probes.step_begin_semaphore.value:
                         step = steps
-                        probes.step_begin(step, *batch_shape(scheduler_output))
+                        probes.step_begin(step, *batch_shape(scheduler_output),
+                                          sched_key(scheduler_output))
                 # Also cleared for non-steps: a following sample_tokens fires nothing.
                 pending = step
             except Exception:

@@ -6,7 +6,8 @@ import pytest
 
 from elf import SHF_ALLOC, SHF_WRITE, SHT_PROGBITS, Elf
 
-EXPECTED_ARGS = {"step_begin": 5, "forward_end": 1, "sample_end": 1, "output_ready": 1}
+EXPECTED_ARGS = {"step_begin": 6, "forward_end": 1, "sample_end": 1, "output_ready": 1,
+                 "sched_step": 11}
 NOP5 = bytes.fromhex("0f1f440000")
 #: Signed 8-byte register argument, e.g. -8@%rdi.
 REGISTER_ARG = re.compile(r"-8@%r[a-z0-9]+$")
@@ -55,9 +56,15 @@ def test_argument_specs(elf):
         args = note.args.split()
         assert len(args) == EXPECTED_ARGS[note.name], note
         assert all(REGISTER_ARG.match(a) for a in args), note
-    step_begin = next(n for n in elf.stapsdt_notes() if n.name == "step_begin")
+    notes = {n.name: n for n in elf.stapsdt_notes()}
     # System V argument registers, in order: the arguments arrive untouched.
-    assert step_begin.args == "-8@%rdi -8@%rsi -8@%rdx -8@%rcx -8@%r8"
+    assert notes["step_begin"].args == "-8@%rdi -8@%rsi -8@%rdx -8@%rcx -8@%r8 -8@%r9"
+    # sched_step: the six register arguments first, in order, then five
+    # distinct registers the compiler loaded the stack arguments into.
+    sched_args = notes["sched_step"].args.split()
+    assert sched_args[:6] == notes["step_begin"].args.split()
+    assert len(set(sched_args)) == 11
+    assert not {"-8@%rsp", "-8@%rbp"} & set(sched_args)
 
 
 def test_only_the_protocol_is_exported(elf):
