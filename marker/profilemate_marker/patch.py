@@ -3,7 +3,8 @@
 Protocol (docs/design.md, "Marker protocol"):
 
 * step_begin   entry of a real execute_model (not dummy/warm-up/profile/
-               capture, not an empty schedule)
+               capture, not an empty schedule); its last argument is the
+               sched_key stamped by the scheduler patch (sched.py), or 0
 * forward_end  execute_model returned or raised
 * sample_end   sample_tokens returned (or execute_model returned an output
                itself: pooling models, non-last pipeline ranks)

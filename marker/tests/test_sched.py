@@ -60,6 +60,17 @@ def test_stamp_and_fire_values(recorder):
     assert so._profilemate_sched[0] == key
 
 
+def test_schedule_arguments_pass_through(recorder):
+    _, scheduler = make_scheduler()
+    scheduler.outputs.extend(sched(**DECODE) for _ in range(3))
+    scheduler.schedule()
+    scheduler.schedule(True)
+    scheduler.schedule(throttle_prefills=True)
+    assert scheduler.throttled == [False, True, True]
+    with pytest.raises(TypeError):
+        scheduler.schedule(True, "no such parameter")
+
+
 def test_kv_usage_rounds_to_permille(recorder):
     _, scheduler = make_scheduler()
     recorder.attach("sched_step")

@@ -41,10 +41,13 @@ class Scheduler:
         self.outputs = collections.deque()
         #: Request ids update_from_output finishes and frees.
         self.finishing = set()
+        #: throttle_prefills of each schedule() call.
+        self.throttled = []
 
     def schedule(self, throttle_prefills=False):
         if self.raise_in is not None:
             raise self.raise_in
+        self.throttled.append(throttle_prefills)
         return self.outputs.popleft()
 
     def update_from_output(self, scheduler_output, model_runner_output):
