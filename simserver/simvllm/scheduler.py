@@ -101,10 +101,6 @@ class Request:
     def prefilling(self) -> bool:
         return self.computed < self.target
 
-    @property
-    def request_id(self) -> str:
-        return self.req_id
-
     def is_finished(self) -> bool:
         return self.freed
 
@@ -157,9 +153,6 @@ class Scheduler:
     def next_arrival(self) -> Optional[float]:
         """When a request arrives next (rate mode), for an idle engine."""
         return self._next_arrival
-
-    def has_requests(self) -> bool:
-        return bool(self.waiting or self.running)
 
     def _spec_now(self) -> int:
         """Draft tokens per decode request in the next step."""

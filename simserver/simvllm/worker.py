@@ -37,7 +37,8 @@ class Worker:
     `reply` (a multiprocessing Connection) receives ("ready", info) once,
     then (step number, ModelRunnerOutput) of every step whose output is on
     the host; the output from rank 0 only (vLLM's output rank), None from
-    the others.  engine_pid: the EngineCore's pid, for the truth rows.
+    the others.  engine_pid: the EngineCore's pid, for the truth rows
+    (default: this process, as in the uni executor).
     """
 
     def __init__(self, opts, rank: int, title: str, reply, engine_pid: int = 0):
