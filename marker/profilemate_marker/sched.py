@@ -143,7 +143,7 @@ def _stamp(scheduler, output):
     skipped = getattr(scheduler, "skipped_waiting", None)
     setattr(output, SCHED_ATTR, (
         scheduler._profilemate_nonce << 32 | count,
-        round(scheduler.kv_cache_manager.usage * 1000),
+        int(round(scheduler.kv_cache_manager.usage * 1000)),
         len(scheduler.running),
         len(scheduler.waiting) + (len(skipped) if skipped is not None else 0),
         len(preempted) if preempted is not None else -1,
