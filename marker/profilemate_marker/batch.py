@@ -1,8 +1,21 @@
-"""The batch shape of one step, read off vLLM's SchedulerOutput.
+"""What step_begin reads off vLLM's SchedulerOutput: the batch shape and
+the scheduler patch's key.
 
 Field names are vLLM's (vllm/v1/core/sched/output.py); see
 docs/vllm-facts.md for the prefill rule this follows.
 """
+
+#: Attribute of a SchedulerOutput stamped by the scheduler patch (sched.py):
+#: a tuple whose first item is the sched_key.  It travels with the object,
+#: by pickle too, to tensor-parallel workers.
+SCHED_ATTR = "_profilemate_sched"
+
+
+def sched_key(scheduler_output):
+    """The sched_key stamped on scheduler_output, or 0 when unstamped (the
+    scheduler patch is off, or no tracer was attached at schedule time)."""
+    stamp = getattr(scheduler_output, SCHED_ATTR, None)
+    return stamp[0] if stamp else 0
 
 
 def batch_shape(scheduler_output):

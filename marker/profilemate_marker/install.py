@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 
-from . import hook, native, patch
+from . import hook, native, patch, sched
 
 log = logging.getLogger("profilemate_marker")
 
@@ -18,6 +18,9 @@ TARGETS = {
     ),
     "vllm.v1.worker.gpu.model_runner": (("GPUModelRunner", patch.patch_runner),),
     "vllm.v1.worker.gpu.async_utils": (("AsyncOutput", patch.patch_async_output),),
+    # EngineCore's: with tensor parallelism it imports no runner module, and
+    # this is what loads the probe library there.
+    "vllm.v1.core.sched.scheduler": (("Scheduler", sched.patch_scheduler),),
 }
 
 _lock = threading.Lock()
@@ -29,7 +32,8 @@ def enabled():
 
 
 def install():
-    """Patch vLLM's model runners now or whenever they get imported.
+    """Patch vLLM's model runners and scheduler now or whenever they get
+    imported.
 
     Does nothing when PROFILEMATE_MARKER=0.  Never raises: a failure is
     logged and leaves vLLM unpatched.
@@ -55,7 +59,7 @@ def patch_module(module):
     """Patch the target classes of one freshly executed vLLM module.
 
     The probe library is loaded here, on first need, so processes that
-    never import a model runner never map it.
+    never import a model runner or the scheduler never map it.
     """
     try:
         with _lock:

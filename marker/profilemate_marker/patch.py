@@ -3,7 +3,8 @@
 Protocol (docs/design.md, "Marker protocol"):
 
 * step_begin   entry of a real execute_model (not dummy/warm-up/profile/
-               capture, not an empty schedule)
+               capture, not an empty schedule); its last argument is the
+               sched_key stamped by the scheduler patch (sched.py), or 0
 * forward_end  execute_model returned or raised
 * sample_end   sample_tokens returned (or execute_model returned an output
                itself: pooling models, non-last pipeline ranks)
@@ -28,7 +29,7 @@ import logging
 import sys
 import threading
 
-from .batch import batch_shape
+from .batch import batch_shape, sched_key
 
 log = logging.getLogger("profilemate_marker")
 
@@ -182,7 +183,8 @@ def _execute_model(original):
                     steps += 1
                     if probes.step_begin_semaphore.value:
                         step = steps
-                        probes.step_begin(step, *batch_shape(scheduler_output))
+                        probes.step_begin(step, *batch_shape(scheduler_output),
+                                          sched_key(scheduler_output))
                 # Also cleared for non-steps: a following sample_tokens fires nothing.
                 pending = step
             except Exception:

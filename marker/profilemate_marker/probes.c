@@ -28,6 +28,7 @@ PM_SEMAPHORE volatile unsigned short profilemate_step_begin_semaphore = 0;
 PM_SEMAPHORE volatile unsigned short profilemate_forward_end_semaphore = 0;
 PM_SEMAPHORE volatile unsigned short profilemate_sample_end_semaphore = 0;
 PM_SEMAPHORE volatile unsigned short profilemate_output_ready_semaphore = 0;
+PM_SEMAPHORE volatile unsigned short profilemate_sched_step_semaphore = 0;
 
 /*
  * _.stapsdt.base: a one-byte anchor whose link-time address is recorded in
@@ -73,18 +74,19 @@ __asm__(".pushsection .stapsdt.base,\"aG\",\"progbits\",.stapsdt.base,comdat\n"
 PM_PROBE_FN profilemate_step_begin(int64_t step_id, int64_t num_reqs,
                                    int64_t num_tokens,
                                    int64_t num_prefill_reqs,
-                                   int64_t num_prefill_tokens)
+                                   int64_t num_prefill_tokens,
+                                   int64_t sched_key)
 {
     __asm__ __volatile__(PM_SITE_HEAD
                          ".8byte profilemate_step_begin_semaphore\n"
                          ".asciz \"profilemate\"\n"
                          ".asciz \"step_begin\"\n"
-                         ".asciz \"-8@%0 -8@%1 -8@%2 -8@%3 -8@%4\"\n"
+                         ".asciz \"-8@%0 -8@%1 -8@%2 -8@%3 -8@%4 -8@%5\"\n"
                          PM_SITE_TAIL
                          :
                          : PM_ARG(step_id), PM_ARG(num_reqs),
                            PM_ARG(num_tokens), PM_ARG(num_prefill_reqs),
-                           PM_ARG(num_prefill_tokens));
+                           PM_ARG(num_prefill_tokens), PM_ARG(sched_key));
 }
 
 PM_PROBE_FN profilemate_forward_end(int64_t step_id)
@@ -121,4 +123,34 @@ PM_PROBE_FN profilemate_output_ready(int64_t step_id)
                          PM_SITE_TAIL
                          :
                          : PM_ARG(step_id));
+}
+
+/*
+ * Fired in EngineCore once per scheduled step (protocol: docs/design.md and
+ * marker/README.md).  Eleven arguments: the first six arrive in the System V
+ * argument registers, the other five on the stack; "r" makes the compiler
+ * load those into registers as well (any general register; the spec names
+ * which), so that every argument is a plain register read for a consumer.
+ */
+PM_PROBE_FN profilemate_sched_step(int64_t sched_key, int64_t kv_usage_permille,
+                                   int64_t running_reqs, int64_t waiting_reqs,
+                                   int64_t preempted_reqs, int64_t scheduled_tokens,
+                                   int64_t token_budget, int64_t scheduled_reqs,
+                                   int64_t max_num_seqs, int64_t spec_proposed,
+                                   int64_t spec_accepted)
+{
+    __asm__ __volatile__(PM_SITE_HEAD
+                         ".8byte profilemate_sched_step_semaphore\n"
+                         ".asciz \"profilemate\"\n"
+                         ".asciz \"sched_step\"\n"
+                         ".asciz \"-8@%0 -8@%1 -8@%2 -8@%3 -8@%4 -8@%5 -8@%6 -8@%7"
+                         " -8@%8 -8@%9 -8@%10\"\n"
+                         PM_SITE_TAIL
+                         :
+                         : PM_ARG(sched_key), PM_ARG(kv_usage_permille),
+                           PM_ARG(running_reqs), PM_ARG(waiting_reqs),
+                           PM_ARG(preempted_reqs), PM_ARG(scheduled_tokens),
+                           PM_ARG(token_budget), PM_ARG(scheduled_reqs),
+                           PM_ARG(max_num_seqs), PM_ARG(spec_proposed),
+                           PM_ARG(spec_accepted));
 }

@@ -11,7 +11,7 @@ MARKER_DIR = Path(__file__).resolve().parents[1]
 FAKE_VLLM = Path(__file__).resolve().parent / "fakevllm"
 sys.path.insert(0, str(MARKER_DIR))
 
-from profilemate_marker import native, patch  # noqa: E402
+from profilemate_marker import native, patch, sched  # noqa: E402
 
 
 def _drop_vllm():
@@ -75,6 +75,8 @@ def recorder(library, monkeypatch):
     monkeypatch.setattr(patch, "steps", 0)
     monkeypatch.setattr(patch, "pending", 0)
     monkeypatch.setattr(patch, "async_output_types", ())
+    monkeypatch.setattr(sched, "off", False)
+    monkeypatch.setattr(sched, "_output_checked", False)
     yield rec
     rec.detach()
     _drop_finders()

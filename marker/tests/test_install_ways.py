@@ -46,6 +46,16 @@ def test_sitecustomize_uses_only_find_spec(library):
     assert run_python(code) == "1 False False PatchingLoader True"
 
 
+def test_scheduler_alone_loads_the_library(library):
+    """EngineCore with tensor parallelism imports the scheduler but no
+    runner: the library is mapped and the scheduler patched all the same."""
+    code = ("import vllm.v1.core.sched.scheduler as s\n"
+            "print(hasattr(s.Scheduler.schedule, '_profilemate_wrapper'),"
+            " hasattr(s.Scheduler.update_from_output, '_profilemate_wrapper'),"
+            " 'libprofilemate_marker' in open('/proc/self/maps').read())")
+    assert run_python(code) == "True True True"
+
+
 def test_sitecustomize_switched_off(library):
     assert run_python(IS_PATCHED, PROFILEMATE_MARKER="0") == "[False, False, False, False]"
 

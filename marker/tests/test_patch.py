@@ -33,7 +33,7 @@ def test_v1_sync_step(recorder):
     runner = runner_module(V1).GPUModelRunner()
     recorder.attach()
     assert runner.execute_model(sched(**PREFILL)) is None
-    assert recorder.take() == [("step_begin", 1, 1, 40, 1, 40), ("forward_end", 1)]
+    assert recorder.take() == [("step_begin", 1, 1, 40, 1, 40, 0), ("forward_end", 1)]
     output = runner.sample_tokens(None)
     assert type(output).__name__ == "ModelRunnerOutput"
     assert recorder.take() == [("sample_end", 1), ("output_ready", 1)]
@@ -52,7 +52,7 @@ def test_async_output_ready_fires_in_output_thread(recorder, module, kwargs, asy
         async_output = runner.sample_tokens(None)
         assert type(async_output).__name__ == async_type
         assert recorder.take() == [
-            ("step_begin", step, 2, 2, 0, 0), ("forward_end", step), ("sample_end", step)]
+            ("step_begin", step, 2, 2, 0, 0, 0), ("forward_end", step), ("sample_end", step)]
         output, thread = fetch_in_output_thread(async_output)
         assert output is async_output.get_output()
         assert recorder.events == [("output_ready", step)]
@@ -76,7 +76,7 @@ def test_output_returned_by_execute_model_ends_the_step(recorder):
     output = runner.execute_model(sched(**PREFILL))
     assert output.req_ids == ["n"]
     assert recorder.take() == [
-        ("step_begin", 1, 1, 40, 1, 40), ("forward_end", 1), ("sample_end", 1), ("output_ready", 1)]
+        ("step_begin", 1, 1, 40, 1, 40, 0), ("forward_end", 1), ("sample_end", 1), ("output_ready", 1)]
 
 
 def test_empty_step_is_not_a_step(recorder):
@@ -85,7 +85,7 @@ def test_empty_step_is_not_a_step(recorder):
     recorder.attach()
     assert runner.execute_model(sched()) is importlib.import_module("vllm.v1.outputs").EMPTY_MODEL_RUNNER_OUTPUT
     runner.execute_model(sched(**DECODE))
-    assert recorder.take()[0] == ("step_begin", 1, 2, 2, 0, 0)
+    assert recorder.take()[0] == ("step_begin", 1, 2, 2, 0, 0, 0)
 
 
 @pytest.mark.parametrize("warm_up", ["_dummy_run", "profile_run", "capture_model"])
@@ -167,7 +167,7 @@ def test_later_probes_follow_their_own_semaphores(recorder):
     recorder.attach("step_begin", "output_ready")
     runner.execute_model(sched(**DECODE))
     runner.sample_tokens(None)
-    assert recorder.take() == [("step_begin", 1, 2, 2, 0, 0), ("output_ready", 1)]
+    assert recorder.take() == [("step_begin", 1, 2, 2, 0, 0, 0), ("output_ready", 1)]
 
 
 def test_step_begun_before_attach_fires_nothing_later(recorder):
@@ -206,7 +206,7 @@ def test_vllm_exception_passes_through(recorder):
     with pytest.raises(ValueError) as raised:
         runner.execute_model(sched(**DECODE))
     assert raised.value is error
-    assert recorder.take() == [("step_begin", 1, 2, 2, 0, 0), ("forward_end", 1)]
+    assert recorder.take() == [("step_begin", 1, 2, 2, 0, 0, 0), ("forward_end", 1)]
     assert not patch.off
 
 
@@ -254,7 +254,7 @@ def test_loaded_twice_patches_once(recorder):
     assert sum(getattr(f, "profilemate_finder", False) for f in __import__("sys").meta_path) == 1
     recorder.attach("step_begin")
     module.GPUModelRunner().execute_model(sched(**DECODE))
-    assert recorder.take() == [("step_begin", 1, 2, 2, 0, 0)]
+    assert recorder.take() == [("step_begin", 1, 2, 2, 0, 0, 0)]
 
 
 def test_vllm_imported_before_install(recorder):

@@ -24,16 +24,21 @@ pytestmark = pytest.mark.skipif(
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
+# %ld for nsecs and sched_key: bpftrace 0.17's %d prints the low 32 bits.
 PROGRAM = """
 BEGIN { printf("READY\\n"); }
 usdt:%(lib)s:profilemate:step_begin /pid == %(pid)d/ {
-    printf("step_begin %%d %%d %%d %%d %%d %%d %%d\\n", nsecs, tid, arg0, arg1, arg2, arg3, arg4); }
+    printf("step_begin %%ld %%d %%d %%d %%d %%d %%d %%ld\\n", nsecs, tid, arg0, arg1, arg2, arg3, arg4,
+           arg5); }
 usdt:%(lib)s:profilemate:forward_end /pid == %(pid)d/ {
-    printf("forward_end %%d %%d %%d\\n", nsecs, tid, arg0); }
+    printf("forward_end %%ld %%d %%d\\n", nsecs, tid, arg0); }
 usdt:%(lib)s:profilemate:sample_end /pid == %(pid)d/ {
-    printf("sample_end %%d %%d %%d\\n", nsecs, tid, arg0); }
+    printf("sample_end %%ld %%d %%d\\n", nsecs, tid, arg0); }
 usdt:%(lib)s:profilemate:output_ready /pid == %(pid)d/ {
-    printf("output_ready %%d %%d %%d\\n", nsecs, tid, arg0); }
+    printf("output_ready %%ld %%d %%d\\n", nsecs, tid, arg0); }
+usdt:%(lib)s:profilemate:sched_step /pid == %(pid)d/ {
+    printf("sched_step %%ld %%d %%ld %%d %%d %%d %%d %%d\\n", nsecs, tid,
+           arg0, arg1, arg2, arg3, arg4, arg5); }
 """
 
 
@@ -108,22 +113,32 @@ def test_probe_arguments_arrive_in_bpftrace(library):
 
     main_tid = driver.pid  # the driver's main thread runs the steps
     v1_output_tid, v2_output_tid = extra["output_threads"]
+    key = extra["sched_key"]
+    assert key >> 32 and key & 0xFFFFFFFF == 1, "first stamp of a fresh scheduler"
     assert events == [
         # step 3: V1 synchronous, first chunk of a prefill
-        ["step_begin", main_tid, 3, 1, 256, 1, 256],
+        ["step_begin", main_tid, 3, 1, 256, 1, 256, 0],
         ["forward_end", main_tid, 3],
         ["sample_end", main_tid, 3],
         ["output_ready", main_tid, 3],
         # step 4: V1 async, speculative decode; output fetched in another thread
-        ["step_begin", main_tid, 4, 2, 5, 0, 0],
+        ["step_begin", main_tid, 4, 2, 5, 0, 0, 0],
         ["forward_end", main_tid, 4],
         ["sample_end", main_tid, 4],
         ["output_ready", v1_output_tid, 4],
         # step 5: V2, mixed
-        ["step_begin", main_tid, 5, 2, 11, 1, 10],
+        ["step_begin", main_tid, 5, 2, 11, 1, 10, 0],
         ["forward_end", main_tid, 5],
         ["sample_end", main_tid, 5],
         ["output_ready", v2_output_tid, 5],
+        # step 6: through the scheduler patch; sched_step after the output
+        ["step_begin", main_tid, 6, 2, 4, 0, 0, key],
+        ["forward_end", main_tid, 6],
+        ["sample_end", main_tid, 6],
+        ["output_ready", main_tid, 6],
+        # bpftrace 0.17 reads arg0..arg5 only; test_elf_notes checks the
+        # registers of the other five.
+        ["sched_step", main_tid, key, 456, 2, 3, 1, 4],
     ]
 
 
@@ -155,5 +170,6 @@ def _rest(lines):
         if line is None:
             return [event[:1] + event[2:] for event in sorted(events, key=lambda e: e[1])]
         words = line.split()
-        if words and words[0] in ("step_begin", "forward_end", "sample_end", "output_ready"):
+        if words and words[0] in ("step_begin", "forward_end", "sample_end", "output_ready",
+                                     "sched_step"):
             events.append([words[0]] + [int(w) for w in words[1:]])

@@ -12,8 +12,10 @@ import time
 
 from helpers import sched
 from profilemate_marker import native, patch
+import vllm.v1.core.sched.scheduler as scheduler_module
 import vllm.v1.worker.gpu.model_runner as v2
 import vllm.v1.worker.gpu_model_runner as v1
+from vllm.v1.outputs import ModelRunnerOutput
 
 
 def semaphores():
@@ -25,6 +27,26 @@ def fetch_in_output_thread(async_output):
     thread.start()
     thread.join()
     return thread.native_id
+
+
+def scheduler_step(runner):
+    """One step through the scheduler patch: 2 of 16 running, 3 waiting,
+    KV 45.6% used, 1 preempted, 5 of 512 tokens (2 drafts, 1 accepted).
+    Returns the step's sched_key."""
+    scheduler = scheduler_module.Scheduler(num_spec_tokens=2)
+    scheduler.running = ["a", "b"]
+    scheduler.waiting.extend(["p", "q", "r"])
+    scheduler.kv_cache_manager.usage = 0.4564
+    scheduler.requests = {r: scheduler_module.Request(r) for r in ("a", "b")}
+    planned = sched(cached=[("a", 3), ("b", 1)], spec={"a": 2})
+    planned.preempted_req_ids = {"p"}
+    scheduler.outputs.append(planned)
+    scheduler_output = scheduler.schedule()
+    runner.execute_model(scheduler_output)
+    runner.sample_tokens(None)
+    scheduler.update_from_output(
+        scheduler_output, ModelRunnerOutput(["a", "b"], [[5, 6], [7]]))
+    return scheduler_output._profilemate_sched[0]
 
 
 def main():
@@ -47,7 +69,9 @@ def main():
     v2_runner.execute_model(sched(), dummy_run=True)                 # not a step
     v2_runner.execute_model(sched(new=[("n", 10, 0, 10)], cached=[("a", 1)]))  # 5
     v2_thread = fetch_in_output_thread(v2_runner.sample_tokens(None))
-    print(json.dumps({"output_threads": [output_thread, v2_thread]}), flush=True)
+    sched_key = scheduler_step(sync_runner)                          # step 6
+    print(json.dumps({"output_threads": [output_thread, v2_thread], "sched_key": sched_key}),
+          flush=True)
     print("done", flush=True)
 
     assert sys.stdin.readline().strip() == "check"

@@ -4,6 +4,9 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from .kvcache import BLOCK_SIZE
+from .scheduler import MAX_SPEC_TOKENS, SPEC_PERIOD, SPEC_STEPS, SchedConfig, min_kv_blocks
+
 MAX_WORKERS = 8
 MAX_DATA_PARALLEL = 4
 
@@ -22,6 +25,10 @@ class Options:
     truth_dir: Optional[str]
     sync: bool
     seed: int
+    kv_blocks: int
+    spec: str
+    spec_tokens: int
+    spec_acceptance: float
 
 
 def _non_negative(name):
@@ -44,6 +51,30 @@ def _count(name, most):
             raise argparse.ArgumentTypeError(f"{name} must be an integer, not {text!r}")
         if not 1 <= n <= most:
             raise argparse.ArgumentTypeError(f"{name} must be 1 to {most}, not {n}")
+        return n
+    return parse
+
+
+def _probability(name):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, not {text!r}")
+        if not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"{name} must be 0 to 1, not {text}")
+        return value
+    return parse
+
+
+def _at_least(name, least):
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, not {text!r}")
+        if n < least:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {least}, not {n}")
         return n
     return parse
 
@@ -85,12 +116,33 @@ def parser() -> argparse.ArgumentParser:
                    help="no async scheduling: each step's output is fetched before "
                         "the next step starts")
     p.add_argument("--seed", type=int, default=0, help="seed of the request mix")
+    p.add_argument("--kv-blocks", type=_at_least("--kv-blocks", 1),
+                   default=SchedConfig.kv_blocks,
+                   help=f"KV-cache blocks of {BLOCK_SIZE} tokens (default "
+                        f"{SchedConfig.kv_blocks}: waves fill it and force preemptions); "
+                        "fewer: more pressure, more preemptions")
+    p.add_argument("--spec", choices=("periods", "always", "off"), default=SchedConfig.spec,
+                   help="speculative decoding: in periods (default: the last "
+                        f"{SPEC_STEPS} of every {SPEC_PERIOD} steps), on every decode step, "
+                        "or off (not configured)")
+    p.add_argument("--spec-tokens", type=_count("--spec-tokens", MAX_SPEC_TOKENS),
+                   default=SchedConfig.spec_tokens,
+                   help=f"draft tokens per decode request (default {SchedConfig.spec_tokens})")
+    p.add_argument("--spec-acceptance", type=_probability("--spec-acceptance"),
+                   default=SchedConfig.spec_acceptance,
+                   help="probability that a draft token agrees with the target model; "
+                        "drafts after the first disagreeing one are rejected (default "
+                        f"{SchedConfig.spec_acceptance})")
     return p
 
 
 def parse(argv) -> Options:
     p = parser()
     args = p.parse_args(argv)
+    least = min_kv_blocks(args.spec_tokens)
+    if args.kv_blocks < least:
+        p.error(f"--kv-blocks must be at least {least} (the longest request alone), "
+                f"not {args.kv_blocks}")
     if args.truth_dir:
         try:
             os.makedirs(args.truth_dir, exist_ok=True)

@@ -18,7 +18,8 @@ from pathlib import Path
 from vllm.plugins import load_general_plugins
 
 from . import cuda, procs
-from .scheduler import Scheduler
+from .scheduler import SchedConfig, Scheduler
+from .truth import EngineTruthWriter
 from .worker import Worker, worker_main
 
 TITLE = "VLLM::EngineCore"
@@ -117,9 +118,22 @@ def write_server_json(opts, api_pid: int, title: str, dp_rank: int, workers) -> 
     tmp.rename(path)
 
 
-def serve_steps(opts, seed: int, workers, stop) -> None:
-    """Schedule and run steps until --duration is over or a stop signal."""
-    sched = Scheduler(seed, opts.rate)
+def sched_config(opts) -> SchedConfig:
+    """The scheduler's knobs from the command line."""
+    return SchedConfig(kv_blocks=opts.kv_blocks, spec=opts.spec, spec_tokens=opts.spec_tokens,
+                       spec_acceptance=opts.spec_acceptance)
+
+
+def serve_steps(opts, seed: int, workers, stop, truth=None) -> None:
+    """Schedule and run steps until --duration is over or a stop signal.
+
+    The scheduler is vLLM's class (the stand-in at its module path, so the
+    marker patches it), imported only now, after the plugins ran, as
+    EngineCore does; each step's output goes back to its update_from_output.
+    """
+    from vllm.v1.core.sched.scheduler import Scheduler as VllmScheduler
+
+    scheduler = VllmScheduler(Scheduler(seed, opts.rate, sched_config(opts)))
     depth = 1 if opts.sync else 2
     inflight = collections.deque()
     deadline = time.monotonic() + opts.duration if opts.duration else None
@@ -127,22 +141,36 @@ def serve_steps(opts, seed: int, workers, stop) -> None:
         now = time.monotonic()
         if deadline and now >= deadline:
             break
-        while len(inflight) < depth and (item := sched.schedule(now)):
+        while len(inflight) < depth:
+            scheduler_output = scheduler.schedule()
+            if not scheduler_output.total_num_scheduled_tokens:
+                break
+            item = (scheduler_output, scheduler.last_plan)
             for w in workers:
                 w.submit(item)
             inflight.append(item)
         if inflight:
-            for w in workers:
-                recv(w, stop)
-            inflight.popleft()
+            finish_step(scheduler, workers, inflight.popleft(), stop, truth)
             continue
-        wake = min(t for t in (sched.next_arrival(), deadline, now + POLL_S) if t)
+        wake = min(t for t in (scheduler.sim.next_arrival(), deadline, now + POLL_S) if t)
         stop.wait(max(0.0, wake - now))
     # Outputs of steps already handed out are still collected (and recorded).
     while inflight and not stop.is_set():
-        for w in workers:
-            recv(w, stop)
-        inflight.popleft()
+        finish_step(scheduler, workers, inflight.popleft(), stop, truth)
+
+
+def finish_step(scheduler, workers, item, stop, truth) -> None:
+    """Wait for the step's output from every worker, then hand rank 0's to
+    update_from_output and record the step in the engine's truth."""
+    replies = [recv(w, stop) for w in workers]
+    if None in replies:
+        return  # stopped
+    (step, model_runner_output), scheduler_output, plan = replies[0], *item
+    begin_ns = time.monotonic_ns()
+    scheduler.update_from_output(scheduler_output, model_runner_output)
+    end_ns = time.monotonic_ns()
+    if truth:
+        truth.write(step, plan, begin_ns, end_ns)
 
 
 def engine_core_main(opts, api_pid: int, dp_rank: int = 0) -> None:
@@ -154,6 +182,7 @@ def engine_core_main(opts, api_pid: int, dp_rank: int = 0) -> None:
     load_general_plugins()
     cuda.libs()
     workers = []
+    truth = None
     code = 0
     try:
         if opts.workers == 1:
@@ -169,12 +198,15 @@ def engine_core_main(opts, api_pid: int, dp_rank: int = 0) -> None:
                 w.info = reply[1]
         if opts.truth_dir:
             write_server_json(opts, api_pid, title, dp_rank, workers)
+            truth = EngineTruthWriter(opts.truth_dir)
         # Each data-parallel engine serves its own requests.
-        serve_steps(opts, opts.seed + dp_rank, workers, stop)
+        serve_steps(opts, opts.seed + dp_rank, workers, stop, truth)
     except WorkerDied as e:
         print(f"EngineCore: worker {e} died", file=sys.stderr)
         code = 1
     finally:
         for w in workers:
             w.stop()
+        if truth:
+            truth.close()
     sys.exit(code)

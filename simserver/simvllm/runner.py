@@ -13,6 +13,7 @@ from vllm.v1.outputs import ModelRunnerOutput
 
 from . import cuda
 from .model import EAGER, MAX_NUM_TOKENS, SimModel, dispatch_mode
+from .scheduler import TARGET_TOKEN, accepted
 from .truth import StepStamp
 
 #: Bytes copied to the host per step, at most: 8 per sampled token id and
@@ -87,7 +88,7 @@ class SimRunnerBase:
         output = ModelRunnerOutput(
             req_ids=req_ids,
             req_id_to_index={r: i for i, r in enumerate(req_ids)},
-            sampled_token_ids=[[0] for _ in req_ids])
+            sampled_token_ids=[sampled_tokens(spec.get(r, ())) for r in req_ids])
         return output, stamp
 
     def _sample_sync(self):
@@ -96,3 +97,11 @@ class SimRunnerBase:
         stamp.output_ready()
         self.last_stamp = stamp
         return output
+
+
+def sampled_tokens(drafts) -> list[int]:
+    """What the rejection sampler returns for a request: the drafts the
+    target model agrees with (the leading ones equal to TARGET_TOKEN), then
+    the target's own token (the bonus, or the correction of the first
+    rejected draft); just that token without drafts."""
+    return list(drafts[:accepted(drafts)]) + [TARGET_TOKEN]

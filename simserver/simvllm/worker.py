@@ -35,11 +35,15 @@ class Worker:
     """Builds and warms up a runner, then runs the steps given to step().
 
     `reply` (a multiprocessing Connection) receives ("ready", info) once,
-    then the step number of every step whose output is on the host.
+    then (step number, ModelRunnerOutput) of every step whose output is on
+    the host; the output from rank 0 only (vLLM's output rank), None from
+    the others.  engine_pid: the EngineCore's pid, for the truth rows
+    (default: this process, as in the uni executor).
     """
 
-    def __init__(self, opts, rank: int, title: str, reply):
+    def __init__(self, opts, rank: int, title: str, reply, engine_pid: int = 0):
         self.kind = runner_kind(opts.runner, rank)
+        self.rank = rank
         self.reply = reply
         self.async_scheduling = not opts.sync
         # The module is imported only now, after the plugins ran, as vLLM
@@ -48,7 +52,8 @@ class Worker:
         self.runner = module.GPUModelRunner(
             SimConfig(enforce_eager=opts.eager, async_scheduling=self.async_scheduling),
             f"cuda:{rank}")
-        self.truth = TruthWriter(opts.truth_dir, self.kind, title) if opts.truth_dir else None
+        self.truth = (TruthWriter(opts.truth_dir, self.kind, title, engine_pid or os.getpid())
+                      if opts.truth_dir else None)
         self.runner.profile_run()
         self.runner.capture_model()
         self._outputs = queue.SimpleQueue()
@@ -77,24 +82,24 @@ class Worker:
             self._outputs.put((output, plan))
         else:
             self.runner.last_stamp.outer_ready_ns = time.monotonic_ns()
-            self._finish(self.runner.last_stamp, plan)
+            self._finish(self.runner.last_stamp, plan, output)
 
     def _output_loop(self) -> None:
         try:
             while (item := self._outputs.get()) is not None:
                 output, plan = item
-                output.get_output()
+                model_runner_output = output.get_output()
                 output.sim_stamp.outer_ready_ns = time.monotonic_ns()
-                self._finish(output.sim_stamp, plan)
+                self._finish(output.sim_stamp, plan, model_runner_output)
         except Exception:
             traceback.print_exc()
             # The engine sees the closed connection and stops the server.
             self.reply.close()
 
-    def _finish(self, stamp, plan) -> None:
+    def _finish(self, stamp, plan, model_runner_output) -> None:
         if self.truth:
             self.truth.write(stamp, plan)
-        self.reply.send(stamp.step)
+        self.reply.send((stamp.step, model_runner_output if self.rank == 0 else None))
 
     def close(self) -> None:
         """Wait for outstanding outputs, then close the truth file."""
@@ -111,7 +116,7 @@ def worker_main(opts, rank: int, title: str, steps, reply, parent_pid: int) -> N
     procs.set_title(title)
     stop = procs.StopFlag()
     load_general_plugins()
-    worker = Worker(opts, rank, title, reply)
+    worker = Worker(opts, rank, title, reply, parent_pid)
     try:
         while not stop.is_set():
             if not steps.poll(0.2):

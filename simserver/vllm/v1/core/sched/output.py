@@ -53,3 +53,9 @@ class SchedulerOutput:
     finished_req_ids: set[str]
     free_encoder_mm_hashes: list[str]
     preempted_req_ids: Optional[set[str]] = None
+    num_invalid_spec_tokens: Optional[dict[str, int]] = None
+
+    @classmethod
+    def make_empty(cls) -> "SchedulerOutput":
+        """A schedule with nothing in it (vLLM's, for an idle step)."""
+        return cls([], CachedRequestData.make_empty(), {}, 0, {}, {}, [], set(), [])
