@@ -15,8 +15,10 @@ Protocol (docs/design.md, "Marker protocol"; marker/README.md):
   for SpecDecodingStats.  They are counted before vLLM's own processing,
   which frees finished requests; the probe fires after it returns.
 
-Untraced cost: two extra Python frames, one semaphore read and one
-attribute look-up per step.
+Untraced cost: one extra Python frame and one semaphore read per step.
+update_from_output is wrapped on the scheduler instance by its first
+stamp, i.e. only once a tracer is attached, and the wrapper removes itself
+at the first unstamped step after the tracer left.
 A Scheduler of a vLLM that lacks a field this module reads switches the
 scheduler probe off with one warning; any other exception of this module
 switches it off too (logged once).  The runner patch is left working in
@@ -62,7 +64,6 @@ def patch_scheduler(cls):
                     "signatures; scheduler not patched", cls.__qualname__)
         return
     patch._wrap(cls, "schedule", _schedule)
-    patch._wrap(cls, "update_from_output", _update_from_output)
 
 
 def _update_fits(method):
@@ -138,6 +139,10 @@ def _stamp(scheduler, output):
         scheduler._profilemate_nonce = (int.from_bytes(os.urandom(4), "little") >> 1) or 1
         count = 1
     scheduler._profilemate_count = count
+    if UPDATE not in vars(scheduler):
+        # An instance attribute, found before the class's method: vLLM's
+        # EngineCore calls self.scheduler.update_from_output(...).
+        setattr(scheduler, UPDATE, _update_from_output(scheduler, getattr(type(scheduler), UPDATE)))
     preempted = output.preempted_req_ids
     # vllm:num_requests_waiting counts the "skipped" waiting queue (0.26+) too.
     skipped = getattr(scheduler, "skipped_waiting", None)
@@ -154,10 +159,14 @@ def _stamp(scheduler, output):
     ))
 
 
-def _update_from_output(original):
-    def wrapper(self, scheduler_output, model_runner_output, *args, **kwargs):
-        # Stamped only while traced: untraced, one attribute look-up is the
-        # whole cost, and the semaphore is read only for stamped steps.
+#: The scheduler method wrapped per instance while traced.
+UPDATE = "update_from_output"
+
+
+def _update_from_output(self, original):
+    """update_from_output of the scheduler `self` (original: the class's
+    function), firing sched_step for stamped outputs."""
+    def wrapper(scheduler_output, model_runner_output, *args, **kwargs):
         stamp = getattr(scheduler_output, SCHED_ATTR, None)
         spec = None
         if stamp and patch.probes.sched_step_semaphore.value and not (off or patch.off):
@@ -165,6 +174,9 @@ def _update_from_output(original):
                 spec = spec_counts(self, scheduler_output, model_runner_output)
             except Exception:
                 _switch_off_error()
+        elif not stamp and not patch.probes.sched_step_semaphore.value:
+            # The tracer left: back to the class's method, at no cost.
+            vars(self).pop(UPDATE, None)
         if args or kwargs:
             result = original(self, scheduler_output, model_runner_output, *args, **kwargs)
         else:

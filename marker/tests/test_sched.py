@@ -292,3 +292,30 @@ def test_patched_once_and_inherited(recorder):
     recorder.attach("sched_step")
     run_step(AsyncScheduler(), sched(**DECODE))
     assert len(recorder.take()) == 1
+
+
+def test_update_from_output_is_wrapped_only_while_traced(recorder):
+    module, scheduler = make_scheduler()
+    # Untraced: the class's own method, no wrapper frame at all.
+    run_step(scheduler, sched(**DECODE))
+    assert "update_from_output" not in vars(scheduler) and recorder.take() == []
+    recorder.attach("sched_step")
+    run_step(scheduler, sched(**DECODE))
+    assert "update_from_output" in vars(scheduler)
+    assert [e[0] for e in recorder.take()] == ["sched_step"]
+    # A step stamped while traced still fires if its update comes after
+    # the schedule of the next one.
+    scheduler.outputs.append(sched(**DECODE))
+    first = scheduler.schedule()
+    recorder.detach()
+    scheduler.outputs.append(sched(**DECODE))
+    second = scheduler.schedule()
+    recorder.attach("sched_step")
+    scheduler.update_from_output(first, output(list(first.num_scheduled_tokens), [[1], [1]]))
+    assert [e[0] for e in recorder.take()] == ["sched_step"]
+    recorder.detach()
+    # The first unstamped step after the tracer left removes the wrapper.
+    scheduler.update_from_output(second, output(list(second.num_scheduled_tokens), [[1], [1]]))
+    assert "update_from_output" not in vars(scheduler) and recorder.take() == []
+    run_step(scheduler, sched(**DECODE))
+    assert "update_from_output" not in vars(scheduler)
