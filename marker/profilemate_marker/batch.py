@@ -29,14 +29,23 @@ def batch_shape(scheduler_output):
     """
     scheduled = scheduler_output.num_scheduled_tokens
     spec_tokens = scheduler_output.scheduled_spec_decode_tokens or {}
+    cached = scheduler_output.scheduled_cached_reqs
+    resumed = getattr(cached, "resumed_req_ids", None)
+    total = scheduler_output.total_num_scheduled_tokens
+
+    # A pure decode step, the common case, without a loop over the batch:
+    # every request is scheduled at least 1 + its speculative tokens, so a
+    # total of exactly that leaves no request with prompt tokens.
+    if not scheduler_output.scheduled_new_reqs and not resumed and \
+            total == len(scheduled) + sum(map(len, spec_tokens.values())):
+        return len(scheduled), total, 0, 0
 
     prefill = set()
     for req in scheduler_output.scheduled_new_reqs:
         prompt_len = _prompt_len(req)
         if prompt_len is None or req.num_computed_tokens < prompt_len:
             prefill.add(req.req_id)
-    cached = scheduler_output.scheduled_cached_reqs
-    prefill.update(getattr(cached, "resumed_req_ids", None) or ())
+    prefill.update(resumed or ())
     for req_id, num in scheduled.items():
         if num > 1 + len(spec_tokens.get(req_id, ())):
             prefill.add(req_id)
@@ -44,7 +53,7 @@ def batch_shape(scheduler_output):
     prefill_tokens = [num for req_id, num in scheduled.items() if req_id in prefill]
     return (
         len(scheduled),
-        scheduler_output.total_num_scheduled_tokens,
+        total,
         len(prefill_tokens),
         sum(prefill_tokens),
     )
