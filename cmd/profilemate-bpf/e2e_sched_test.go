@@ -1,0 +1,704 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// End-to-end checks of the scheduler's columns (issue 14): the built binary
+// against the simulated server, whose scheduler writes down what the
+// marker's sched_step reports for every step (simserver/README.md, "The
+// scheduler's truth"): in each worker's truth_<pid>.csv, the values of the
+// step it ran, and in the EngineCore's sched_<pid>.csv, one row per
+// scheduled step with the times around the update_from_output call in which
+// sched_step fires.
+
+// schedCSVColumns are the scheduler's columns of forward_pass_timing.csv.
+var schedCSVColumns = []string{"kv_cache_usage", "running_reqs", "waiting_reqs", "preempted_reqs",
+	"token_budget_use", "seq_budget_use", "spec_proposed", "spec_accepted"}
+
+// schedValues are the scheduler's values of one step in the simulator's
+// truth (-1: unknown, the spec counts without speculative decoding).
+type schedValues struct {
+	tokens, batch, kvPermille, running, waiting, preempted, budget, maxSeqs, proposed, accepted int64
+}
+
+func schedValuesOf(t testing.TB, r map[string]string) schedValues {
+	t.Helper()
+	n := func(k string) int64 {
+		v, err := strconv.ParseInt(r[k], 10, 64)
+		if err != nil {
+			t.Fatalf("truth column %s: %q", k, r[k])
+		}
+		return v
+	}
+	return schedValues{n("num_tokens"), n("batch_size"), n("kv_usage_permille"), n("running_reqs"), n("waiting_reqs"),
+		n("preempted_reqs"), n("token_budget"), n("max_num_seqs"), n("spec_proposed"), n("spec_accepted")}
+}
+
+// cells are the CSV cells the contract (proto14.md) asks for v: shares to 3
+// decimals, counts as they are, an empty cell where the value is unknown.
+func (v schedValues) cells() []string {
+	count := func(x int64) string {
+		if x < 0 {
+			return ""
+		}
+		return strconv.FormatInt(x, 10)
+	}
+	share := func(part, whole int64) string {
+		if part < 0 || whole <= 0 {
+			return ""
+		}
+		return strconv.FormatFloat(float64(part)/float64(whole), 'f', 3, 64)
+	}
+	return []string{share(v.kvPermille, 1000), count(v.running), count(v.waiting), count(v.preempted),
+		share(v.tokens, v.budget), share(v.batch, v.maxSeqs), count(v.proposed), count(v.accepted)}
+}
+
+// engineStep is a row of sched_<pid>.csv: one scheduled step, and the
+// monotonic times just before and after the engine called
+// update_from_output, inside which the marker fires sched_step.
+type engineStep struct {
+	updateBegin, updateEnd int64
+	v                      schedValues
+}
+
+// readEngineTruth returns the pid of the server's one EngineCore and its
+// scheduled steps by step number.
+func readEngineTruth(t testing.TB, dir string) (pid int, steps map[int]engineStep) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "sched_*.csv"))
+	if len(files) != 1 {
+		t.Fatalf("want one EngineCore's sched_<pid>.csv, got %v", files)
+	}
+	steps = map[int]engineStep{}
+	for _, r := range readCSV(t, files[0]) {
+		pid, _ = strconv.Atoi(r["pid"])
+		step, _ := strconv.Atoi(r["step"])
+		b, _ := strconv.ParseInt(r["update_begin_ns"], 10, 64)
+		e, _ := strconv.ParseInt(r["update_end_ns"], 10, 64)
+		steps[step] = engineStep{b, e, schedValuesOf(t, r)}
+	}
+	return pid, steps
+}
+
+// schedRun is a trace and the times that bound which scheduler steps it can
+// and must hold.
+type schedRun struct {
+	dir, out string
+	// start: before the tracer was started, so no probe of it fired
+	// earlier. attached: once it said its probes were attached, so every
+	// probe was live and every semaphore raised. end: start + duration
+	// (or the exit, if earlier), as runTracer's: the probes were still in
+	// then, since the duration counts from after they went in. exit: once
+	// it had exited, so no probe of it fired later.
+	start, attached, end, exit int64
+}
+
+// runTracerTimed is runTracerOutput that also notes when the tracer said
+// its probes were attached (the line arrives unbuffered on stderr).
+func runTracerTimed(t *testing.T, bin string, pid int, d time.Duration, flags ...string) schedRun {
+	t.Helper()
+	r := schedRun{dir: t.TempDir()}
+	cmd := exec.Command(bin, append([]string{"--pid", strconv.Itoa(pid), "--duration", d.String(), "--out", r.dir}, flags...)...)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start = monotonic()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines strings.Builder
+	for sc := bufio.NewScanner(stderr); sc.Scan(); {
+		if r.attached == 0 && strings.Contains(sc.Text(), "probes attached in") {
+			r.attached = monotonic()
+		}
+		lines.WriteString(sc.Text() + "\n")
+	}
+	err = cmd.Wait()
+	r.exit = monotonic()
+	r.end = min(r.exit, r.start+int64(d))
+	r.out = lines.String() + stdout.String()
+	t.Logf("profilemate-bpf:\n%s", r.out)
+	if err != nil || r.attached == 0 {
+		t.Fatalf("profilemate-bpf: %v (attached line seen: %v)", err, r.attached != 0)
+	}
+	return r
+}
+
+// checkSchedRows checks the scheduler's columns of every CSV row against
+// the truth of the step it ran (truth_<pid>.csv): a row that carries them
+// carries its step's values, exactly as the contract formats them; every
+// step wholly inside the window that compare checks carries them, in every
+// rank; the ranks' rows of one step carry the same cells. The workers'
+// truth must agree with the engine's (one scheduler step, one forward pass
+// per rank). It returns the scheduler steps whose record joined a row, and
+// how many of the steps inside the window preempted requests and verified
+// draft tokens.
+func checkSchedRows(t *testing.T, truthDir string, rows []map[string]string, start, end int64,
+	engine int, eng map[int]engineStep) (joined map[int]bool, preempting, speculative int) {
+	t.Helper()
+	type key struct{ pid, step int }
+	truth := map[key]map[string]string{}
+	files, _ := filepath.Glob(filepath.Join(truthDir, "truth_*.csv"))
+	for _, f := range files {
+		for _, r := range readCSV(t, f) {
+			pid, _ := strconv.Atoi(r["pid"])
+			step, _ := strconv.Atoi(r["step"])
+			truth[key{pid, step}] = r
+		}
+	}
+	steps := map[key]truthStep{}
+	for _, s := range readTruth(t, truthDir) {
+		steps[key{s.pid, s.step}] = s
+	}
+	joined = map[int]bool{}
+	byStep := map[int][]string{} // step -> the cells of its first row, joined
+	preempts, specs := map[int]bool{}, map[int]bool{}
+	wrong, missing := 0, 0
+	for _, r := range rows {
+		pid, _ := strconv.Atoi(r["pid"])
+		step, _ := strconv.Atoi(r["step"])
+		tr, ok := truth[key{pid, step}]
+		if !ok {
+			continue // compare says so
+		}
+		v := schedValuesOf(t, tr)
+		if e, _ := strconv.Atoi(tr["engine_pid"]); e != engine || eng[step].v != v {
+			t.Fatalf("simulator's truth disagrees: pid %d step %d (engine %d) %+v, engine %d's row %+v", pid, step, e, v, engine, eng[step].v)
+		}
+		got := make([]string, len(schedCSVColumns))
+		carried := false
+		for i, c := range schedCSVColumns {
+			got[i] = r[c]
+			carried = carried || got[i] != ""
+		}
+		inside := whollyInside(steps[key{pid, step}], start, end)
+		if !carried {
+			if inside {
+				if missing++; missing <= 5 {
+					t.Errorf("pid %d step %d, inside the window: no scheduler values, truth %v", pid, step, v.cells())
+				}
+			}
+			continue
+		}
+		joined[step] = true
+		if want := v.cells(); !slices.Equal(got, want) {
+			if wrong++; wrong <= 5 {
+				t.Errorf("pid %d step %d: scheduler columns %v, truth %v (%s)", pid, step, got, want, strings.Join(schedCSVColumns, ","))
+			}
+		}
+		if first, ok := byStep[step]; ok && !slices.Equal(first, got) {
+			t.Errorf("step %d: the ranks' rows carry %v and %v, want one scheduler step's values", step, first, got)
+		}
+		byStep[step] = got
+		if inside && v.preempted > 0 {
+			preempts[step] = true
+		}
+		if inside && v.proposed > 0 {
+			specs[step] = true
+		}
+	}
+	if wrong > 0 || missing > 0 {
+		t.Errorf("%d rows with wrong scheduler values, %d inside the window without them", wrong, missing)
+	}
+	t.Logf("%d scheduler steps joined rows; inside the window %d steps preempted requests, %d verified drafts",
+		len(joined), len(preempts), len(specs))
+	return joined, len(preempts), len(specs)
+}
+
+// schedulerJSON is summary.json's "_scheduler".
+type schedulerJSON struct {
+	SchedSteps         int      `json:"sched_steps"`
+	Joined             int      `json:"joined"`
+	WithoutForwardPass int      `json:"without_forward_pass"`
+	Duplicates         int      `json:"duplicates"`
+	Preemptions        int64    `json:"preemptions"`
+	PeakKVCacheUsage   *float64 `json:"peak_kv_cache_usage"`
+	MeanKVCacheUsage   *float64 `json:"mean_kv_cache_usage"`
+	SpecProposed       *int64   `json:"spec_proposed"`
+	SpecAccepted       *int64   `json:"spec_accepted"`
+	AcceptanceRate     *float64 `json:"acceptance_rate"`
+}
+
+func (s schedulerJSON) String() string {
+	return fmt.Sprintf("{sched_steps %d joined %d without_forward_pass %d duplicates %d preemptions %d peak_kv %s mean_kv %s spec_proposed %s spec_accepted %s acceptance_rate %s}",
+		s.SchedSteps, s.Joined, s.WithoutForwardPass, s.Duplicates, s.Preemptions, fmtPtr(s.PeakKVCacheUsage), fmtPtr(s.MeanKVCacheUsage),
+		fmtPtr(s.SpecProposed), fmtPtr(s.SpecAccepted), fmtPtr(s.AcceptanceRate))
+}
+
+// schedPhaseJSON are the scheduler's keys of a phase object in summary.json.
+type schedPhaseJSON struct {
+	KVCacheUsageMean   *float64 `json:"kv_cache_usage_mean"`
+	RunningReqsMean    *float64 `json:"running_reqs_mean"`
+	WaitingReqsMean    *float64 `json:"waiting_reqs_mean"`
+	PreemptedReqs      *int64   `json:"preempted_reqs"`
+	TokenBudgetUseMean *float64 `json:"token_budget_use_mean"`
+	SeqBudgetUseMean   *float64 `json:"seq_budget_use_mean"`
+	SpecAcceptanceRate *float64 `json:"spec_acceptance_rate"`
+	SchedJoinedSteps   int      `json:"sched_joined_steps"`
+}
+
+// readSchedSummary reads summary.json's "_scheduler", its dropped-record
+// count, and the scheduler's keys of each phase.
+func readSchedSummary(t *testing.T, dir string) (*schedulerJSON, uint64, map[string]schedPhaseJSON) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Scheduler *schedulerJSON `json:"_scheduler"`
+		Trace     struct {
+			Dropped uint64 `json:"dropped_records"`
+		} `json:"_trace"`
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &s); err != nil || json.Unmarshal(b, &all) != nil || s.Scheduler == nil {
+		t.Fatalf("summary.json: want a _scheduler object: %v\n%s", err, b)
+	}
+	phases := map[string]schedPhaseJSON{}
+	for _, p := range []string{"prefill", "decode", "mixed"} {
+		if all[p] == nil {
+			continue
+		}
+		var ph schedPhaseJSON
+		if err := json.Unmarshal(all[p], &ph); err != nil {
+			t.Fatalf("summary.json %s: %v", p, err)
+		}
+		phases[p] = ph
+	}
+	return s.Scheduler, s.Trace.Dropped, phases
+}
+
+// schedTotals are the truth's totals of a set of scheduled steps, exact
+// (means and rates unrounded), with the keys of "_scheduler".
+type schedTotals struct {
+	steps, preemptions   int64
+	peakKV, meanKV       float64
+	proposed, accepted   *int64
+	acceptance           *float64
+	running, waiting     float64 // means
+	tokenShare, seqShare float64 // means
+	spec                 bool
+}
+
+func totalsOf(vs []schedValues) schedTotals {
+	var s schedTotals
+	var kv, running, waiting, tokens, seqs float64
+	var proposed, accepted int64
+	for _, v := range vs {
+		s.steps++
+		s.preemptions += v.preempted
+		k := float64(v.kvPermille) / 1000
+		s.peakKV = max(s.peakKV, k)
+		kv += k
+		running += float64(v.running)
+		waiting += float64(v.waiting)
+		tokens += float64(v.tokens) / float64(v.budget)
+		seqs += float64(v.batch) / float64(v.maxSeqs)
+		if v.proposed >= 0 {
+			s.spec = true
+			proposed += v.proposed
+			accepted += v.accepted
+		}
+	}
+	n := float64(max(s.steps, 1))
+	s.meanKV, s.running, s.waiting, s.tokenShare, s.seqShare = kv/n, running/n, waiting/n, tokens/n, seqs/n
+	if s.spec {
+		s.proposed, s.accepted = &proposed, &accepted
+		if proposed > 0 {
+			s.acceptance = ptrTo(float64(accepted) / float64(proposed))
+		}
+	}
+	return s
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// summary.json rounds the KV means and the acceptance rates to 4 decimals,
+// the request means to 3: the truth's exact value may differ from the
+// rounded one by half the last digit, and no more.
+const (
+	round4 = 0.5e-4 + 1e-9
+	round3 = 0.5e-3 + 1e-9
+)
+
+// diffFloat describes how got differs from want beyond tol, or "".
+func diffFloat(name string, got, want *float64, tol float64) string {
+	switch {
+	case got == nil && want == nil:
+		return ""
+	case got == nil || want == nil:
+		return fmt.Sprintf("%s %s, truth %s", name, fmtPtr(got), fmtPtr(want))
+	case math.Abs(*got-*want) > tol:
+		return fmt.Sprintf("%s %v, truth %v", name, *got, *want)
+	}
+	return ""
+}
+
+func diffInt(name string, got, want *int64) string {
+	if (got == nil) != (want == nil) || got != nil && *got != *want {
+		return fmt.Sprintf("%s %s, truth %s", name, fmtPtr(got), fmtPtr(want))
+	}
+	return ""
+}
+
+func fmtPtr[T any](p *T) string {
+	if p == nil {
+		return "null"
+	}
+	return fmt.Sprint(*p)
+}
+
+// diffTotals lists how "_scheduler" differs from the truth's totals.
+func diffTotals(got schedulerJSON, want schedTotals) []string {
+	var d []string
+	for _, s := range []string{
+		diffInt("sched_steps", ptrTo(int64(got.SchedSteps)), &want.steps),
+		diffInt("preemptions", &got.Preemptions, &want.preemptions),
+		diffFloat("peak_kv_cache_usage", got.PeakKVCacheUsage, &want.peakKV, 1e-9),
+		diffFloat("mean_kv_cache_usage", got.MeanKVCacheUsage, &want.meanKV, round4),
+		diffInt("spec_proposed", got.SpecProposed, want.proposed),
+		diffInt("spec_accepted", got.SpecAccepted, want.accepted),
+		diffFloat("acceptance_rate", got.AcceptanceRate, want.acceptance, round4),
+	} {
+		if s != "" {
+			d = append(d, s)
+		}
+	}
+	return d
+}
+
+// checkSchedTotals checks "_scheduler" against the truth of the scheduled
+// steps the trace held, and returns those (first, last).
+//
+// Which steps those are: once sched_step's probe is in (and its semaphore
+// up), every schedule() with work is stamped and every stamped step fires
+// in update_from_output, until the probes go out; the tracer reads every
+// record sent until then (none dropped: asserted). So the trace holds a
+// contiguous range of each engine's steps. The joined ones (the rows'
+// steps) must be contiguous too, all but a few at the range's edges: steps
+// whose records came but whose forward passes are no rows (begun before
+// the workers' probes were live, or with no point after step_begin at the
+// end) - as many as sched_steps exceeds the joined steps, each before the
+// first or after the last joined one. For each way of placing them the
+// range is known exactly; the totals must equal the truth over one such
+// range, to the rounding of summary.json, and that range must hold every
+// step the trace certainly holds and none it cannot:
+//
+//   - certain: step N's schedule() came after update_from_output of step
+//     N-2 returned (EngineCore keeps at most two steps in flight, one with
+//     --sync), so after `attached` if that return did; and its sched_step
+//     fired before its update_from_output returned, so before `end` if
+//     that return did: update_end(N-2) >= attached, update_end(N) <= end.
+//   - possible: stamped after the tracer started and fired before it
+//     exited, and schedule() precedes update_from_output: start <
+//     update_begin(N) <= exit.
+func checkSchedTotals(t *testing.T, got *schedulerJSON, dropped uint64, eng map[int]engineStep, joined map[int]bool, run schedRun) {
+	t.Helper()
+	if dropped != 0 {
+		t.Fatalf("%d records dropped: the trace's steps need not be contiguous", dropped)
+	}
+	a, b, err := traceRange(*got, eng, joined, run)
+	if err != nil {
+		t.Errorf("%v", err)
+		return
+	}
+	t.Logf("_scheduler equals the truth over steps %d..%d (%d joined rows, %d before, %d after): %v",
+		a, b, len(joined), b-a+1-len(joined)-(b-maxKey(joined)), b-maxKey(joined), *got)
+}
+
+// traceRange is the range of steps a..b that checkSchedTotals finds the
+// trace held, or an error saying why there is none.
+func traceRange(got schedulerJSON, eng map[int]engineStep, joined map[int]bool, run schedRun) (a, b int, err error) {
+	if got.Duplicates != 0 || got.Joined+got.WithoutForwardPass != got.SchedSteps {
+		return 0, 0, fmt.Errorf("_scheduler %v: want no duplicates, joined + without_forward_pass = sched_steps", got)
+	}
+	if len(joined) == 0 {
+		return 0, 0, fmt.Errorf("no row carries the scheduler's values")
+	}
+	lo, hi := math.MaxInt, maxKey(joined)
+	for s := range joined {
+		lo = min(lo, s)
+	}
+	if hi-lo+1 != len(joined) {
+		var gaps []int
+		for s := lo; s <= hi && len(gaps) < 10; s++ {
+			if !joined[s] {
+				gaps = append(gaps, s)
+			}
+		}
+		return 0, 0, fmt.Errorf("the joined scheduler steps %d..%d have gaps (%d joined), first missing: %v", lo, hi, len(joined), gaps)
+	}
+	extra := got.SchedSteps - len(joined)
+	if extra < 0 || got.Joined < len(joined) {
+		return 0, 0, fmt.Errorf("%d steps joined rows; _scheduler %v", len(joined), got)
+	}
+	certain := func(n int) bool {
+		before, ok1 := eng[n-2]
+		s, ok2 := eng[n]
+		return ok1 && ok2 && before.updateEnd >= run.attached && s.updateEnd <= run.end
+	}
+	possible := func(n int) bool {
+		s, ok := eng[n]
+		return ok && s.updateBegin > run.start && s.updateBegin <= run.exit
+	}
+	var report []string
+	for s := 0; s <= extra; s++ {
+		a, b := lo-s, hi+extra-s
+		var vs []schedValues
+		var outside []string
+		for n := a; n <= b; n++ {
+			if !possible(n) {
+				outside = append(outside, fmt.Sprintf("step %d cannot be in the trace", n))
+			}
+			vs = append(vs, eng[n].v)
+		}
+		for _, n := range slices.Sorted(maps.Keys(eng)) {
+			if (n < a || n > b) && certain(n) {
+				outside = append(outside, fmt.Sprintf("step %d must be in the trace", n))
+			}
+		}
+		d := append(diffTotals(got, totalsOf(vs)), outside...)
+		if len(d) == 0 {
+			return a, b, nil
+		}
+		if len(d) > 8 {
+			d = append(d[:8], "...")
+		}
+		report = append(report, fmt.Sprintf("  steps %d..%d: %s", a, b, strings.Join(d, "; ")))
+	}
+	return 0, 0, fmt.Errorf("_scheduler %v equals the truth over no range of %d steps around the %d joined ones %d..%d within the window's bounds:\n%s",
+		got, got.SchedSteps, len(joined), lo, hi, strings.Join(report, "\n"))
+}
+
+func maxKey(m map[int]bool) int {
+	hi := 0
+	for k := range m {
+		hi = max(hi, k)
+	}
+	return hi
+}
+
+// checkSchedPhases checks the scheduler's keys of each phase in summary.json
+// against the truth over the scheduler steps that joined the phase's rows,
+// each once (both ranks' rows of a step join one record).
+func checkSchedPhases(t *testing.T, phases map[string]schedPhaseJSON, rows []map[string]string, eng map[int]engineStep) {
+	t.Helper()
+	steps := map[string]map[int]bool{}
+	for _, r := range rows {
+		if r["kv_cache_usage"] == "" {
+			continue
+		}
+		step, _ := strconv.Atoi(r["step"])
+		if steps[r["phase"]] == nil {
+			steps[r["phase"]] = map[int]bool{}
+		}
+		steps[r["phase"]][step] = true
+	}
+	for _, p := range []string{"prefill", "decode", "mixed"} {
+		got, ok := phases[p]
+		if !ok {
+			t.Errorf("summary.json has no %s phase", p)
+			continue
+		}
+		var vs []schedValues
+		for s := range steps[p] {
+			vs = append(vs, eng[s].v)
+		}
+		w := totalsOf(vs)
+		var d []string
+		if got.SchedJoinedSteps != len(vs) {
+			d = append(d, fmt.Sprintf("sched_joined_steps %d, truth %d", got.SchedJoinedSteps, len(vs)))
+		}
+		for _, s := range []string{
+			diffFloat("kv_cache_usage_mean", got.KVCacheUsageMean, &w.meanKV, round4),
+			diffFloat("running_reqs_mean", got.RunningReqsMean, &w.running, round3),
+			diffFloat("waiting_reqs_mean", got.WaitingReqsMean, &w.waiting, round3),
+			diffInt("preempted_reqs", got.PreemptedReqs, &w.preemptions),
+			diffFloat("token_budget_use_mean", got.TokenBudgetUseMean, &w.tokenShare, round4),
+			diffFloat("seq_budget_use_mean", got.SeqBudgetUseMean, &w.seqShare, round4),
+			diffFloat("spec_acceptance_rate", got.SpecAcceptanceRate, w.acceptance, round4),
+		} {
+			if s != "" {
+				d = append(d, s)
+			}
+		}
+		if len(d) > 0 {
+			t.Errorf("summary.json %s over its %d scheduler steps: %s", p, len(vs), strings.Join(d, "; "))
+		}
+	}
+}
+
+// checkNoSchedNote: with the current marker the tracer says nothing about
+// missing scheduler columns (sched.go's notes), and the console shows the
+// scheduler's table.
+func checkNoSchedNote(t *testing.T, out string) {
+	t.Helper()
+	if strings.Contains(out, schedColumns) || strings.Contains(out, "scheduler's columns are empty") {
+		t.Errorf("the tracer says the scheduler's columns are empty, with a marker that has the probe")
+	}
+	if !strings.Contains(out, "Scheduler steps") {
+		t.Errorf("the console shows no scheduler table")
+	}
+}
+
+// acceptanceBand is the expected acceptance rate of k draft tokens per
+// request-step that each agree with probability p, where the first
+// disagreeing one and those after it are rejected, (p + p² + ... + p^k)/k,
+// and five standard deviations of the rate over proposed/k such groups.
+func acceptanceBand(p float64, k int, proposed int64) (want, tol float64) {
+	var m, m2 float64
+	for j := 1; j <= k; j++ {
+		pj := math.Pow(p, float64(j)) // P(accepted >= j)
+		m += pj
+		m2 += float64(2*j-1) * pj // E[X²] = Σ (2j-1) P(X >= j)
+	}
+	groups := float64(proposed) / float64(k)
+	return m / float64(k), 5 * math.Sqrt((m2-m*m)/groups) / float64(k)
+}
+
+// TestEndToEndSchedulerKVPressureAndSpecDecode: tensor parallelism 2, a KV
+// cache small enough to preempt requests every few steps, speculative
+// decoding on every decode step with 3 draft tokens of acceptance 0.7.
+// Every new CSV column equals the simulator's truth on every row that
+// carries it, and on every step inside the window; the trace does contain
+// preemptions and speculative steps; "_scheduler" and the phases' keys equal
+// the truth over the scheduled steps the trace held; the acceptance rate is
+// the configured expectation within sampling noise.
+func TestEndToEndSchedulerKVPressureAndSpecDecode(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	const p, k = 0.7, 3
+	srv := startServer(t, "--workers", "2", "--duration", "30", "--kv-blocks", "90",
+		"--spec", "always", "--spec-tokens", strconv.Itoa(k), "--spec-acceptance", strconv.FormatFloat(p, 'f', -1, 64))
+	srv.waitReady(t)
+	run := runTracerTimed(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--format", "csv")
+	time.Sleep(300 * time.Millisecond) // the truth files are written per step
+	rows := readCSV(t, filepath.Join(run.dir, "forward_pass_timing.csv"))
+	compare(t, readTruth(t, srv.truth), rows, run.start, run.end, 2)
+	engine, eng := readEngineTruth(t, srv.truth)
+	joined, preempting, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engine, eng)
+	if preempting == 0 || speculative == 0 {
+		t.Errorf("inside the window %d steps preempted requests and %d verified drafts, want some of each", preempting, speculative)
+	}
+	got, dropped, phases := readSchedSummary(t, run.dir)
+	checkSchedTotals(t, got, dropped, eng, joined, run)
+	checkSchedPhases(t, phases, rows, eng)
+	if got.Preemptions == 0 || got.SpecProposed == nil || *got.SpecProposed == 0 || got.AcceptanceRate == nil {
+		t.Fatalf("_scheduler %v: want preemptions and verified drafts", *got)
+	}
+	want, tol := acceptanceBand(p, k, *got.SpecProposed)
+	t.Logf("acceptance rate %.4f over %d drafts; expected %.4f ± %.4f", *got.AcceptanceRate, *got.SpecProposed, want, tol)
+	if math.Abs(*got.AcceptanceRate-want) > tol {
+		t.Errorf("acceptance rate %.4f over %d drafts, want %.4f ± %.4f (5 standard deviations)", *got.AcceptanceRate, *got.SpecProposed, want, tol)
+	}
+	checkNoSchedNote(t, run.out)
+}
+
+// TestEndToEndSchedulerWithoutSpecDecode: no speculative decoding configured
+// (the marker passes -1), the model inside EngineCore (one worker: the
+// process that fires sched_step also runs the step) and synchronous
+// scheduling. The spec columns are empty on every row and "_scheduler"'s
+// spec keys and every phase's acceptance rate are null; the other columns,
+// the totals and the phases' keys still equal the truth.
+func TestEndToEndSchedulerWithoutSpecDecode(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "1", "--duration", "30", "--spec", "off", "--sync")
+	srv.waitReady(t)
+	run := runTracerTimed(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--format", "csv")
+	time.Sleep(300 * time.Millisecond)
+	rows := readCSV(t, filepath.Join(run.dir, "forward_pass_timing.csv"))
+	compare(t, readTruth(t, srv.truth), rows, run.start, run.end, 1)
+	for _, r := range rows {
+		if r["spec_proposed"] != "" || r["spec_accepted"] != "" {
+			t.Fatalf("pid %s step %s: spec_proposed %q, spec_accepted %q; want empty cells without speculative decoding",
+				r["pid"], r["step"], r["spec_proposed"], r["spec_accepted"])
+		}
+	}
+	engine, eng := readEngineTruth(t, srv.truth)
+	joined, _, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engine, eng)
+	if speculative != 0 {
+		t.Errorf("%d steps verified drafts without speculative decoding", speculative)
+	}
+	got, dropped, phases := readSchedSummary(t, run.dir)
+	checkSchedTotals(t, got, dropped, eng, joined, run)
+	checkSchedPhases(t, phases, rows, eng)
+	if got.SpecProposed != nil || got.SpecAccepted != nil || got.AcceptanceRate != nil {
+		t.Errorf("_scheduler %v: want null spec_proposed, spec_accepted and acceptance_rate", *got)
+	}
+	for p, ph := range phases {
+		if ph.SpecAcceptanceRate != nil {
+			t.Errorf("%s: spec_acceptance_rate %v, want null", p, *ph.SpecAcceptanceRate)
+		}
+	}
+	checkNoSchedNote(t, run.out)
+}
+
+// TestTraceRange: the range checkSchedTotals finds for records beyond the
+// joined steps, at either edge, and the totals or bounds it refuses.
+func TestTraceRange(t *testing.T) {
+	// Step n's update_from_output runs at [100n, 100n+50]; the tracer
+	// started at 250 and exited at 1800 (possible: steps 3..18), its
+	// probes were in from 450 to 1500 (certain: steps 6..14).
+	eng := map[int]engineStep{}
+	for n := 1; n <= 20; n++ {
+		eng[n] = engineStep{int64(100 * n), int64(100*n + 50), schedValues{tokens: 10, batch: 1, kvPermille: int64(10 * n),
+			running: 1, waiting: 2, preempted: int64(n % 3), budget: 512, maxSeqs: 16, proposed: int64(n), accepted: int64(n / 2)}}
+	}
+	run := schedRun{start: 250, attached: 450, end: 1500, exit: 1800}
+	steps := func(a, b int) map[int]bool {
+		m := map[int]bool{}
+		for n := a; n <= b; n++ {
+			m[n] = true
+		}
+		return m
+	}
+	summary := func(a, b int, joined int) schedulerJSON {
+		var vs []schedValues
+		for n := a; n <= b; n++ {
+			vs = append(vs, eng[n].v)
+		}
+		w := totalsOf(vs)
+		return schedulerJSON{SchedSteps: int(w.steps), Joined: joined, WithoutForwardPass: int(w.steps) - joined,
+			Preemptions: w.preemptions, PeakKVCacheUsage: &w.peakKV, MeanKVCacheUsage: ptrTo(math.Round(w.meanKV*1e4) / 1e4),
+			SpecProposed: w.proposed, SpecAccepted: w.accepted, AcceptanceRate: ptrTo(math.Round(*w.acceptance*1e4) / 1e4)}
+	}
+	more := func(s schedulerJSON) schedulerJSON { s.Preemptions++; return s }
+	for _, c := range []struct {
+		name   string
+		got    schedulerJSON
+		joined map[int]bool
+		a, b   int // 0: an error
+	}{
+		{"all joined", summary(6, 14, 9), steps(6, 14), 6, 14},
+		{"one record before the joined steps", summary(5, 14, 9), steps(6, 14), 5, 14},
+		{"two after", summary(6, 16, 9), steps(6, 14), 6, 16},
+		{"one preemption too many", more(summary(6, 14, 9)), steps(6, 14), 0, 0},
+		{"a step that must be in the trace is not", summary(7, 14, 8), steps(7, 14), 0, 0},
+		{"a step before the tracer started", summary(2, 14, 12), steps(3, 14), 0, 0},
+		{"a gap in the joined steps", summary(6, 14, 8), map[int]bool{6: true, 7: true, 9: true, 10: true, 11: true, 12: true, 13: true, 14: true}, 0, 0},
+	} {
+		a, b, err := traceRange(c.got, eng, c.joined, run)
+		if c.a == 0 && err == nil || c.a != 0 && (err != nil || a != c.a || b != c.b) {
+			t.Errorf("%s: %d..%d, %v; want %d..%d", c.name, a, b, err, c.a, c.b)
+		}
+	}
+}
