@@ -75,23 +75,31 @@ type engineStep struct {
 	v                      schedValues
 }
 
-// readEngineTruth returns the pid of the server's one EngineCore and its
-// scheduled steps by step number.
-func readEngineTruth(t testing.TB, dir string) (pid int, steps map[int]engineStep) {
+// engines are the scheduled steps of each EngineCore: pid -> step -> step.
+type engines map[int]map[int]engineStep
+
+// readEngineTruth returns the scheduled steps of the server's n EngineCores
+// (sched_<pid>.csv).
+func readEngineTruth(t testing.TB, dir string, n int) engines {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "sched_*.csv"))
-	if len(files) != 1 {
-		t.Fatalf("want one EngineCore's sched_<pid>.csv, got %v", files)
+	if len(files) != n {
+		t.Fatalf("want %d EngineCores' sched_<pid>.csv, got %v", n, files)
 	}
-	steps = map[int]engineStep{}
-	for _, r := range readCSV(t, files[0]) {
-		pid, _ = strconv.Atoi(r["pid"])
-		step, _ := strconv.Atoi(r["step"])
-		b, _ := strconv.ParseInt(r["update_begin_ns"], 10, 64)
-		e, _ := strconv.ParseInt(r["update_end_ns"], 10, 64)
-		steps[step] = engineStep{b, e, schedValuesOf(t, r)}
+	engs := engines{}
+	for _, f := range files {
+		for _, r := range readCSV(t, f) {
+			pid, _ := strconv.Atoi(r["pid"])
+			step, _ := strconv.Atoi(r["step"])
+			b, _ := strconv.ParseInt(r["update_begin_ns"], 10, 64)
+			e, _ := strconv.ParseInt(r["update_end_ns"], 10, 64)
+			if engs[pid] == nil {
+				engs[pid] = map[int]engineStep{}
+			}
+			engs[pid][step] = engineStep{b, e, schedValuesOf(t, r)}
+		}
 	}
-	return pid, steps
+	return engs
 }
 
 // schedRun is a trace and the times that bound which scheduler steps it can
@@ -147,11 +155,11 @@ func runTracerTimed(t *testing.T, bin string, pid int, d time.Duration, flags ..
 // step wholly inside the window that compare checks carries them, in every
 // rank; the ranks' rows of one step carry the same cells. The workers'
 // truth must agree with the engine's (one scheduler step, one forward pass
-// per rank). It returns the scheduler steps whose record joined a row, and
-// how many of the steps inside the window preempted requests and verified
-// draft tokens.
-func checkSchedRows(t *testing.T, truthDir string, rows []map[string]string, start, end int64,
-	engine int, eng map[int]engineStep) (joined map[int]bool, preempting, speculative int) {
+// per rank). It returns the scheduler steps whose record joined a row (per
+// engine), the truth of those of each phase, and how many of the steps
+// inside the window preempted requests and verified draft tokens.
+func checkSchedRows(t *testing.T, truthDir string, rows []map[string]string, start, end int64, engs engines) (
+	joined map[int]map[int]bool, phaseSteps map[string][]schedValues, preempting, speculative int) {
 	t.Helper()
 	type key struct{ pid, step int }
 	truth := map[key]map[string]string{}
@@ -167,9 +175,11 @@ func checkSchedRows(t *testing.T, truthDir string, rows []map[string]string, sta
 	for _, s := range readTruth(t, truthDir) {
 		steps[key{s.pid, s.step}] = s
 	}
-	joined = map[int]bool{}
-	byStep := map[int][]string{} // step -> the cells of its first row, joined
-	preempts, specs := map[int]bool{}, map[int]bool{}
+	type schedKey struct{ engine, step int }
+	joined = map[int]map[int]bool{}
+	byStep := map[schedKey][]string{} // the cells of the step's first row, joined
+	phases := map[string]map[schedKey]bool{}
+	preempts, specs := map[schedKey]bool{}, map[schedKey]bool{}
 	wrong, missing := 0, 0
 	for _, r := range rows {
 		pid, _ := strconv.Atoi(r["pid"])
@@ -179,9 +189,11 @@ func checkSchedRows(t *testing.T, truthDir string, rows []map[string]string, sta
 			continue // compare says so
 		}
 		v := schedValuesOf(t, tr)
-		if e, _ := strconv.Atoi(tr["engine_pid"]); e != engine || eng[step].v != v {
-			t.Fatalf("simulator's truth disagrees: pid %d step %d (engine %d) %+v, engine %d's row %+v", pid, step, e, v, engine, eng[step].v)
+		engine, _ := strconv.Atoi(tr["engine_pid"])
+		if e, ok := engs[engine][step]; !ok || e.v != v {
+			t.Fatalf("simulator's truth disagrees: pid %d step %d %+v, its engine %d's row %+v", pid, step, v, engine, e.v)
 		}
+		k := schedKey{engine, step}
 		got := make([]string, len(schedCSVColumns))
 		carried := false
 		for i, c := range schedCSVColumns {
@@ -197,29 +209,42 @@ func checkSchedRows(t *testing.T, truthDir string, rows []map[string]string, sta
 			}
 			continue
 		}
-		joined[step] = true
+		if joined[engine] == nil {
+			joined[engine] = map[int]bool{}
+		}
+		joined[engine][step] = true
+		if phases[r["phase"]] == nil {
+			phases[r["phase"]] = map[schedKey]bool{}
+		}
+		phases[r["phase"]][k] = true
 		if want := v.cells(); !slices.Equal(got, want) {
 			if wrong++; wrong <= 5 {
 				t.Errorf("pid %d step %d: scheduler columns %v, truth %v (%s)", pid, step, got, want, strings.Join(schedCSVColumns, ","))
 			}
 		}
-		if first, ok := byStep[step]; ok && !slices.Equal(first, got) {
-			t.Errorf("step %d: the ranks' rows carry %v and %v, want one scheduler step's values", step, first, got)
+		if first, ok := byStep[k]; ok && !slices.Equal(first, got) {
+			t.Errorf("engine %d step %d: the ranks' rows carry %v and %v, want one scheduler step's values", engine, step, first, got)
 		}
-		byStep[step] = got
+		byStep[k] = got
 		if inside && v.preempted > 0 {
-			preempts[step] = true
+			preempts[k] = true
 		}
 		if inside && v.proposed > 0 {
-			specs[step] = true
+			specs[k] = true
 		}
 	}
 	if wrong > 0 || missing > 0 {
 		t.Errorf("%d rows with wrong scheduler values, %d inside the window without them", wrong, missing)
 	}
+	phaseSteps = map[string][]schedValues{}
+	for p, ks := range phases {
+		for k := range ks {
+			phaseSteps[p] = append(phaseSteps[p], engs[k.engine][k.step].v)
+		}
+	}
 	t.Logf("%d scheduler steps joined rows; inside the window %d steps preempted requests, %d verified drafts",
-		len(joined), len(preempts), len(specs))
-	return joined, len(preempts), len(specs)
+		len(byStep), len(preempts), len(specs))
+	return joined, phaseSteps, len(preempts), len(specs)
 }
 
 // schedulerJSON is summary.json's "_scheduler".
@@ -386,18 +411,18 @@ func diffTotals(got schedulerJSON, want schedTotals) []string {
 }
 
 // checkSchedTotals checks "_scheduler" against the truth of the scheduled
-// steps the trace held, and returns those (first, last).
+// steps the trace held.
 //
 // Which steps those are: once sched_step's probe is in (and its semaphore
 // up), every schedule() with work is stamped and every stamped step fires
 // in update_from_output, until the probes go out; the tracer reads every
 // record sent until then (none dropped: asserted). So the trace holds a
 // contiguous range of each engine's steps. The joined ones (the rows'
-// steps) must be contiguous too, all but a few at the range's edges: steps
+// steps) must be contiguous too, all but a few at the ranges' edges: steps
 // whose records came but whose forward passes are no rows (begun before
 // the workers' probes were live, or with no point after step_begin at the
 // end) - as many as sched_steps exceeds the joined steps, each before the
-// first or after the last joined one. For each way of placing them the
+// first or after the last joined one of its engine. For each way of placing them the
 // range is known exactly; the totals must equal the truth over one such
 // range, to the rounding of summary.json, and that range must hold every
 // step the trace certainly holds and none it cannot:
@@ -410,118 +435,146 @@ func diffTotals(got schedulerJSON, want schedTotals) []string {
 //   - possible: stamped after the tracer started and fired before it
 //     exited, and schedule() precedes update_from_output: start <
 //     update_begin(N) <= exit.
-func checkSchedTotals(t *testing.T, got *schedulerJSON, dropped uint64, eng map[int]engineStep, joined map[int]bool, run schedRun) {
+func checkSchedTotals(t *testing.T, got *schedulerJSON, dropped uint64, engs engines, joined map[int]map[int]bool, run schedRun) {
 	t.Helper()
 	if dropped != 0 {
 		t.Fatalf("%d records dropped: the trace's steps need not be contiguous", dropped)
 	}
-	a, b, err := traceRange(*got, eng, joined, run)
+	ranges, err := traceRange(*got, engs, joined, run)
 	if err != nil {
 		t.Errorf("%v", err)
 		return
 	}
-	t.Logf("_scheduler equals the truth over steps %d..%d (%d joined rows, %d before, %d after): %v",
-		a, b, len(joined), b-a+1-len(joined)-(b-maxKey(joined)), b-maxKey(joined), *got)
+	for e, r := range ranges {
+		lo, hi := minMaxKey(joined[e])
+		t.Logf("engine %d: steps %d..%d in the trace, joined rows %d..%d", e, r[0], r[1], lo, hi)
+	}
+	t.Logf("_scheduler equals the truth over those steps: %v", *got)
 }
 
-// traceRange is the range of steps a..b that checkSchedTotals finds the
-// trace held, or an error saying why there is none.
-func traceRange(got schedulerJSON, eng map[int]engineStep, joined map[int]bool, run schedRun) (a, b int, err error) {
+// maxExtra is the most records beyond the joined steps that traceRange
+// places at the edges: each edge holds the steps in flight while probes
+// went in or out (two at a time in EngineCore, a few while the workers'
+// probes attach); more is no edge effect.
+const maxExtra = 16
+
+// traceRange is the range of steps first..last per engine that
+// checkSchedTotals finds the trace held, or an error saying why there is
+// none.
+func traceRange(got schedulerJSON, engs engines, joined map[int]map[int]bool, run schedRun) (map[int][2]int, error) {
 	if got.Duplicates != 0 || got.Joined+got.WithoutForwardPass != got.SchedSteps {
-		return 0, 0, fmt.Errorf("_scheduler %v: want no duplicates, joined + without_forward_pass = sched_steps", got)
+		return nil, fmt.Errorf("_scheduler %v: want no duplicates, joined + without_forward_pass = sched_steps", got)
 	}
-	if len(joined) == 0 {
-		return 0, 0, fmt.Errorf("no row carries the scheduler's values")
-	}
-	lo, hi := math.MaxInt, maxKey(joined)
-	for s := range joined {
-		lo = min(lo, s)
-	}
-	if hi-lo+1 != len(joined) {
-		var gaps []int
-		for s := lo; s <= hi && len(gaps) < 10; s++ {
-			if !joined[s] {
-				gaps = append(gaps, s)
-			}
+	type span struct{ engine, lo, hi int }
+	var spans []span
+	total := 0
+	for _, e := range slices.Sorted(maps.Keys(engs)) {
+		js := joined[e]
+		if len(js) == 0 {
+			return nil, fmt.Errorf("engine %d: no row carries its scheduler's values", e)
 		}
-		return 0, 0, fmt.Errorf("the joined scheduler steps %d..%d have gaps (%d joined), first missing: %v", lo, hi, len(joined), gaps)
+		lo, hi := minMaxKey(js)
+		if hi-lo+1 != len(js) {
+			var gaps []int
+			for s := lo; s <= hi && len(gaps) < 10; s++ {
+				if !js[s] {
+					gaps = append(gaps, s)
+				}
+			}
+			return nil, fmt.Errorf("engine %d: the joined scheduler steps %d..%d have gaps (%d joined), first missing: %v", e, lo, hi, len(js), gaps)
+		}
+		spans = append(spans, span{e, lo, hi})
+		total += len(js)
 	}
-	extra := got.SchedSteps - len(joined)
-	if extra < 0 || got.Joined < len(joined) {
-		return 0, 0, fmt.Errorf("%d steps joined rows; _scheduler %v", len(joined), got)
+	extra := got.SchedSteps - total
+	if extra < 0 || extra > maxExtra || got.Joined < total {
+		return nil, fmt.Errorf("%d steps joined rows; _scheduler %v (at most %d more records at the edges)", total, got, maxExtra)
 	}
-	certain := func(n int) bool {
+	certain := func(eng map[int]engineStep, n int) bool {
 		before, ok1 := eng[n-2]
 		s, ok2 := eng[n]
 		return ok1 && ok2 && before.updateEnd >= run.attached && s.updateEnd <= run.end
 	}
-	possible := func(n int) bool {
+	possible := func(eng map[int]engineStep, n int) bool {
 		s, ok := eng[n]
 		return ok && s.updateBegin > run.start && s.updateBegin <= run.exit
 	}
+	// place[2i] records before spans[i]'s joined steps, place[2i+1] after.
+	place := make([]int, 2*len(spans))
 	var report []string
-	for s := 0; s <= extra; s++ {
-		a, b := lo-s, hi+extra-s
+	check := func() map[int][2]int {
+		ranges := map[int][2]int{}
 		var vs []schedValues
-		var outside []string
-		for n := a; n <= b; n++ {
-			if !possible(n) {
-				outside = append(outside, fmt.Sprintf("step %d cannot be in the trace", n))
+		var d, where []string
+		for i, sp := range spans {
+			a, b := sp.lo-place[2*i], sp.hi+place[2*i+1]
+			ranges[sp.engine] = [2]int{a, b}
+			where = append(where, fmt.Sprintf("engine %d steps %d..%d", sp.engine, a, b))
+			eng := engs[sp.engine]
+			for n := a; n <= b; n++ {
+				if !possible(eng, n) {
+					d = append(d, fmt.Sprintf("engine %d step %d cannot be in the trace", sp.engine, n))
+				}
+				vs = append(vs, eng[n].v)
 			}
-			vs = append(vs, eng[n].v)
-		}
-		for _, n := range slices.Sorted(maps.Keys(eng)) {
-			if (n < a || n > b) && certain(n) {
-				outside = append(outside, fmt.Sprintf("step %d must be in the trace", n))
+			for _, n := range slices.Sorted(maps.Keys(eng)) {
+				if (n < a || n > b) && certain(eng, n) {
+					d = append(d, fmt.Sprintf("engine %d step %d must be in the trace", sp.engine, n))
+				}
 			}
 		}
-		d := append(diffTotals(got, totalsOf(vs)), outside...)
+		d = append(diffTotals(got, totalsOf(vs)), d...)
 		if len(d) == 0 {
-			return a, b, nil
+			return ranges
 		}
 		if len(d) > 8 {
 			d = append(d[:8], "...")
 		}
-		report = append(report, fmt.Sprintf("  steps %d..%d: %s", a, b, strings.Join(d, "; ")))
+		report = append(report, fmt.Sprintf("  %s: %s", strings.Join(where, ", "), strings.Join(d, "; ")))
+		return nil
 	}
-	return 0, 0, fmt.Errorf("_scheduler %v equals the truth over no range of %d steps around the %d joined ones %d..%d within the window's bounds:\n%s",
-		got, got.SchedSteps, len(joined), lo, hi, strings.Join(report, "\n"))
+	var try func(i, left int) map[int][2]int
+	try = func(i, left int) map[int][2]int {
+		if i == len(place)-1 {
+			place[i] = left
+			return check()
+		}
+		for n := 0; n <= left; n++ {
+			place[i] = n
+			if r := try(i+1, left-n); r != nil {
+				return r
+			}
+		}
+		return nil
+	}
+	if r := try(0, extra); r != nil {
+		return r, nil
+	}
+	return nil, fmt.Errorf("_scheduler %v equals the truth over no ranges of %d steps in all around the %d joined ones within the window's bounds:\n%s",
+		got, got.SchedSteps, total, strings.Join(report, "\n"))
 }
 
-func maxKey(m map[int]bool) int {
-	hi := 0
+func minMaxKey(m map[int]bool) (lo, hi int) {
+	lo = math.MaxInt
 	for k := range m {
-		hi = max(hi, k)
+		lo, hi = min(lo, k), max(hi, k)
 	}
-	return hi
+	return lo, hi
 }
 
 // checkSchedPhases checks the scheduler's keys of each phase in summary.json
 // against the truth over the scheduler steps that joined the phase's rows,
-// each once (both ranks' rows of a step join one record).
-func checkSchedPhases(t *testing.T, phases map[string]schedPhaseJSON, rows []map[string]string, eng map[int]engineStep) {
+// each once (both ranks' rows of a step join one record): checkSchedRows's
+// phaseSteps.
+func checkSchedPhases(t *testing.T, phases map[string]schedPhaseJSON, phaseSteps map[string][]schedValues) {
 	t.Helper()
-	steps := map[string]map[int]bool{}
-	for _, r := range rows {
-		if r["kv_cache_usage"] == "" {
-			continue
-		}
-		step, _ := strconv.Atoi(r["step"])
-		if steps[r["phase"]] == nil {
-			steps[r["phase"]] = map[int]bool{}
-		}
-		steps[r["phase"]][step] = true
-	}
 	for _, p := range []string{"prefill", "decode", "mixed"} {
 		got, ok := phases[p]
 		if !ok {
 			t.Errorf("summary.json has no %s phase", p)
 			continue
 		}
-		var vs []schedValues
-		for s := range steps[p] {
-			vs = append(vs, eng[s].v)
-		}
+		vs := phaseSteps[p]
 		w := totalsOf(vs)
 		var d []string
 		if got.SchedJoinedSteps != len(vs) {
@@ -593,14 +646,14 @@ func TestEndToEndSchedulerKVPressureAndSpecDecode(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the truth files are written per step
 	rows := readCSV(t, filepath.Join(run.dir, "forward_pass_timing.csv"))
 	compare(t, readTruth(t, srv.truth), rows, run.start, run.end, 2)
-	engine, eng := readEngineTruth(t, srv.truth)
-	joined, preempting, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engine, eng)
+	engs := readEngineTruth(t, srv.truth, 1)
+	joined, phaseSteps, preempting, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engs)
 	if preempting == 0 || speculative == 0 {
 		t.Errorf("inside the window %d steps preempted requests and %d verified drafts, want some of each", preempting, speculative)
 	}
 	got, dropped, phases := readSchedSummary(t, run.dir)
-	checkSchedTotals(t, got, dropped, eng, joined, run)
-	checkSchedPhases(t, phases, rows, eng)
+	checkSchedTotals(t, got, dropped, engs, joined, run)
+	checkSchedPhases(t, phases, phaseSteps)
 	if got.Preemptions == 0 || got.SpecProposed == nil || *got.SpecProposed == 0 || got.AcceptanceRate == nil {
 		t.Fatalf("_scheduler %v: want preemptions and verified drafts", *got)
 	}
@@ -633,14 +686,14 @@ func TestEndToEndSchedulerWithoutSpecDecode(t *testing.T) {
 				r["pid"], r["step"], r["spec_proposed"], r["spec_accepted"])
 		}
 	}
-	engine, eng := readEngineTruth(t, srv.truth)
-	joined, _, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engine, eng)
+	engs := readEngineTruth(t, srv.truth, 1)
+	joined, phaseSteps, _, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engs)
 	if speculative != 0 {
 		t.Errorf("%d steps verified drafts without speculative decoding", speculative)
 	}
 	got, dropped, phases := readSchedSummary(t, run.dir)
-	checkSchedTotals(t, got, dropped, eng, joined, run)
-	checkSchedPhases(t, phases, rows, eng)
+	checkSchedTotals(t, got, dropped, engs, joined, run)
+	checkSchedPhases(t, phases, phaseSteps)
 	if got.SpecProposed != nil || got.SpecAccepted != nil || got.AcceptanceRate != nil {
 		t.Errorf("_scheduler %v: want null spec_proposed, spec_accepted and acceptance_rate", *got)
 	}
@@ -652,16 +705,21 @@ func TestEndToEndSchedulerWithoutSpecDecode(t *testing.T) {
 	checkNoSchedNote(t, run.out)
 }
 
-// TestTraceRange: the range checkSchedTotals finds for records beyond the
-// joined steps, at either edge, and the totals or bounds it refuses.
+// TestTraceRange: the ranges checkSchedTotals finds for records beyond the
+// joined steps, at either edge of either engine, and the totals or bounds
+// it refuses.
 func TestTraceRange(t *testing.T) {
-	// Step n's update_from_output runs at [100n, 100n+50]; the tracer
-	// started at 250 and exited at 1800 (possible: steps 3..18), its
-	// probes were in from 450 to 1500 (certain: steps 6..14).
-	eng := map[int]engineStep{}
+	// Step n's update_from_output runs at [100n, 100n+50] in engine 1,
+	// 30 ns later in engine 2 (whose values differ); the tracer started at
+	// 250 and exited at 1800 (possible: steps 3..18), its probes were in
+	// from 450 to 1500 (certain: steps 6..14).
+	engs := engines{1: {}, 2: {}}
 	for n := 1; n <= 20; n++ {
-		eng[n] = engineStep{int64(100 * n), int64(100*n + 50), schedValues{tokens: 10, batch: 1, kvPermille: int64(10 * n),
-			running: 1, waiting: 2, preempted: int64(n % 3), budget: 512, maxSeqs: 16, proposed: int64(n), accepted: int64(n / 2)}}
+		for e, eng := range engs {
+			eng[n] = engineStep{int64(100*n + 30*(e-1)), int64(100*n + 50 + 30*(e-1)), schedValues{tokens: 10, batch: 1,
+				kvPermille: int64(10*n + e), running: 1, waiting: 2, preempted: int64((n + e) % 3), budget: 512, maxSeqs: 16,
+				proposed: int64(n * e), accepted: int64(n / 2)}}
+		}
 	}
 	run := schedRun{start: 250, attached: 450, end: 1500, exit: 1800}
 	steps := func(a, b int) map[int]bool {
@@ -671,10 +729,15 @@ func TestTraceRange(t *testing.T) {
 		}
 		return m
 	}
-	summary := func(a, b int, joined int) schedulerJSON {
+	// summary is "_scheduler" over engine 1's steps a..b and engine 2's
+	// c..d, of which joined had a forward pass.
+	summary := func(a, b, c, d, joined int) schedulerJSON {
 		var vs []schedValues
 		for n := a; n <= b; n++ {
-			vs = append(vs, eng[n].v)
+			vs = append(vs, engs[1][n].v)
+		}
+		for n := c; n <= d; n++ {
+			vs = append(vs, engs[2][n].v)
 		}
 		w := totalsOf(vs)
 		return schedulerJSON{SchedSteps: int(w.steps), Joined: joined, WithoutForwardPass: int(w.steps) - joined,
@@ -682,23 +745,53 @@ func TestTraceRange(t *testing.T) {
 			SpecProposed: w.proposed, SpecAccepted: w.accepted, AcceptanceRate: ptrTo(math.Round(*w.acceptance*1e4) / 1e4)}
 	}
 	more := func(s schedulerJSON) schedulerJSON { s.Preemptions++; return s }
+	both := func(a, b, c, d int) map[int]map[int]bool { return map[int]map[int]bool{1: steps(a, b), 2: steps(c, d)} }
+	gap := both(6, 14, 6, 14)
+	delete(gap[1], 8)
 	for _, c := range []struct {
 		name   string
 		got    schedulerJSON
-		joined map[int]bool
-		a, b   int // 0: an error
+		joined map[int]map[int]bool
+		want   map[int][2]int // nil: an error
 	}{
-		{"all joined", summary(6, 14, 9), steps(6, 14), 6, 14},
-		{"one record before the joined steps", summary(5, 14, 9), steps(6, 14), 5, 14},
-		{"two after", summary(6, 16, 9), steps(6, 14), 6, 16},
-		{"one preemption too many", more(summary(6, 14, 9)), steps(6, 14), 0, 0},
-		{"a step that must be in the trace is not", summary(7, 14, 8), steps(7, 14), 0, 0},
-		{"a step before the tracer started", summary(2, 14, 12), steps(3, 14), 0, 0},
-		{"a gap in the joined steps", summary(6, 14, 8), map[int]bool{6: true, 7: true, 9: true, 10: true, 11: true, 12: true, 13: true, 14: true}, 0, 0},
+		{"all joined", summary(6, 14, 6, 14, 18), both(6, 14, 6, 14), map[int][2]int{1: {6, 14}, 2: {6, 14}}},
+		{"one record before engine 2's joined steps", summary(6, 14, 5, 14, 18), both(6, 14, 6, 14), map[int][2]int{1: {6, 14}, 2: {5, 14}}},
+		{"two after engine 1's, one before engine 2's", summary(6, 16, 5, 14, 18), both(6, 14, 6, 14), map[int][2]int{1: {6, 16}, 2: {5, 14}}},
+		{"one preemption too many", more(summary(6, 14, 6, 14, 18)), both(6, 14, 6, 14), nil},
+		{"a step that must be in the trace is not", summary(7, 14, 6, 14, 17), both(7, 14, 6, 14), nil},
+		{"a step before the tracer started", summary(2, 14, 6, 14, 21), both(3, 14, 6, 14), nil},
+		{"a gap in the joined steps", summary(6, 14, 6, 14, 17), gap, nil},
+		{"an engine without joined steps", summary(6, 14, 6, 5, 9), map[int]map[int]bool{1: steps(6, 14)}, nil},
 	} {
-		a, b, err := traceRange(c.got, eng, c.joined, run)
-		if c.a == 0 && err == nil || c.a != 0 && (err != nil || a != c.a || b != c.b) {
-			t.Errorf("%s: %d..%d, %v; want %d..%d", c.name, a, b, err, c.a, c.b)
+		got, err := traceRange(c.got, engs, c.joined, run)
+		if c.want == nil && err == nil || c.want != nil && (err != nil || !maps.Equal(got, c.want)) {
+			t.Errorf("%s: %v, %v; want %v", c.name, got, err, c.want)
 		}
 	}
+}
+
+// TestEndToEndSchedulerDataParallel: two data-parallel engines of two
+// tensor-parallel ranks each schedule different requests under the same
+// step numbers, speculative decoding in periods (the default). Every
+// worker's rows join their own engine's records (keys carry a nonce per
+// scheduler: a collision would give a row the other engine's values or a
+// duplicate), and "_scheduler" equals the truth over both engines' steps.
+func TestEndToEndSchedulerDataParallel(t *testing.T) {
+	requireRoot(t)
+	bin := buildAll(t)
+	srv := startServer(t, "--workers", "2", "--data-parallel", "2", "--duration", "30", "--kv-blocks", "120")
+	srv.waitReady(t, "server_dp0.json", "server_dp1.json")
+	run := runTracerTimed(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--format", "csv")
+	time.Sleep(300 * time.Millisecond)
+	rows := readCSV(t, filepath.Join(run.dir, "forward_pass_timing.csv"))
+	compare(t, readTruth(t, srv.truth), rows, run.start, run.end, 4)
+	engs := readEngineTruth(t, srv.truth, 2)
+	joined, phaseSteps, preempting, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engs)
+	if preempting == 0 || speculative == 0 {
+		t.Errorf("inside the window %d steps preempted requests and %d verified drafts, want some of each", preempting, speculative)
+	}
+	got, dropped, phases := readSchedSummary(t, run.dir)
+	checkSchedTotals(t, got, dropped, engs, joined, run)
+	checkSchedPhases(t, phases, phaseSteps)
+	checkNoSchedNote(t, run.out)
 }
