@@ -422,10 +422,11 @@ func diffTotals(got schedulerJSON, want schedTotals) []string {
 // whose records came but whose forward passes are no rows (begun before
 // the workers' probes were live, or with no point after step_begin at the
 // end) - as many as sched_steps exceeds the joined steps, each before the
-// first or after the last joined one of its engine. For each way of placing them the
-// range is known exactly; the totals must equal the truth over one such
-// range, to the rounding of summary.json, and that range must hold every
-// step the trace certainly holds and none it cannot:
+// first or after the last joined one of its engine. For each way of
+// placing them the ranges are known exactly; the totals must equal the
+// truth over one such placement, to the rounding of summary.json, whose
+// ranges hold every step the trace certainly holds and none it cannot
+// (no count is allowed for: the bounds alone decide):
 //
 //   - certain: step N's schedule() came after update_from_output of step
 //     N-2 returned (EngineCore keeps at most two steps in flight, one with
@@ -452,12 +453,6 @@ func checkSchedTotals(t *testing.T, got *schedulerJSON, dropped uint64, engs eng
 	t.Logf("_scheduler equals the truth over those steps: %v", *got)
 }
 
-// maxExtra is the most records beyond the joined steps that traceRange
-// places at the edges: each edge holds the steps in flight while probes
-// went in or out (two at a time in EngineCore, a few while the workers'
-// probes attach); more is no edge effect.
-const maxExtra = 16
-
 // traceRange is the range of steps first..last per engine that
 // checkSchedTotals finds the trace held, or an error saying why there is
 // none.
@@ -465,7 +460,12 @@ func traceRange(got schedulerJSON, engs engines, joined map[int]map[int]bool, ru
 	if got.Duplicates != 0 || got.Joined+got.WithoutForwardPass != got.SchedSteps {
 		return nil, fmt.Errorf("_scheduler %v: want no duplicates, joined + without_forward_pass = sched_steps", got)
 	}
-	type span struct{ engine, lo, hi int }
+	// A span is an engine's joined steps lo..hi and how many records
+	// before and after them the window's bounds allow.
+	type span struct {
+		engine, lo, hi int
+		before, after  []int
+	}
 	var spans []span
 	total := 0
 	for _, e := range slices.Sorted(maps.Keys(engs)) {
@@ -483,65 +483,94 @@ func traceRange(got schedulerJSON, engs engines, joined map[int]map[int]bool, ru
 			}
 			return nil, fmt.Errorf("engine %d: the joined scheduler steps %d..%d have gaps (%d joined), first missing: %v", e, lo, hi, len(js), gaps)
 		}
-		spans = append(spans, span{e, lo, hi})
+		spans = append(spans, span{engine: e, lo: lo, hi: hi})
 		total += len(js)
 	}
 	extra := got.SchedSteps - total
-	if extra < 0 || extra > maxExtra || got.Joined < total {
-		return nil, fmt.Errorf("%d steps joined rows; _scheduler %v (at most %d more records at the edges)", total, got, maxExtra)
+	if extra < 0 || got.Joined < total {
+		return nil, fmt.Errorf("%d steps joined rows; _scheduler %v", total, got)
 	}
-	certain := func(eng map[int]engineStep, n int) bool {
-		before, ok1 := eng[n-2]
-		s, ok2 := eng[n]
-		return ok1 && ok2 && before.updateEnd >= run.attached && s.updateEnd <= run.end
+	var bounds []string
+	for i := range spans {
+		sp := &spans[i]
+		eng := engs[sp.engine]
+		certain := func(n int) bool {
+			before, ok1 := eng[n-2]
+			s, ok2 := eng[n]
+			return ok1 && ok2 && before.updateEnd >= run.attached && s.updateEnd <= run.end
+		}
+		possible := func(n int) bool {
+			s, ok := eng[n]
+			return ok && s.updateBegin > run.start && s.updateBegin <= run.exit
+		}
+		for n := sp.lo; n <= sp.hi; n++ {
+			if !possible(n) {
+				return nil, fmt.Errorf("engine %d step %d joined a row, but its update_from_output ran outside the trace", sp.engine, n)
+			}
+		}
+		// The certain steps, first..last, must all be in the range.
+		first, last := math.MaxInt, math.MinInt
+		for n := range eng {
+			if certain(n) {
+				first, last = min(first, n), max(last, n)
+			}
+		}
+		// k records before lo: steps lo-k..lo-1, all possible, and no
+		// certain step before lo-k; likewise after hi.
+		for k := 0; k <= extra && (k == 0 || possible(sp.lo-k)); k++ {
+			if sp.lo-k <= first {
+				sp.before = append(sp.before, k)
+			}
+		}
+		for k := 0; k <= extra && (k == 0 || possible(sp.hi+k)); k++ {
+			if sp.hi+k >= last {
+				sp.after = append(sp.after, k)
+			}
+		}
+		bounds = append(bounds, fmt.Sprintf("engine %d: joined %d..%d, records allowed before %v, after %v", sp.engine, sp.lo, sp.hi, sp.before, sp.after))
 	}
-	possible := func(eng map[int]engineStep, n int) bool {
-		s, ok := eng[n]
-		return ok && s.updateBegin > run.start && s.updateBegin <= run.exit
-	}
-	// place[2i] records before spans[i]'s joined steps, place[2i+1] after.
+	// Every way of placing the extra records within those bounds.
 	place := make([]int, 2*len(spans))
 	var report []string
 	check := func() map[int][2]int {
 		ranges := map[int][2]int{}
 		var vs []schedValues
-		var d, where []string
+		var where []string
 		for i, sp := range spans {
 			a, b := sp.lo-place[2*i], sp.hi+place[2*i+1]
 			ranges[sp.engine] = [2]int{a, b}
 			where = append(where, fmt.Sprintf("engine %d steps %d..%d", sp.engine, a, b))
-			eng := engs[sp.engine]
 			for n := a; n <= b; n++ {
-				if !possible(eng, n) {
-					d = append(d, fmt.Sprintf("engine %d step %d cannot be in the trace", sp.engine, n))
-				}
-				vs = append(vs, eng[n].v)
-			}
-			for _, n := range slices.Sorted(maps.Keys(eng)) {
-				if (n < a || n > b) && certain(eng, n) {
-					d = append(d, fmt.Sprintf("engine %d step %d must be in the trace", sp.engine, n))
-				}
+				vs = append(vs, engs[sp.engine][n].v)
 			}
 		}
-		d = append(diffTotals(got, totalsOf(vs)), d...)
+		d := diffTotals(got, totalsOf(vs))
 		if len(d) == 0 {
 			return ranges
 		}
-		if len(d) > 8 {
-			d = append(d[:8], "...")
+		if len(report) < 10 {
+			report = append(report, fmt.Sprintf("  %s: %s", strings.Join(where, ", "), strings.Join(d, "; ")))
 		}
-		report = append(report, fmt.Sprintf("  %s: %s", strings.Join(where, ", "), strings.Join(d, "; ")))
 		return nil
 	}
 	var try func(i, left int) map[int][2]int
 	try = func(i, left int) map[int][2]int {
-		if i == len(place)-1 {
-			place[i] = left
+		if i == len(place) {
+			if left != 0 {
+				return nil
+			}
 			return check()
 		}
-		for n := 0; n <= left; n++ {
-			place[i] = n
-			if r := try(i+1, left-n); r != nil {
+		allowed := spans[i/2].before
+		if i%2 == 1 {
+			allowed = spans[i/2].after
+		}
+		for _, k := range allowed {
+			if k > left {
+				break
+			}
+			place[i] = k
+			if r := try(i+1, left-k); r != nil {
 				return r
 			}
 		}
@@ -550,8 +579,11 @@ func traceRange(got schedulerJSON, engs engines, joined map[int]map[int]bool, ru
 	if r := try(0, extra); r != nil {
 		return r, nil
 	}
-	return nil, fmt.Errorf("_scheduler %v equals the truth over no ranges of %d steps in all around the %d joined ones within the window's bounds:\n%s",
-		got, got.SchedSteps, total, strings.Join(report, "\n"))
+	if len(report) == 0 {
+		report = append(report, "  no placement within the bounds")
+	}
+	return nil, fmt.Errorf("_scheduler %v equals the truth over no ranges of %d steps in all that hold the %d joined ones and lie within the window's bounds:\n  %s\n%s",
+		got, got.SchedSteps, total, strings.Join(bounds, "\n  "), strings.Join(report, "\n"))
 }
 
 func minMaxKey(m map[int]bool) (lo, hi int) {
@@ -761,6 +793,8 @@ func TestTraceRange(t *testing.T) {
 		{"a step that must be in the trace is not", summary(7, 14, 6, 14, 17), both(7, 14, 6, 14), nil},
 		{"a step before the tracer started", summary(2, 14, 6, 14, 21), both(3, 14, 6, 14), nil},
 		{"a gap in the joined steps", summary(6, 14, 6, 14, 17), gap, nil},
+		{"the joined steps after the certain ones", summary(16, 18, 6, 14, 12), both(16, 18, 6, 14), nil},
+		{"a joined step after the tracer exited", summary(6, 19, 6, 14, 23), both(6, 19, 6, 14), nil},
 		{"an engine without joined steps", summary(6, 14, 6, 5, 9), map[int]map[int]bool{1: steps(6, 14)}, nil},
 	} {
 		got, err := traceRange(c.got, engs, c.joined, run)
