@@ -163,6 +163,14 @@ func runTracerOutput(t *testing.T, bin string, pid int, d time.Duration, flags .
 
 func monotonic() int64 { return int64(monotonicNs()) }
 
+// whollyInside says whether truth step s lies inside the part of the trace
+// window [start, end] that compare checks: a second of margin after the
+// start (the tracer picks up libraries of processes it has just found
+// within that time) and half a second before the end.
+func whollyInside(s truthStep, start, end int64) bool {
+	return s.begin >= start+int64(time.Second) && s.ready <= end-int64(500*time.Millisecond)
+}
+
 // compare checks every truth step wholly inside [start, end] against the CSV
 // and returns how many there were and how many of their rows carry a launch
 // count (an empty cell is a step whose launches were not counted).
@@ -181,9 +189,7 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 	for _, s := range truth {
 		k := key{s.pid, s.step}
 		known[k] = true
-		// A second of margin after the start: the tracer picks up
-		// libraries of processes it has just found within that time.
-		if s.begin < start+int64(time.Second) || s.ready > end-int64(500*time.Millisecond) {
+		if !whollyInside(s, start, end) {
 			continue
 		}
 		inside++
