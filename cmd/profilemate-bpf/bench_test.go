@@ -42,15 +42,16 @@ func BenchmarkTracerOverhead(b *testing.B) {
 			srv := startServer(b, args...)
 			defer srv.cmd.Process.Kill()
 			srv.waitReady(b)
-			rate := func(from, to int64) float64 {
+			stepsIn := func(from, to int64) int {
 				n := 0
 				for _, s := range readTruth(b, srv.truth) {
 					if s.begin >= from && s.begin < to {
 						n++
 					}
 				}
-				return float64(n) / (float64(to-from) / 1e9)
+				return n
 			}
+			rate := func(from, to int64) float64 { return float64(stepsIn(from, to)) / (float64(to-from) / 1e9) }
 			var untraced, traced, cpuUntraced, cpuTraced []float64
 			for i := 0; i < 2*max(b.N, 2); i++ {
 				start, cpu0 := monotonic(), treeCPUNs(b, srv.cmd.Process.Pid)
@@ -67,7 +68,7 @@ func BenchmarkTracerOverhead(b *testing.B) {
 				time.Sleep(200 * time.Millisecond) // let the truth file catch up
 				r := rate(start+int64(200*time.Millisecond), end-int64(200*time.Millisecond))
 				// CPU µs per step over the whole window.
-				perStep := float64(cpu1-cpu0) / 1e3 / (rate(start, end) * float64(end-start) / 1e9)
+				perStep := float64(cpu1-cpu0) / 1e3 / float64(stepsIn(start, end))
 				if i%2 == 0 {
 					untraced, cpuUntraced = append(untraced, r), append(cpuUntraced, perStep)
 				} else {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/profilemate/profilemate-bpf/tracer"
 )
 
 // treeCPUNs is the CPU time, in ns, that the threads of root and its
@@ -14,32 +16,17 @@ import (
 // 10 ms ticks, too coarse for a few microseconds per step).
 func treeCPUNs(tb testing.TB, root int) int64 {
 	tb.Helper()
-	children := map[int][]int{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range dirs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		fields := strings.Fields(s[i+1:])
-		if i < 0 || len(fields) < 2 {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-		ppid, _ := strconv.Atoi(fields[1])
-		children[ppid] = append(children[ppid], pid)
+	pids, err := tracer.Proc{Root: "/proc"}.Descendants(root)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	var total int64
-	for todo := []int{root}; len(todo) > 0; {
-		pid := todo[len(todo)-1]
-		todo = append(todo[:len(todo)-1], children[pid]...)
+	for _, pid := range pids {
 		tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "schedstat"))
 		for _, t := range tasks {
 			b, err := os.ReadFile(t)
 			if err != nil {
-				continue
+				continue // exited meanwhile
 			}
 			if f := strings.Fields(string(b)); len(f) > 0 {
 				ns, _ := strconv.ParseInt(f[0], 10, 64)

@@ -659,6 +659,34 @@ func acceptanceBand(p float64, k int, proposed int64) (want, tol float64) {
 	return m / float64(k), 5 * math.Sqrt((m2-m*m)/groups) / float64(k)
 }
 
+// schedTrace is a traced window of the simulated server checked against
+// its truth by traceAndCheckSched.
+type schedTrace struct {
+	run                     schedRun
+	rows                    []map[string]string
+	got                     *schedulerJSON
+	phases                  map[string]schedPhaseJSON
+	preempting, speculative int // steps inside the window that preempted, that verified drafts
+}
+
+// traceAndCheckSched traces srv's API server for 4 s and checks what every
+// scheduler test checks: the base columns (compare, with workers rows per
+// step), every scheduler cell of every row, "_scheduler" and the phases'
+// keys against the truth of its `engines` EngineCores.
+func traceAndCheckSched(t *testing.T, bin string, srv *server, workers, engines int) schedTrace {
+	t.Helper()
+	run := runTracerTimed(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--format", "csv")
+	time.Sleep(300 * time.Millisecond) // the truth files are written per step
+	rows := readCSV(t, filepath.Join(run.dir, "forward_pass_timing.csv"))
+	compare(t, readTruth(t, srv.truth), rows, run.start, run.end, workers)
+	engs := readEngineTruth(t, srv.truth, engines)
+	joined, phaseSteps, preempting, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engs)
+	got, dropped, phases := readSchedSummary(t, run.dir)
+	checkSchedTotals(t, got, dropped, engs, joined, run)
+	checkSchedPhases(t, phases, phaseSteps)
+	return schedTrace{run: run, rows: rows, got: got, phases: phases, preempting: preempting, speculative: speculative}
+}
+
 // TestEndToEndSchedulerKVPressureAndSpecDecode: tensor parallelism 2, a KV
 // cache small enough to preempt requests every few steps, speculative
 // decoding on every decode step with 3 draft tokens of acceptance 0.7.
@@ -674,18 +702,11 @@ func TestEndToEndSchedulerKVPressureAndSpecDecode(t *testing.T) {
 	srv := startServer(t, "--workers", "2", "--duration", "30", "--kv-blocks", "90",
 		"--spec", "always", "--spec-tokens", strconv.Itoa(k), "--spec-acceptance", strconv.FormatFloat(p, 'f', -1, 64))
 	srv.waitReady(t)
-	run := runTracerTimed(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--format", "csv")
-	time.Sleep(300 * time.Millisecond) // the truth files are written per step
-	rows := readCSV(t, filepath.Join(run.dir, "forward_pass_timing.csv"))
-	compare(t, readTruth(t, srv.truth), rows, run.start, run.end, 2)
-	engs := readEngineTruth(t, srv.truth, 1)
-	joined, phaseSteps, preempting, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engs)
-	if preempting == 0 || speculative == 0 {
-		t.Errorf("inside the window %d steps preempted requests and %d verified drafts, want some of each", preempting, speculative)
+	tr := traceAndCheckSched(t, bin, srv, 2, 1)
+	if tr.preempting == 0 || tr.speculative == 0 {
+		t.Errorf("inside the window %d steps preempted requests and %d verified drafts, want some of each", tr.preempting, tr.speculative)
 	}
-	got, dropped, phases := readSchedSummary(t, run.dir)
-	checkSchedTotals(t, got, dropped, engs, joined, run)
-	checkSchedPhases(t, phases, phaseSteps)
+	got := tr.got
 	if got.Preemptions == 0 || got.SpecProposed == nil || *got.SpecProposed == 0 || got.AcceptanceRate == nil {
 		t.Fatalf("_scheduler %v: want preemptions and verified drafts", *got)
 	}
@@ -694,7 +715,7 @@ func TestEndToEndSchedulerKVPressureAndSpecDecode(t *testing.T) {
 	if math.Abs(*got.AcceptanceRate-want) > tol {
 		t.Errorf("acceptance rate %.4f over %d drafts, want %.4f ± %.4f (5 standard deviations)", *got.AcceptanceRate, *got.SpecProposed, want, tol)
 	}
-	checkNoSchedNote(t, run.out)
+	checkNoSchedNote(t, tr.run.out)
 }
 
 // TestEndToEndSchedulerWithoutSpecDecode: no speculative decoding configured
@@ -708,33 +729,26 @@ func TestEndToEndSchedulerWithoutSpecDecode(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "1", "--duration", "30", "--spec", "off", "--sync")
 	srv.waitReady(t)
-	run := runTracerTimed(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--format", "csv")
-	time.Sleep(300 * time.Millisecond)
-	rows := readCSV(t, filepath.Join(run.dir, "forward_pass_timing.csv"))
-	compare(t, readTruth(t, srv.truth), rows, run.start, run.end, 1)
-	for _, r := range rows {
+	tr := traceAndCheckSched(t, bin, srv, 1, 1)
+	for _, r := range tr.rows {
 		if r["spec_proposed"] != "" || r["spec_accepted"] != "" {
 			t.Fatalf("pid %s step %s: spec_proposed %q, spec_accepted %q; want empty cells without speculative decoding",
 				r["pid"], r["step"], r["spec_proposed"], r["spec_accepted"])
 		}
 	}
-	engs := readEngineTruth(t, srv.truth, 1)
-	joined, phaseSteps, _, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engs)
-	if speculative != 0 {
-		t.Errorf("%d steps verified drafts without speculative decoding", speculative)
+	if tr.speculative != 0 {
+		t.Errorf("%d steps verified drafts without speculative decoding", tr.speculative)
 	}
-	got, dropped, phases := readSchedSummary(t, run.dir)
-	checkSchedTotals(t, got, dropped, engs, joined, run)
-	checkSchedPhases(t, phases, phaseSteps)
+	got := tr.got
 	if got.SpecProposed != nil || got.SpecAccepted != nil || got.AcceptanceRate != nil {
 		t.Errorf("_scheduler %v: want null spec_proposed, spec_accepted and acceptance_rate", *got)
 	}
-	for p, ph := range phases {
+	for p, ph := range tr.phases {
 		if ph.SpecAcceptanceRate != nil {
 			t.Errorf("%s: spec_acceptance_rate %v, want null", p, *ph.SpecAcceptanceRate)
 		}
 	}
-	checkNoSchedNote(t, run.out)
+	checkNoSchedNote(t, tr.run.out)
 }
 
 // TestTraceRange: the ranges checkSchedTotals finds for records beyond the
@@ -815,17 +829,9 @@ func TestEndToEndSchedulerDataParallel(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--data-parallel", "2", "--duration", "30", "--kv-blocks", "120")
 	srv.waitReady(t, "server_dp0.json", "server_dp1.json")
-	run := runTracerTimed(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--format", "csv")
-	time.Sleep(300 * time.Millisecond)
-	rows := readCSV(t, filepath.Join(run.dir, "forward_pass_timing.csv"))
-	compare(t, readTruth(t, srv.truth), rows, run.start, run.end, 4)
-	engs := readEngineTruth(t, srv.truth, 2)
-	joined, phaseSteps, preempting, speculative := checkSchedRows(t, srv.truth, rows, run.start, run.end, engs)
-	if preempting == 0 || speculative == 0 {
-		t.Errorf("inside the window %d steps preempted requests and %d verified drafts, want some of each", preempting, speculative)
+	tr := traceAndCheckSched(t, bin, srv, 4, 2)
+	if tr.preempting == 0 || tr.speculative == 0 {
+		t.Errorf("inside the window %d steps preempted requests and %d verified drafts, want some of each", tr.preempting, tr.speculative)
 	}
-	got, dropped, phases := readSchedSummary(t, run.dir)
-	checkSchedTotals(t, got, dropped, engs, joined, run)
-	checkSchedPhases(t, phases, phaseSteps)
-	checkNoSchedNote(t, run.out)
+	checkNoSchedNote(t, tr.run.out)
 }

@@ -40,13 +40,20 @@ func repoRoot(t testing.TB) string {
 
 // buildAll builds the binary and the simulated server (libraries, venv with
 // the marker installed through its entry point).
-func buildAll(t testing.TB) (bin string) {
+// buildBinary builds the CLI into dir and returns its path.
+func buildBinary(t testing.TB, dir string) string {
 	t.Helper()
-	repo := repoRoot(t)
-	bin = filepath.Join(t.TempDir(), "profilemate-bpf")
+	bin := filepath.Join(dir, "profilemate-bpf")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+func buildAll(t testing.TB) (bin string) {
+	t.Helper()
+	repo := repoRoot(t)
+	bin = buildBinary(t, t.TempDir())
 	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "simserver")).CombinedOutput(); err != nil {
 		t.Fatalf("make -C simserver: %v\n%s", err, out)
 	}
@@ -632,10 +639,7 @@ func TestEndToEndCUDAProcessesStartAfterTheTracer(t *testing.T) {
 // only then is it exit 6.
 func TestNoCUDAWaitsForTheDuration(t *testing.T) {
 	requireRoot(t)
-	bin := filepath.Join(t.TempDir(), "profilemate-bpf")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	bin := buildBinary(t, t.TempDir())
 	sleeper := exec.Command("sleep", "30")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
