@@ -1,21 +1,31 @@
 #!/usr/bin/env python3
-"""Kernel CPU time per step that each class of probe costs the simulated
-server, by alternating untraced and traced windows on one running server:
+"""CPU time per step that the tracer costs the simulated server, by
+alternating untraced and traced windows on one running server:
 
-    simserver/serve --workers 1 --duration 400 --truth-dir T &
-    sudo scripts/probe-cost.py T $! 3 "" "--launches=off" \\
-        "--launches=off --leave-out=sync,graph" ...
+    taskset -c 1 simserver/serve --workers 1 --duration 900 --truth-dir T &
+    sudo scripts/probe-cost.py --tracer-cpus 0 T $! 5 "" "--launches=off" \\
+        "--launches=off --leave-out=sync,graph" "@/tmp/old-binary" ...
 
-For each config (tracer flags; "" is the default) and for untraced windows,
-REPS windows of 6 s each: the server tree's user and system CPU time
-(/proc/PID/stat, every process below the API server) over the steps its
-truth files counted, in µs per step, with each window's system figure.
+For each config (tracer flags; "" is the default; a leading "@PATH" runs
+the tracer binary at PATH instead of bin/profilemate-bpf) and for untraced
+windows, REPS windows of 6 s each, in rounds: every config once a round, so
+that the server's drift reaches all of them alike. Per window, the CPU time
+of every thread of the server tree (/proc/PID/task/TID/schedstat: exact,
+not tick-sampled) and its kernel share (/proc/PID/stat, tick-sampled), over
+the steps the truth files counted. Printed per config: mean CPU µs/step,
+its difference to untraced with a 95% interval (Welch), and the kernel
+share. --tracer-cpus pins the tracer away from the server (taskset), as
+gpu/vllm_validate.py pins real servers, so that the tracer's own work does
+not preempt the server's threads on a small machine.
+
 The rate of a simulated server is paced by its fake GPU; its CPU time per
-step is what shows the probes' cost (a real vLLM showed the same through
+step is what shows the tracer's cost (a real vLLM showed the same through
 the servers' kernel time, gpu/vllm_validate.py).
 """
 import glob
+import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -25,25 +35,35 @@ WINDOW_S = 6
 BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bin", "profilemate-bpf")
 
 
-def tree_cpu(root):
-    """(user, system) CPU seconds of root and every process below it."""
-    children, times = {}, {}
+def tree(root):
+    """root and every process below it."""
+    children = {}
     for f in glob.glob("/proc/[0-9]*/stat"):
         try:
             fields = open(f).read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited meanwhile
-        pid = int(f.split("/")[2])
-        children.setdefault(int(fields[1]), []).append(pid)
-        times[pid] = (int(fields[11]), int(fields[12]))
-    user = system = 0
-    todo = [root]
+        children.setdefault(int(fields[1]), []).append(int(f.split("/")[2]))
+    out, todo = [], [root]
     while todo:
         pid = todo.pop()
+        out.append(pid)
         todo += children.get(pid, [])
-        u, s = times.get(pid, (0, 0))
-        user, system = user + u, system + s
-    return user / HZ, system / HZ
+    return out
+
+
+def tree_cpu(root):
+    """(CPU ns of every thread, system seconds) of the tree below root."""
+    cpu_ns = system = 0
+    for pid in tree(root):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            system += int(fields[12])
+            for f in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+                cpu_ns += int(open(f).read().split()[0])
+        except OSError:
+            continue
+    return cpu_ns, system / HZ
 
 
 def steps(truth):
@@ -51,13 +71,20 @@ def steps(truth):
     return sum(sum(1 for _ in open(f)) - 1 for f in glob.glob(os.path.join(truth, "truth_*.csv")))
 
 
-def window(pid, truth, flags):
-    """(user µs/step, system µs/step) over one window, traced with flags
+def tracer_cmd(flags, pid, out, cpus):
+    binary, args = BIN, flags.split()
+    if args and args[0].startswith("@"):
+        binary, args = args[0][1:], args[1:]
+    cmd = [binary, "--pid", str(pid), "--duration", "600s", "--out", out] + args
+    return (["taskset", "-c", cpus] if cpus else []) + cmd
+
+
+def window(pid, truth, flags, cpus):
+    """(CPU µs/step, system µs/step) over one window, traced with flags
     (None: untraced); the tracer's attach is left out of the window."""
     tracer = None
     if flags is not None:
-        tracer = subprocess.Popen([BIN, "--pid", str(pid), "--duration", "600s", "--out",
-                                   os.path.join(truth, "probe-cost-out")] + flags.split(),
+        tracer = subprocess.Popen(tracer_cmd(flags, pid, os.path.join(truth, "probe-cost-out"), cpus),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for line in tracer.stderr:
             if "probes attached" in line:
@@ -65,17 +92,28 @@ def window(pid, truth, flags):
         else:
             sys.exit(f"the tracer with {flags!r} exited before attaching: exit {tracer.wait()}")
         time.sleep(0.5)
-    (u0, s0), n0 = tree_cpu(pid), steps(truth)
+    (c0, s0), n0 = tree_cpu(pid), steps(truth)
     time.sleep(WINDOW_S)
-    (u1, s1), n1 = tree_cpu(pid), steps(truth)
+    (c1, s1), n1 = tree_cpu(pid), steps(truth)
     if tracer:
         tracer.send_signal(2)
         tracer.wait()
     n = max(n1 - n0, 1)
-    return (u1 - u0) / n * 1e6, (s1 - s0) / n * 1e6
+    return (c1 - c0) / n / 1e3, (s1 - s0) / n * 1e6
+
+
+def interval(a, b):
+    """Mean of a less mean of b, and the half-width of its 95% interval."""
+    d = statistics.mean(a) - statistics.mean(b)
+    if len(a) < 2 or len(b) < 2:
+        return d, float("nan")
+    return d, 1.96 * math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
 
 
 def main(argv):
+    cpus = None
+    if len(argv) > 2 and argv[1] == "--tracer-cpus":
+        cpus, argv = argv[2], argv[:1] + argv[3:]
     if len(argv) < 4 or not argv[3].isdigit() or int(argv[3]) < 1:
         sys.exit(__doc__)
     truth, pid, reps, configs = argv[1], int(argv[2]), int(argv[3]), argv[4:]
@@ -84,14 +122,15 @@ def main(argv):
     results = {}
     for _ in range(reps):
         for c in [None] + configs:
-            results.setdefault(c, []).append(window(pid, truth, c))
-    base = sum(s for _, s in results[None]) / reps
+            results.setdefault(c, []).append(window(pid, truth, c, cpus))
+    base = [cpu for cpu, _ in results[None]]
     for c, v in results.items():
+        cpu = [x for x, _ in v]
         sys_ = [s for _, s in v]
-        mean = sum(sys_) / reps
-        print(f"{'untraced' if c is None else repr(c):58s} user {sum(u for u, _ in v) / reps:6.1f}  "
-              f"sys {mean:6.1f} µs/step [{' '.join('%.0f' % s for s in sys_)}]  "
-              f"{'' if c is None else '%+.0f' % (mean - base)}")
+        name = "untraced" if c is None else repr(c)
+        extra = "" if c is None else "%+6.1f ±%4.1f" % interval(cpu, base)
+        print(f"{name:58s} CPU {statistics.mean(cpu):6.1f} µs/step {extra:13s} "
+              f"(kernel {statistics.mean(sys_):5.1f}) [{' '.join('%.0f' % x for x in cpu)}]")
     return 0
 
 
