@@ -73,9 +73,12 @@ struct {
 	__type(value, struct thread_state);
 } threads SEC(".maps");
 
+/* Step and sched records, 112 bytes each with the header: about 9,000. */
+#define RING_BYTES (1 << 20)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, RING_BYTES);
 } events SEC(".maps");
 
 /* Records the ring buffer could not take. Ring buffers carry no loss count,
@@ -221,11 +224,24 @@ static __always_inline void count_drop(void)
 		(*n)++;
 }
 
+/* Records leave without waking the tracer, which polls the ring buffer
+ * (pollEvery in tracer/records.go). A wakeup would be paid by the probed
+ * thread: an interrupt the kernel sends to its own CPU (irq_work) and a
+ * reschedule of the reader on another, which in a VM are exits to the
+ * hypervisor. Only a ring more than a quarter full (a tracer that fell far
+ * behind its polls) is woken, long before a record could be dropped. */
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > RING_BYTES / 4)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void submit(struct step_record *s)
 {
 	if ((s->launch_epoch & 1) && s->launch_epoch == launch_epoch)
 		s->flags |= STEP_LAUNCHES_COUNTED;
-	if (bpf_ringbuf_output(&events, s, sizeof(*s), 0))
+	if (bpf_ringbuf_output(&events, s, sizeof(*s), wakeup_flags()))
 		count_drop();
 	s->begin_ns = 0; /* the slot is free */
 }
@@ -369,6 +385,46 @@ int usdt_output_ready(struct pt_regs *ctx)
 	return 0;
 }
 
+/* A time the marker took for a point of a step (CLOCK_MONOTONIC ns, the
+ * clock of bpf_ktime_get_ns), kept if it lies after the point before it and
+ * not past now; else 0, not known. */
+static __always_inline __u64 point_at(__s64 t, __u64 after, __u64 now)
+{
+	if (t <= 0 || (__u64)t < after || (__u64)t > now)
+		return 0;
+	return t;
+}
+
+/* USDT profilemate:step_end(step_id, forward_end_ns, sample_end_ns): the
+ * step is finished, with the times of the two points in between, which the
+ * marker took itself: one probe hit where forward_end, sample_end and
+ * output_ready are three. Attached in their place where the marker has it. */
+SEC("uprobe.multi")
+int usdt_step_end(struct pt_regs *ctx)
+{
+	struct usdt_spec *spec;
+	struct step_record *s;
+	struct proc_state *p;
+	__u64 now;
+
+	if (frozen)
+		return 0;
+	p = current_proc();
+	if (!p)
+		return 0;
+	spec = usdt_spec_of(ctx);
+	s = open_step(p, usdt_arg(ctx, spec, 0));
+	if (!s)
+		return 0;
+	now = bpf_ktime_get_ns();
+	s->forward_end_ns = point_at(usdt_arg(ctx, spec, 1), s->begin_ns, now);
+	s->sample_end_ns = point_at(usdt_arg(ctx, spec, 2),
+				    s->forward_end_ns ? s->forward_end_ns : s->begin_ns, now);
+	s->output_ready_ns = now;
+	submit(s);
+	return 0;
+}
+
 /* Only reached through a ring-buffer reservation, so no map names the type:
  * this keeps it in the BTF that bpf2go generates the Go type from. */
 const struct sched_record *unused_sched_record __attribute__((unused));
@@ -414,7 +470,7 @@ int usdt_sched_step(struct pt_regs *ctx)
 	r->max_num_seqs = usdt_arg(ctx, spec, 8);
 	r->spec_proposed = usdt_arg(ctx, spec, 9);
 	r->spec_accepted = usdt_arg(ctx, spec, 10);
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wakeup_flags());
 	return 0;
 }
 

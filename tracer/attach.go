@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -22,13 +23,12 @@ type Library struct {
 	Missing []string // probed functions the library does not export
 	Failed  []string // functions it exports that the kernel would not probe
 
-	host           string // where the tracer opens it
-	id             uint32 // a CUDA library's id: the cookie of its links, its lib_ready index
-	ready          bool   // a CUDA library whose probes are all attached (lib_ready)
-	installed      bool   // probed where installed, before a process mapped it
-	runtimeLaunch  bool   // a runtime whose launch functions are probed
-	driverLaunches int    // a driver's probed launch functions
-	launch         *launchProbes
+	host      string  // where the tracer opens it
+	id        uint32  // a CUDA library's id: the cookie of its links, its lib_ready index
+	ready     bool    // a CUDA library whose probes are all attached (lib_ready)
+	installed bool    // probed where installed, before a process mapped it
+	counted   Classes // the CUDA classes with at least one function probed here
+	launch    *launchProbes
 }
 
 // launchProbes are a library's kernel-launch probes, kept apart from its
@@ -77,9 +77,10 @@ type attacher struct {
 	failed   map[libKey]error
 	nextSpec uint32
 	nextLib  uint32 // ids of CUDA libraries
-	// runtimeLaunches is set once a driver's launch functions could not
-	// be probed: launches are then counted at the runtimes.
-	runtimeLaunches bool
+	// atRuntimes are the CUDA classes a driver could not count (none of
+	// its functions of the class probed, or the driver not at all): they
+	// are counted at the runtimes instead, from then on.
+	atRuntimes Classes
 	// leave is the probe classes not attached (Options.LeaveOut).
 	leave Classes
 }
@@ -118,6 +119,9 @@ func (a *attacher) attach(pid int, m Mapping) (*Library, error) {
 	lib, err := a.probe(pid, kind, m.Path, host, keys)
 	if err != nil {
 		a.failed[key] = err
+		if kind == LibDriver {
+			a.countAtRuntimes(cudaClasses)
+		}
 		return nil, err
 	}
 	lib.Loaded = true
@@ -163,12 +167,7 @@ func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey
 	case LibMarker:
 		err = a.attachMarker(lib)
 	case LibRuntime:
-		sets := without(runtimeProbes, a.leave)
-		if a.runtimeLaunches {
-			sets = append(sets, runtimeLaunchProbes)
-			lib.runtimeLaunch = true
-		}
-		err = a.attachSymbols(lib, sets)
+		err = a.attachSymbols(lib, only(runtimeProbes, a.atRuntimes))
 	case LibDriver:
 		err = a.attachSymbols(lib, without(driverProbes, a.leave))
 	}
@@ -178,9 +177,8 @@ func (a *attacher) probe(pid int, kind LibKind, path, host string, keys []libKey
 	for _, k := range keys {
 		a.libs[k] = lib
 	}
-	if kind == LibDriver && lib.driverLaunches == 0 && !a.leave.Has(ClassLaunch) && !a.runtimeLaunches {
-		a.runtimeLaunches = true
-		a.probeRuntimeLaunches()
+	if kind == LibDriver {
+		a.countAtRuntimes(cudaClasses &^ lib.counted)
 	}
 	a.setReady(lib, true)
 	return lib, nil
@@ -240,22 +238,29 @@ func (a *attacher) live(maps []Mapping) bool {
 	return live && ready
 }
 
-// probeRuntimeLaunches adds launch probes to every runtime probed so far,
-// once a driver turned out to have launch functions the kernel won't probe,
-// and tells the programs that runtime launches now mark their threads.
-func (a *attacher) probeRuntimeLaunches() {
-	if err := a.objs.RuntimeLaunchProbes.Set(uint32(1)); err != nil {
-		a.runtimeLaunches = false // unmarked, runtime launches would count twice
+// countAtRuntimes moves the classes a driver cannot count to the runtimes:
+// it probes their functions in every runtime probed so far (and later ones
+// get them too). Kernel launches counted at a runtime mark their thread, so
+// the programs are told first; where that fails they stay at the driver, as
+// unmarked they would count twice.
+func (a *attacher) countAtRuntimes(classes Classes) {
+	classes &^= a.atRuntimes | a.leave
+	if classes.Has(ClassLaunch) {
+		if err := a.objs.RuntimeLaunchProbes.Set(uint32(1)); err != nil {
+			classes &^= ClassLaunch
+		}
+	}
+	if classes == 0 {
 		return
 	}
+	a.atRuntimes |= classes
 	for _, lib := range a.libraries() {
-		if lib.Kind != LibRuntime || lib.runtimeLaunch {
+		if lib.Kind != LibRuntime {
 			continue
 		}
-		lib.runtimeLaunch = true
-		// Not ready until its launches are probed too.
+		// Not ready until these are probed too.
 		a.setReady(lib, false)
-		if err := a.attachSymbols(lib, []probeSet{runtimeLaunchProbes}); err != nil {
+		if err := a.attachSymbols(lib, only(runtimeProbes, classes)); err != nil {
 			lib.Failed = append(lib.Failed, err.Error())
 		}
 		a.setReady(lib, true)
@@ -285,14 +290,19 @@ func (a *attacher) attachSymbols(lib *Library, sets []probeSet) error {
 			lp.syms = a.attachMulti(lib, &lp.links, ex, set.prog, false, found, offsets)
 			lib.Probes += len(lp.syms)
 			lib.launch = lp
-			if set.prog == "drv_launch" {
-				lib.driverLaunches = len(lp.syms)
+			if len(lp.syms) > 0 {
+				lib.counted |= ClassLaunch
 			}
 			continue
 		}
-		lib.Probes += len(a.attachMulti(lib, &a.links, ex, set.prog, false, found, offsets))
+		probed := a.attachMulti(lib, &a.links, ex, set.prog, false, found, offsets)
+		lib.Probes += len(probed)
 		if set.ret != "" {
-			lib.Probes += len(a.attachMulti(lib, &a.links, ex, set.ret, true, found, offsets))
+			// A call is timed only with both probes on it.
+			lib.Probes += len(a.attachMulti(lib, &a.links, ex, set.ret, true, probed, offsets))
+		}
+		if len(probed) > 0 {
+			lib.counted |= progClass[set.prog]
 		}
 	}
 	if lib.Probes == 0 && len(sets) > 0 {
@@ -436,7 +446,7 @@ func (a *attacher) attachMarker(lib *Library) error {
 	if err != nil {
 		return err
 	}
-	found := map[string]bool{}
+	sites := map[string]USDTProbe{}
 	for _, p := range probes {
 		mp, ok := markerProbes[p.Name]
 		if p.Provider != MarkerProvider || !ok {
@@ -448,6 +458,11 @@ func (a *attacher) attachMarker(lib *Library) error {
 			lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %d arguments (%q), want %d to %d", p.Provider, p.Name, n, p.ArgSpec, mp.minArgs, mp.maxArgs))
 			continue
 		}
+		sites[p.Name] = p
+	}
+	found := map[string]bool{}
+	attach := func(p USDTProbe) error {
+		mp := markerProbes[p.Name]
 		id := a.nextSpec
 		if err := a.objs.UsdtSpecs.Put(id, specOf(p)); err != nil {
 			return fmt.Errorf("store argument spec of %s: %w", p.Name, err)
@@ -461,16 +476,32 @@ func (a *attacher) attachMarker(lib *Library) error {
 		switch {
 		case err != nil && mp.optional:
 			lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %v", p.Provider, p.Name, err))
-			continue
+			return nil
 		case err != nil:
 			return fmt.Errorf("USDT %s:%s: %w", p.Provider, p.Name, err)
 		}
 		a.links = append(a.links, l)
 		lib.Probes++
 		found[p.Name] = true
+		return nil
+	}
+	// step_end first: where it is probed, the three it replaces are not.
+	if p, ok := sites["step_end"]; ok {
+		if err := attach(p); err != nil {
+			return err
+		}
+	}
+	for name, p := range sites {
+		if name == "step_end" || found["step_end"] && slices.Contains(replacedByStepEnd, name) {
+			continue
+		}
+		if err := attach(p); err != nil {
+			return err
+		}
 	}
 	for name := range markerProbes {
-		if !found[name] {
+		replaced := found["step_end"] && slices.Contains(replacedByStepEnd, name)
+		if !found[name] && !replaced {
 			lib.Missing = append(lib.Missing, MarkerProvider+":"+name)
 		}
 	}

@@ -97,7 +97,10 @@ func traceWorkloadWith(t *testing.T, opts Options, steps int, fork bool, env ...
 		env = append(env, "PYTHONPATH="+filepath.Dir(filepath.Dir(marker)))
 	}
 	w := startWorkload(t, bin, marker, steps, fork, env...)
-	opts.PID, opts.Logf = w.cmd.Process.Pid, t.Logf
+	opts.PID = w.cmd.Process.Pid
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
 	tr, err := Start(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +172,38 @@ func TestTraceCountsEachLaunchOnce(t *testing.T) {
 		t.Fatal("no steps recorded")
 	}
 	checkSteps(t, got, got[0].PID, 20)
+}
+
+// TestStepEndReplacesThreeProbes: on a marker with step_end the tracer
+// probes step_begin, step_end and sched_step only, and every step still has
+// its four points in order, the middle two from step_end's arguments.
+func TestStepEndReplacesThreeProbes(t *testing.T) {
+	var logs []string
+	got, _, _ := traceWorkloadWith(t, Options{Logf: func(f string, a ...any) {
+		logs = append(logs, fmt.Sprintf(f, a...))
+		t.Logf(f, a...)
+	}}, 5, false)
+	found := false
+	for _, l := range logs {
+		if strings.HasPrefix(l, "marker ") {
+			found = true
+			if !strings.Contains(l, ": 3 probes attached") {
+				t.Errorf("%q: want 3 probes (step_begin, step_end, sched_step)", l)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no line on the marker in %q", logs)
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d steps, want 5", len(got))
+	}
+	for _, s := range got {
+		if !(s.BeginNs < s.ForwardEndNs && s.ForwardEndNs <= s.SampleEndNs && s.SampleEndNs < s.OutputReadyNs) {
+			t.Errorf("step %d: points %d %d %d %d, want all four, in order", s.StepID,
+				s.BeginNs, s.ForwardEndNs, s.SampleEndNs, s.OutputReadyNs)
+		}
+	}
 }
 
 // TestTraceFollowsForkAfterAttach: a process forked after the tracer attached
@@ -272,6 +307,57 @@ func TestRuntimeLaunchesWhereDriverCannotBeProbed(t *testing.T) {
 	}
 }
 
+// TestRuntimeCountsWhatTheDriverCannot: with every function probed where
+// it can be, the runtime carries no probe (the driver counts all its calls);
+// a driver whose graph-launch and synchronization functions cannot be
+// probed has them counted at the runtime instead, and the steps still get
+// their graph and their 2 ms of waiting.
+func TestRuntimeCountsWhatTheDriverCannot(t *testing.T) {
+	saved := driverProbes
+	t.Cleanup(func() { driverProbes = saved })
+	for _, refuse := range []bool{false, true} {
+		driverProbes = append([]probeSet(nil), saved...)
+		if refuse {
+			for i, set := range driverProbes {
+				if set.prog == "drv_graph_launch" || set.prog == "sync_enter" {
+					driverProbes[i].symbols = []string{"cuGraphLaunch_not_exported"}
+				}
+			}
+		}
+		var logs []string
+		got, _, _ := traceWorkloadWith(t, Options{Logf: func(f string, a ...any) {
+			logs = append(logs, fmt.Sprintf(f, a...))
+			t.Logf(f, a...)
+		}}, 5, false)
+		if len(got) != 5 {
+			t.Fatalf("refused %v: %d steps, want 5", refuse, len(got))
+		}
+		for _, s := range got {
+			if s.Launches != wantLaunches || s.GraphLaunches != 1 || s.SyncWaitNs < graphNs/2 {
+				t.Errorf("refused %v: step %d: %d launches, %d graphs, sync wait %d ns; want %d, 1 and the graph's wait",
+					refuse, s.StepID, s.Launches, s.GraphLaunches, s.SyncWaitNs, wantLaunches)
+			}
+		}
+		// The runtime is probed only for what the driver cannot count.
+		wantRuntime := "not probed, the driver counts its calls"
+		if refuse {
+			wantRuntime = "10 probes attached" // 2 graph launches, 4 syncs with their returns
+		}
+		found := false
+		for _, l := range logs {
+			if strings.HasPrefix(l, "CUDA runtime") && strings.Contains(l, "libcudart.so.13") {
+				found = true
+				if !strings.Contains(l, wantRuntime) {
+					t.Errorf("refused %v: %q, want %q", refuse, l, wantRuntime)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("refused %v: no line on the runtime in %q", refuse, logs)
+		}
+	}
+}
+
 // TestTraceWithoutLaunchProbes: with ClassLaunch left out no kernel launch is
 // counted, through the runtime or the driver, while steps, graph launches and
 // synchronization are traced as usual.
@@ -312,35 +398,45 @@ func TestProbeOffset(t *testing.T) {
 	}
 }
 
-// TestSimDriverStartsLikeTheRealOne: the real libcuda.so.580's probed
-// functions start with push %rbp; mov %rsp,%rbp (gpu/launchcost.py on the
-// H200), which the kernel emulates under a probe; the simulated driver must
-// too, or the tests would time a different probe.
-func TestSimDriverStartsLikeTheRealOne(t *testing.T) {
+// TestSimCUDAStartsLikeTheRealOne: every function the tracer probes in the
+// real libcuda.so.580 and libcudart.so.13 starts with push %rbp; mov
+// %rsp,%rbp (read on the H200: gpu/results/README.md), which the kernel
+// emulates under a probe. The simulated driver and both copies of the
+// simulated runtime must start with that push too, or the tests and the
+// simulator's cost figures would time a single-stepped probe instead.
+func TestSimCUDAStartsLikeTheRealOne(t *testing.T) {
 	repo, _ := filepath.Abs("..")
 	build := filepath.Join(t.TempDir(), "build")
 	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "simserver"), "libs", "BUILD="+build).CombinedOutput(); err != nil {
 		t.Fatalf("make simserver libs: %v\n%s", err, out)
 	}
-	path := filepath.Join(build, "sim", "driver", "libcuda.so.1")
-	offsets, err := symbolOffsets(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prologue := []byte{0x55, 0x48, 0x89, 0xe5}
-	for _, set := range driverProbes {
-		for _, sym := range set.symbols {
-			off, ok := offsets[sym]
-			if !ok {
-				t.Errorf("%s: not exported", sym)
-				continue
-			}
-			if got := raw[off : off+4]; !bytes.Equal(got, prologue) {
-				t.Errorf("%s starts with % x, want % x", sym, got, prologue)
+	sp := filepath.Join(build, "sim", "site-packages")
+	for _, lib := range []struct {
+		path string
+		sets []probeSet
+	}{
+		{filepath.Join(build, "sim", "driver", "libcuda.so.1"), driverProbes},
+		{filepath.Join(sp, "nvidia", "cu13", "lib", "libcudart.so.13"), runtimeProbes},
+		{filepath.Join(sp, "torchvision.libs", "libcudart.faf08d9a.so.13"), runtimeProbes},
+	} {
+		offsets, err := symbolOffsets(lib.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(lib.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, set := range lib.sets {
+			for _, sym := range set.symbols {
+				off, ok := offsets[sym]
+				if !ok {
+					t.Errorf("%s: %s not exported", lib.path, sym)
+					continue
+				}
+				if got := raw[off]; got != 0x55 {
+					t.Errorf("%s: %s starts with %#x, want push %%rbp (0x55)", lib.path, sym, got)
+				}
 			}
 		}
 	}

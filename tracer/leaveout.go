@@ -91,3 +91,8 @@ func without(sets []probeSet, leave Classes) []probeSet {
 	}
 	return out
 }
+
+// only returns the sets whose program is in classes.
+func only(sets []probeSet, classes Classes) []probeSet {
+	return without(sets, ^classes)
+}

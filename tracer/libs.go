@@ -55,27 +55,35 @@ type probeSet struct {
 	symbols []string
 }
 
-// runtimeProbes and driverProbes list the functions probed in each library.
-// Launch functions get entry probes only: they are the hot path (hundreds per
-// step in eager mode) and need no duration.
+// driverProbes list the functions probed in the driver, and runtimeProbes
+// those probed in a runtime for a class the driver cannot count.
 //
-// Kernel launches are counted at the driver: every launch reaches one of its
-// launch functions, runtime launches included (cuda-facts.md), and a probe
-// costs microseconds in a VM, so probing the runtime launch as well would
-// double the cost of most launches. runtimeLaunchProbes go on the runtime
-// only where a driver's launch functions cannot be probed; should both be
-// probed, the eBPF side still counts each launch once.
-var runtimeLaunchProbes = probeSet{prog: "rt_launch", symbols: []string{
-	"cudaLaunchKernel", "cudaLaunchKernel_ptsz",
-	"cudaLaunchKernelExC", "cudaLaunchKernelExC_ptsz",
-	"cudaLaunchCooperativeKernel", "cudaLaunchCooperativeKernel_ptsz"}}
-
+// Every kernel launch, graph launch and synchronization of the runtime
+// reaches one of the driver's exported functions (cuda-facts.md: a launch,
+// a graph replay and a .tolist() are seen at both), so the driver alone
+// counts them all, those of libraries that bypass the runtime (cuBLAS,
+// Triton) included. A probe hit costs the calling thread several
+// microseconds inside a running server in a VM (issue 11), so probing the
+// runtime as well would nearly double the cost of every call. The runtime's
+// probes of a class go on only where none of the driver's functions of that
+// class can be probed (or the driver at all); should both be probed, the
+// eBPF side still counts each call once.
+//
+// Launch functions get entry probes only: they are the hot path (hundreds
+// per step in eager mode) and need no duration.
 var runtimeProbes = []probeSet{
+	{prog: "rt_launch", symbols: []string{
+		"cudaLaunchKernel", "cudaLaunchKernel_ptsz",
+		"cudaLaunchKernelExC", "cudaLaunchKernelExC_ptsz",
+		"cudaLaunchCooperativeKernel", "cudaLaunchCooperativeKernel_ptsz"}},
 	{prog: "rt_graph_launch", symbols: []string{"cudaGraphLaunch", "cudaGraphLaunch_ptsz"}},
 	{prog: "sync_enter", ret: "sync_exit", symbols: []string{
 		"cudaStreamSynchronize", "cudaStreamSynchronize_ptsz",
 		"cudaDeviceSynchronize", "cudaEventSynchronize"}},
 }
+
+// cudaClasses are the classes of probes on CUDA libraries.
+const cudaClasses = ClassLaunch | ClassGraph | ClassSync
 
 var driverProbes = []probeSet{
 	{prog: "drv_launch", symbols: []string{
@@ -108,7 +116,15 @@ var markerProbes = map[string]markerProbe{
 	"sample_end":   {prog: "usdt_sample_end", minArgs: 1, maxArgs: 1},
 	"output_ready": {prog: "usdt_output_ready", minArgs: 1, maxArgs: 1},
 	"sched_step":   {prog: "usdt_sched_step", minArgs: schedStepArgs, maxArgs: schedStepArgs, optional: true},
+	"step_end":     {prog: "usdt_step_end", minArgs: 3, maxArgs: 3, optional: true},
 }
+
+// replacedByStepEnd are the probes step_end stands for: a marker that has
+// it takes their times itself and passes them to step_end, one probe hit a
+// step instead of three (each costs the thread microseconds in a VM). They
+// are probed only where step_end is not: an older marker's, or one whose
+// step_end the kernel refused.
+var replacedByStepEnd = []string{"forward_end", "sample_end", "output_ready"}
 
 // schedStepArgs is SCHED_STEP_ARGS in bpf/records.h.
 const schedStepArgs = 11

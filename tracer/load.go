@@ -37,6 +37,8 @@ func (o *profilemateObjects) program(name string) *ebpf.Program {
 		return o.UsdtOutputReady
 	case "usdt_sched_step":
 		return o.UsdtSchedStep
+	case "usdt_step_end":
+		return o.UsdtStepEnd
 	case "rt_launch":
 		return o.RtLaunch
 	case "drv_launch":

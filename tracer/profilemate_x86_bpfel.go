@@ -119,6 +119,7 @@ const (
 	profilemateProgUsdtSampleEnd      = "usdt_sample_end"
 	profilemateProgUsdtSchedStep      = "usdt_sched_step"
 	profilemateProgUsdtStepBegin      = "usdt_step_begin"
+	profilemateProgUsdtStepEnd        = "usdt_step_end"
 	profilemateVarFrozen              = "frozen"
 	profilemateVarLaunchEpoch         = "launch_epoch"
 	profilemateVarRuntimeLaunchProbes = "runtime_launch_probes"
@@ -180,6 +181,7 @@ type profilemateProgramSpecs struct {
 	UsdtSampleEnd   *ebpf.ProgramSpec `ebpf:"usdt_sample_end"`
 	UsdtSchedStep   *ebpf.ProgramSpec `ebpf:"usdt_sched_step"`
 	UsdtStepBegin   *ebpf.ProgramSpec `ebpf:"usdt_step_begin"`
+	UsdtStepEnd     *ebpf.ProgramSpec `ebpf:"usdt_step_end"`
 }
 
 // profilemateMapSpecs contains maps before they are loaded into the kernel.
@@ -273,6 +275,7 @@ type profilematePrograms struct {
 	UsdtSampleEnd   *ebpf.Program `ebpf:"usdt_sample_end"`
 	UsdtSchedStep   *ebpf.Program `ebpf:"usdt_sched_step"`
 	UsdtStepBegin   *ebpf.Program `ebpf:"usdt_step_begin"`
+	UsdtStepEnd     *ebpf.Program `ebpf:"usdt_step_end"`
 }
 
 func (p *profilematePrograms) Close() error {
@@ -290,6 +293,7 @@ func (p *profilematePrograms) Close() error {
 		p.UsdtSampleEnd,
 		p.UsdtSchedStep,
 		p.UsdtStepBegin,
+		p.UsdtStepEnd,
 	)
 }
 

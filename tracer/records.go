@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
 
@@ -34,7 +35,14 @@ const maxKVPermille = 1000
 // can feed records without eBPF.
 type recordReader interface {
 	ReadInto(*ringbuf.Record) error
+	SetDeadline(time.Time)
 }
+
+// pollEvery is how often the tracer looks for records: the programs submit
+// them without waking it (wakeup_flags in bpf/profilemate.bpf.c), as a
+// wakeup would cost the probed thread more than the record does. At most a
+// few hundred records wait between two polls; the ring holds 9,000.
+const pollEvery = 50 * time.Millisecond
 
 // Sink receives the records Run reads, from one goroutine, in the order
 // they arrive.
@@ -144,15 +152,21 @@ func stepOf(r profilemateStepRecord) analysis.Step {
 	}
 }
 
-// readRecords reads records until the reader is closed or its deadline
-// passes, handing each decoded one to sink. It returns the number of
-// records that could not be decoded (unknown kind, short, out of range).
+// readRecords reads records until the reader is flushed or closed, handing
+// each decoded one to sink, and looks for new ones every pollEvery. It
+// returns the number of records that could not be decoded (unknown kind,
+// short, out of range).
 func readRecords(r recordReader, sink Sink) (invalid uint64, err error) {
 	var rec ringbuf.Record
+	r.SetDeadline(time.Now().Add(pollEvery))
 	for {
 		err := r.ReadInto(&rec)
 		switch {
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Every record submitted so far has been read.
+			r.SetDeadline(time.Now().Add(pollEvery))
+			continue
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, ringbuf.ErrFlushed):
 			return invalid, nil
 		case err != nil:
 			return invalid, err

@@ -4,17 +4,21 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/profilemate/profilemate-bpf/analysis"
 )
 
-// fakeReader hands out prepared records, then reports the ring buffer closed.
+// fakeReader hands out prepared records, then reports the ring buffer
+// closed. A nil record is a poll that found nothing: its deadline passed.
 type fakeReader struct {
-	records [][]byte
-	err     error // returned after the records; ErrClosed when nil
+	records   [][]byte
+	err       error // returned after the records; ErrClosed when nil
+	deadlines int   // SetDeadline calls
 }
 
 func (f *fakeReader) ReadInto(r *ringbuf.Record) error {
@@ -24,10 +28,16 @@ func (f *fakeReader) ReadInto(r *ringbuf.Record) error {
 		}
 		return ringbuf.ErrClosed
 	}
-	r.RawSample = f.records[0]
+	rec := f.records[0]
 	f.records = f.records[1:]
+	if rec == nil {
+		return os.ErrDeadlineExceeded
+	}
+	r.RawSample = rec
 	return nil
 }
+
+func (f *fakeReader) SetDeadline(time.Time) { f.deadlines++ }
 
 // encodeRecord lays r out as the eBPF programs write it.
 func encodeRecord(t testing.TB, r any) []byte {
@@ -138,6 +148,24 @@ func TestDecodeSchedChecksValues(t *testing.T) {
 				t.Fatalf("decoded %+v, err %v; want valid %v", s, err, tt.valid)
 			}
 		})
+	}
+}
+
+// TestReadRecordsPollsPastDeadlines: the programs submit without waking the
+// reader, so a poll that finds nothing is no end: the records after it are
+// read too, up to the flush at the end of the trace.
+func TestReadRecordsPollsPastDeadlines(t *testing.T) {
+	rec := encodeRecord(t, profilemateStepRecord{Kind: recordStep, StepId: 1, BeginNs: 1, Pid: 1})
+	r := &fakeReader{records: [][]byte{nil, rec, nil, nil, rec, rec}, err: ringbuf.ErrFlushed}
+	got := &collected{}
+	if _, err := readRecords(r, got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.steps) != 3 {
+		t.Errorf("%d steps read, want 3", len(got.steps))
+	}
+	if r.deadlines != 4 {
+		t.Errorf("%d deadlines set, want 4: one to start and one after each empty poll", r.deadlines)
 	}
 }
 

@@ -148,18 +148,24 @@ func TestTraceOldMarker(t *testing.T) {
 }
 
 // BenchmarkProbedStepCost prints what the marker's probes cost a step when
-// traced: the four probes of a step, with step_begin's sched_key, and one
-// sched_step, against the same calls untraced (NOPs), for a marker with
-// the scheduler's probe and an older one.
+// traced, against the same calls untraced (NOPs): step_begin (with its
+// sched_key) and step_end for the marker, the four probes of a step for one
+// without step_end and an older one (5-argument step_begin), and one
+// sched_step.
 func BenchmarkProbedStepCost(b *testing.B) {
 	requireRoot(b)
-	bin, _ := buildWorkload(b)
+	bin, current := buildWorkload(b)
 	const n = 200000 // launches; a tenth as many steps and sched_steps
 	for _, v := range []struct {
-		name string
-		old  bool
-	}{{"current marker", false}, {"older marker", true}} {
-		marker := fixtureMarker(b, v.old)
+		name   string
+		marker string
+		old    bool
+	}{
+		{"marker (step_begin, step_end)", current, false},
+		{"marker without step_end (4 probes)", fixtureMarker(b, false), false},
+		{"older marker (4 probes)", fixtureMarker(b, true), true},
+	} {
+		marker := v.marker
 		measure := func(traced bool) (step, sched float64) {
 			w := startWorkload(b, bin, marker, 0, false)
 			if traced {
@@ -181,7 +187,7 @@ func BenchmarkProbedStepCost(b *testing.B) {
 			s0, c0 := measure(false)
 			s1, c1 := measure(true)
 			s2, c2 := measure(false)
-			b.Logf("%s: step (4 probes) %.0f ns untraced, %.0f ns traced: +%.2f us per step",
+			b.Logf("%s: step %.0f ns untraced, %.0f ns traced: +%.2f us per step",
 				v.name, (s0+s2)/2, s1, (s1-(s0+s2)/2)/1000)
 			if !v.old {
 				b.Logf("%s: sched_step %.0f ns untraced, %.0f ns traced: +%.2f us per scheduler step",

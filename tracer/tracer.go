@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,13 +306,24 @@ func (t *Tracer) findInstalledMarkers(pid int, maps []Mapping) {
 }
 
 func (t *Tracer) logAttached(lib *Library, where string) {
+	if lib.Kind == LibRuntime && lib.Probes == 0 {
+		t.opts.Logf("%s %s: not probed, the driver counts its calls (%s)", lib.Kind, lib.Path, where)
+		return
+	}
 	t.opts.Logf("%s %s: %d probes attached (%s)", lib.Kind, lib.Path, lib.Probes, where)
 	for _, f := range lib.Failed {
 		t.opts.Logf("  not probed, its calls are not counted: %s", f)
 	}
-	// Launches move to the runtimes only where they are probed at all.
-	if lib.Kind == LibDriver && lib.driverLaunches == 0 && t.att.runtimeLaunches {
+	if lib.Kind != LibDriver {
+		return
+	}
+	moved := t.att.atRuntimes &^ lib.counted
+	if moved.Has(ClassLaunch) {
 		t.opts.Logf("  no launch function of the driver can be probed: launches are counted at the runtime, and launches straight through the driver (cuBLAS, Triton) are missed")
+	}
+	if moved.Has(ClassGraph) || moved.Has(ClassSync) {
+		t.opts.Logf("  no %s function of the driver can be probed: counted at the runtime instead",
+			strings.ReplaceAll((moved&^ClassLaunch).String(), ",", " or "))
 	}
 }
 

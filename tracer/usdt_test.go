@@ -75,14 +75,17 @@ func markerLib(t testing.TB) string {
 
 // TestReadUSDTProbesOfMarker reads the real marker's notes: an older one
 // (step_begin with 5 arguments, no sched_step) or one with the scheduler
-// probe (step_begin with sched_key, sched_step with 11).
+// probe (step_begin with sched_key, sched_step with 11), and step_end (3).
 func TestReadUSDTProbesOfMarker(t *testing.T) {
 	path := markerLib(t)
 	probes := checkMarkerNotes(t, path, nil)
 	want := map[string]int{"step_begin": 5, "forward_end": 1, "sample_end": 1, "output_ready": 1}
 	for _, p := range probes {
-		if p.Name == "sched_step" {
+		switch p.Name {
+		case "sched_step":
 			want["step_begin"], want["sched_step"] = 6, schedStepArgs
+		case "step_end":
+			want["step_end"] = 3
 		}
 	}
 	checkMarkerNotes(t, path, want)

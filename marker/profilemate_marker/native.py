@@ -9,13 +9,13 @@ import glob
 import os
 
 #: Probe names, in the order of the protocol table in docs/design.md.
-PROBE_NAMES = ("step_begin", "forward_end", "sample_end", "output_ready", "sched_step")
+PROBE_NAMES = ("step_begin", "forward_end", "sample_end", "output_ready", "sched_step", "step_end")
 
 #: The Go tracer finds the library in /proc/PID/maps by this basename prefix.
 LIBRARY_PREFIX = "libprofilemate_marker"
 
 _ARG_COUNTS = {"step_begin": 6, "forward_end": 1, "sample_end": 1, "output_ready": 1,
-               "sched_step": 11}
+               "sched_step": 11, "step_end": 3}
 
 
 def find_library():

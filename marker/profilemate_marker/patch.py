@@ -10,6 +10,11 @@ Protocol (docs/design.md, "Marker protocol"):
                itself: pooling models, non-last pipeline ranks)
 * output_ready the async output's get_output returned, or right after
                sample_end when the output is already on the host
+* step_end     where output_ready fires, with the CLOCK_MONOTONIC times
+               forward_end and sample_end would have fired (0 where not
+               taken): one probe hit a step instead of three, for a tracer
+               that attaches it in their place (each hit costs the thread
+               microseconds in a VM; time.monotonic_ns costs ~50 ns)
 
 Cost while no tracer is attached: three extra Python frames, a step counter
 and one read of the step_begin semaphore per step, a few hundred ns
@@ -28,6 +33,7 @@ import inspect
 import logging
 import sys
 import threading
+from time import monotonic_ns
 
 from .batch import batch_shape, sched_key
 
@@ -38,6 +44,9 @@ log = logging.getLogger("profilemate_marker")
 WRAPPER_MARK = "_profilemate_wrapper"
 #: Attribute of an async output (class default 0): the traced step it ends.
 STEP_ATTR = "_profilemate_step"
+#: Attribute of an async output (class default (0, 0)): its step's
+#: forward_end and sample_end times, for step_end.
+TIMES_ATTR = "_profilemate_times"
 
 #: Runner methods (V1 warm-up, profiling, graph capture) inside which no
 #: execute_model call is a real step.
@@ -51,9 +60,11 @@ probes = None
 off = False
 #: Real steps run so far in this process, traced or not: the last step id.
 steps = 0
-#: The traced step whose sample_tokens call is due, or 0.  Only the thread
-#: that runs execute_model and sample_tokens touches it.
+#: The traced step whose sample_tokens call is due, or 0, and its
+#: forward_end time for step_end (0: not taken).  Only the thread that runs
+#: execute_model and sample_tokens touches them.
 pending = 0
+pending_forward_ns = 0
 #: Async output classes whose get_output is wrapped (tagged with STEP_ATTR).
 async_output_types = ()
 #: Thread id -> depth inside warm-up/profile/capture runs.  A plain dict, not
@@ -106,6 +117,7 @@ def patch_async_output(cls):
     global async_output_types
     if _wrap(cls, "get_output", _get_output):
         setattr(cls, STEP_ATTR, 0)
+        setattr(cls, TIMES_ATTR, (0, 0))
         async_output_types += (cls,)
 
 
@@ -218,25 +230,39 @@ def _is_dummy(flags, args, kwargs):
 
 def _end_forward(step, result):
     """forward_end; then sample_end/output_ready if result is the output."""
-    global pending
+    global pending, pending_forward_ns
     try:
+        forward_ns = monotonic_ns() if probes.step_end_semaphore.value else 0
         if probes.forward_end_semaphore.value:
             probes.forward_end(step)
         if result is not None:
             # No separate sample_tokens call comes for this step.
             pending = 0
-            _end_sampling(step, result)
+            _end_sampling(step, result, forward_ns)
+        else:
+            pending_forward_ns = forward_ns
     except Exception:
         switch_off()
 
 
-def _end_sampling(step, result):
+def _end_sampling(step, result, forward_ns):
     """sample_end; output_ready now, or once an async output is fetched."""
+    sample_ns = monotonic_ns() if probes.step_end_semaphore.value else 0
     if probes.sample_end_semaphore.value:
         probes.sample_end(step)
     if isinstance(result, async_output_types):
         setattr(result, STEP_ATTR, step)
-    elif probes.output_ready_semaphore.value:
+        if sample_ns:
+            setattr(result, TIMES_ATTR, (forward_ns, sample_ns))
+    else:
+        _output_ready(step, forward_ns, sample_ns)
+
+
+def _output_ready(step, forward_ns, sample_ns):
+    """The step's output is on the host: step_end and output_ready."""
+    if probes.step_end_semaphore.value:
+        probes.step_end(step, forward_ns, sample_ns)
+    if probes.output_ready_semaphore.value:
         probes.output_ready(step)
 
 
@@ -250,7 +276,7 @@ def _sample_tokens(original):
         if pending and not off:
             step, pending = pending, 0
             try:
-                _end_sampling(step, result)
+                _end_sampling(step, result, pending_forward_ns)
             except Exception:
                 switch_off()
         return result
@@ -266,8 +292,7 @@ def _get_output(original):
         if step and not off:
             try:
                 setattr(self, STEP_ATTR, 0)
-                if probes.output_ready_semaphore.value:
-                    probes.output_ready(step)
+                _output_ready(step, *self._profilemate_times)  # TIMES_ATTR
             except Exception:
                 switch_off()
         return result

@@ -29,6 +29,7 @@ PM_SEMAPHORE volatile unsigned short profilemate_forward_end_semaphore = 0;
 PM_SEMAPHORE volatile unsigned short profilemate_sample_end_semaphore = 0;
 PM_SEMAPHORE volatile unsigned short profilemate_output_ready_semaphore = 0;
 PM_SEMAPHORE volatile unsigned short profilemate_sched_step_semaphore = 0;
+PM_SEMAPHORE volatile unsigned short profilemate_step_end_semaphore = 0;
 
 /*
  * _.stapsdt.base: a one-byte anchor whose link-time address is recorded in
@@ -123,6 +124,26 @@ PM_PROBE_FN profilemate_output_ready(int64_t step_id)
                          PM_SITE_TAIL
                          :
                          : PM_ARG(step_id));
+}
+
+/*
+ * The step is finished, with the CLOCK_MONOTONIC times (ns) its forward pass
+ * and its sampling ended, 0 where not taken: one probe hit where
+ * forward_end, sample_end and output_ready are three.  A tracer that knows
+ * it attaches it instead of those (marker/README.md).
+ */
+PM_PROBE_FN profilemate_step_end(int64_t step_id, int64_t forward_end_ns,
+                                 int64_t sample_end_ns)
+{
+    __asm__ __volatile__(PM_SITE_HEAD
+                         ".8byte profilemate_step_end_semaphore\n"
+                         ".asciz \"profilemate\"\n"
+                         ".asciz \"step_end\"\n"
+                         ".asciz \"-8@%0 -8@%1 -8@%2\"\n"
+                         PM_SITE_TAIL
+                         :
+                         : PM_ARG(step_id), PM_ARG(forward_end_ns),
+                           PM_ARG(sample_end_ns));
 }
 
 /*

@@ -23,6 +23,12 @@ def _drop_finders():
     sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "profilemate_finder", False)]
 
 
+#: The probes a tracer attaches that knows no step_end.
+OLDER_TRACER = tuple(n for n in native.PROBE_NAMES if n != "step_end")
+#: Those a tracer attaches that knows it (in place of the three it replaces).
+STEP_END_TRACER = ("step_begin", "step_end", "sched_step")
+
+
 class Recorder:
     """Stands in for the native probe calls; keeps (probe, *args) tuples and
     the thread each probe fired in."""
@@ -42,8 +48,9 @@ class Recorder:
         return fire
 
     def attach(self, *names):
-        """Raise the semaphores of `names` (default: all), as a tracer would."""
-        for name in names or native.PROBE_NAMES:
+        """Raise the semaphores of `names`, as a tracer would (default: all
+        but step_end, as a tracer older than step_end attaches them)."""
+        for name in names or OLDER_TRACER:
             getattr(self.probes, name + "_semaphore").value = 1
 
     def detach(self):
@@ -74,6 +81,7 @@ def recorder(library, monkeypatch):
     monkeypatch.setattr(patch, "off", False)
     monkeypatch.setattr(patch, "steps", 0)
     monkeypatch.setattr(patch, "pending", 0)
+    monkeypatch.setattr(patch, "pending_forward_ns", 0)
     monkeypatch.setattr(patch, "async_output_types", ())
     monkeypatch.setattr(sched, "off", False)
     monkeypatch.setattr(sched, "_output_checked", False)

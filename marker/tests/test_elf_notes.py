@@ -9,7 +9,7 @@ import pytest
 from elf import SHF_ALLOC, SHF_WRITE, SHT_PROGBITS, Elf
 
 EXPECTED_ARGS = {"step_begin": 6, "forward_end": 1, "sample_end": 1, "output_ready": 1,
-                 "sched_step": 11}
+                 "sched_step": 11, "step_end": 3}
 NOP5 = bytes.fromhex("0f1f440000")
 #: Signed 8-byte register argument, e.g. -8@%rdi.
 REGISTER_ARG = re.compile(r"-8@%r[a-z0-9]+$")
@@ -61,6 +61,7 @@ def test_argument_specs(elf):
     notes = {n.name: n for n in elf.stapsdt_notes()}
     # System V argument registers, in order: the arguments arrive untouched.
     assert notes["step_begin"].args == "-8@%rdi -8@%rsi -8@%rdx -8@%rcx -8@%r8 -8@%r9"
+    assert notes["step_end"].args == "-8@%rdi -8@%rsi -8@%rdx"
     # sched_step: the six register arguments first, in order, then five
     # distinct registers the compiler loaded the stack arguments into.
     sched_args = notes["sched_step"].args.split()

@@ -2,6 +2,7 @@
 import importlib
 import logging
 import threading
+import time
 
 import pytest
 
@@ -58,6 +59,65 @@ def test_async_output_ready_fires_in_output_thread(recorder, module, kwargs, asy
         assert recorder.events == [("output_ready", step)]
         assert recorder.threads[-1] == thread
         recorder.take()
+
+
+def _step_end_times(events, step):
+    """The times of step's step_end in events, checked to be in order."""
+    ends = [e for e in events if e[0] == "step_end"]
+    assert [e[1] for e in ends] == [step]
+    _, _, forward_ns, sample_ns = ends[0]
+    assert 0 < forward_ns <= sample_ns
+    return forward_ns, sample_ns
+
+
+@pytest.mark.parametrize("module,kwargs", [(V1, {}), (V1, dict(async_scheduling=True)), (V2, {})])
+def test_step_end_replaces_the_three_later_probes(recorder, module, kwargs):
+    """A tracer that attaches step_end gets one probe hit where forward_end,
+    sample_end and output_ready are three, with the times they would have
+    had, taken in the threads they would have fired in."""
+    from conftest import STEP_END_TRACER
+    runner = runner_module(module).GPUModelRunner(**kwargs)
+    importlib.import_module("vllm.v1.worker.gpu.async_utils")
+    recorder.attach(*STEP_END_TRACER)
+    for step in (1, 2):
+        before = time.monotonic_ns()
+        runner.execute_model(sched(**DECODE))
+        output = runner.sample_tokens(None)
+        if hasattr(output, "get_output"):
+            assert recorder.take() == [("step_begin", step, 2, 2, 0, 0, 0)]
+            fetched = time.monotonic_ns()
+            _, thread = fetch_in_output_thread(output)
+            assert recorder.threads[-1] == thread
+        else:
+            fetched = time.monotonic_ns()
+        events = recorder.take()
+        assert [e[0] for e in events] == ["step_end"] if hasattr(output, "get_output") else \
+            ["step_begin", "step_end"]
+        forward_ns, sample_ns = _step_end_times(events, step)
+        assert before < forward_ns <= sample_ns <= fetched
+
+
+def test_step_end_with_an_older_tracer_attached_too(recorder):
+    """Two tracers, one of each kind: each gets its probes."""
+    runner = runner_module(V1).GPUModelRunner()
+    recorder.attach(*native.PROBE_NAMES)
+    runner.execute_model(sched(**DECODE))
+    runner.sample_tokens(None)
+    events = recorder.take()
+    assert [e[0] for e in events] == ["step_begin", "forward_end", "sample_end", "step_end", "output_ready"]
+    _step_end_times(events, 1)
+
+
+def test_step_end_attached_mid_step_ends_it_without_times(recorder):
+    """step_end's semaphore raised after the step's forward pass: the step
+    still ends, its forward_end time not taken (0)."""
+    runner = runner_module(V1).GPUModelRunner()
+    recorder.attach("step_begin")
+    runner.execute_model(sched(**DECODE))
+    recorder.attach("step_end")
+    runner.sample_tokens(None)
+    events = recorder.take()
+    assert events[1][:3] == ("step_end", 1, 0) and events[1][3] > 0
 
 
 def test_async_output_ready_fires_once(recorder):

@@ -36,6 +36,8 @@ usdt:%(lib)s:profilemate:sample_end /pid == %(pid)d/ {
     printf("sample_end %%ld %%d %%d\\n", nsecs, tid, arg0); }
 usdt:%(lib)s:profilemate:output_ready /pid == %(pid)d/ {
     printf("output_ready %%ld %%d %%d\\n", nsecs, tid, arg0); }
+usdt:%(lib)s:profilemate:step_end /pid == %(pid)d/ {
+    printf("step_end %%ld %%d %%d %%ld %%ld\\n", nsecs, tid, arg0, arg1, arg2); }
 usdt:%(lib)s:profilemate:sched_step /pid == %(pid)d/ {
     printf("sched_step %%ld %%d %%ld %%d %%d %%d %%d %%d\\n", nsecs, tid,
            arg0, arg1, arg2, arg3, arg4, arg5); }
@@ -111,6 +113,21 @@ def test_probe_arguments_arrive_in_bpftrace(library):
     assert set(attached.values()) == {1}, attached
     assert set(detached.values()) == {0}, detached
 
+    # Both kinds of tracer at once: step_end fires beside the three probes
+    # it replaces, with their times read from the clock bpftrace's nsecs
+    # reads (CLOCK_MONOTONIC), each taken just before that probe fired.
+    fired = {}
+    for name, nsecs, _, step, *_ in events:
+        fired.setdefault(step, {})[name] = nsecs
+    for i, event in enumerate(events):
+        if event[0] == "step_end":
+            step, forward_ns, sample_ns = event[3:]
+            at = fired[step]
+            assert at["step_begin"] < forward_ns <= at["forward_end"], event
+            assert forward_ns <= sample_ns <= at["sample_end"], event
+            events[i] = event[:4]
+    events = [e[:1] + e[2:] for e in events]  # nsecs dropped
+
     main_tid = driver.pid  # the driver's main thread runs the steps
     v1_output_tid, v2_output_tid = extra["output_threads"]
     key = extra["sched_key"]
@@ -120,21 +137,25 @@ def test_probe_arguments_arrive_in_bpftrace(library):
         ["step_begin", main_tid, 3, 1, 256, 1, 256, 0],
         ["forward_end", main_tid, 3],
         ["sample_end", main_tid, 3],
+        ["step_end", main_tid, 3],
         ["output_ready", main_tid, 3],
         # step 4: V1 async, speculative decode; output fetched in another thread
         ["step_begin", main_tid, 4, 2, 5, 0, 0, 0],
         ["forward_end", main_tid, 4],
         ["sample_end", main_tid, 4],
+        ["step_end", v1_output_tid, 4],
         ["output_ready", v1_output_tid, 4],
         # step 5: V2, mixed
         ["step_begin", main_tid, 5, 2, 11, 1, 10, 0],
         ["forward_end", main_tid, 5],
         ["sample_end", main_tid, 5],
+        ["step_end", v2_output_tid, 5],
         ["output_ready", v2_output_tid, 5],
         # step 6: through the scheduler patch; sched_step after the output
         ["step_begin", main_tid, 6, 2, 4, 0, 0, key],
         ["forward_end", main_tid, 6],
         ["sample_end", main_tid, 6],
+        ["step_end", main_tid, 6],
         ["output_ready", main_tid, 6],
         # bpftrace 0.17 reads arg0..arg5 only; test_elf_notes checks the
         # registers of the other five.
@@ -159,7 +180,8 @@ def _interrupt(tracer, timeout=30):
 
 
 def _rest(lines):
-    """Probe lines until bpftrace exits, parsed and in time order.
+    """Probe lines until bpftrace exits, parsed and in time order, each
+    [name, nsecs, tid, args...].
 
     bpftrace prints events per-CPU buffer by buffer, so lines from threads
     on different CPUs can come out of order; each carries its nsecs.
@@ -168,8 +190,8 @@ def _rest(lines):
     while True:
         line = lines.queue.get(timeout=30)
         if line is None:
-            return [event[:1] + event[2:] for event in sorted(events, key=lambda e: e[1])]
+            return sorted(events, key=lambda e: e[1])
         words = line.split()
         if words and words[0] in ("step_begin", "forward_end", "sample_end", "output_ready",
-                                     "sched_step"):
+                                     "sched_step", "step_end"):
             events.append([words[0]] + [int(w) for w in words[1:]])

@@ -23,14 +23,20 @@
  * With WORKLOAD_LATE_MARKER set it loads the marker only after "go", as a
  * vLLM worker imports it after it starts, and runs its first step at once.
  *
+ * A step ends as the marker ends it: forward_end, sample_end and
+ * output_ready, and step_end with their times where the marker has it and
+ * a tracer takes it (then the tracer probes none of the three).
+ *
  * step_begin is called with a sixth argument, sched_key (0 but in "sched"
  * steps), whatever the marker: a 5-argument step_begin of an older marker
  * ignores it, and its note says the tracer must not read it.
  *
  * With STEPS=0 it measures instead: the "go" line gives N; N runtime launches
  * (cudaLaunchKernel) then N straight driver launches (cuLaunchKernelEx),
- * then N/10 marker steps without CUDA work (its four probes, step_begin
- * with a sched_key) and N/10 sched_step calls where the marker has it,
+ * then N/10 marker steps without CUDA work (its four probes, or
+ * step_begin and step_end where a tracer takes the end from step_end;
+ * step_begin with a sched_key) and N/10 sched_step calls where the marker
+ * has it,
  * printing the mean nanoseconds per call, step or sched_step.
  */
 #include <dlfcn.h>
@@ -57,16 +63,34 @@ CUresult cuLaunchKernelEx(const CUlaunchConfig *, CUfunction, void **, void **);
 #define GRAPH_NS 2000000ULL /* GPU time the step's synchronization waits for */
 
 typedef void (*probe1)(long);
+typedef void (*probe3)(long, long, long);
 typedef void (*probe6)(long, long, long, long, long, long);
 typedef void (*probe11)(long, long, long, long, long, long, long, long, long, long, long);
 
 /* The nonce of "sched" keys: (SCHED_NONCE << 32) | step id. */
 #define SCHED_NONCE 0x5eedL
 
-static unsigned short *sem, *sched_sem;
+static unsigned short *sem, *sched_sem, *step_end_sem;
 static probe6 step_begin;
 static probe1 forward_end, sample_end, output_ready;
 static probe11 sched_step; /* NULL: a marker without it */
+static probe3 step_end;    /* likewise */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Whether a tracer takes the step's end from step_end: then the times of
+ * forward_end and sample_end are taken here and passed to it, as the
+ * marker does. */
+static int ends(void)
+{
+	return step_end && *step_end_sem;
+}
 
 static void *must(void *lib, const char *name)
 {
@@ -99,6 +123,7 @@ static unsigned run_step(long i, int hold, long sched_key)
 	for (int k = 0; k < DRIVER_LAUNCHES; k++)
 		cuLaunchKernelEx(&dcfg, NULL, NULL, NULL);
 	cudaGraphLaunch(&graph, NULL);
+	uint64_t forward_ns = on && ends() ? now_ns() : 0, sample_ns = 0;
 	if (on)
 		forward_end(i);
 	if (hold) {
@@ -106,9 +131,13 @@ static unsigned run_step(long i, int hold, long sched_key)
 		if (!fgets(line, sizeof(line), stdin))
 			exit(1);
 	}
+	if (on && ends())
+		sample_ns = now_ns();
 	if (on)
 		sample_end(i);
 	cudaStreamSynchronize(NULL);
+	if (on && ends())
+		step_end(i, (long)forward_ns, (long)sample_ns);
 	if (on)
 		output_ready(i);
 	return on;
@@ -127,14 +156,6 @@ static unsigned run_steps(long first, long n)
 	return max_sem;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* Zero-cost grids, so only the call (and any probe on it) is timed. */
 static void measure(long n)
 {
@@ -150,6 +171,11 @@ static void measure(long n)
 	long m = n / 10;
 	for (long i = 1; i <= m; i++) {
 		step_begin(i, 4, 130, 1, 128, (SCHED_NONCE << 32) | i);
+		if (ends()) {
+			uint64_t t = now_ns();
+			step_end(i, (long)t, (long)t);
+			continue;
+		}
 		forward_end(i);
 		sample_end(i);
 		output_ready(i);
@@ -176,8 +202,10 @@ static void load_marker(const char *path)
 	output_ready = (probe1)must(lib, "profilemate_output_ready");
 	sched_step = (probe11)dlsym(lib, "profilemate_sched_step");
 	sched_sem = dlsym(lib, "profilemate_sched_step_semaphore");
-	if (!sched_step != !sched_sem) {
-		fprintf(stderr, "workload: sched_step without its semaphore, or the reverse\n");
+	step_end = (probe3)dlsym(lib, "profilemate_step_end");
+	step_end_sem = dlsym(lib, "profilemate_step_end_semaphore");
+	if (!sched_step != !sched_sem || !step_end != !step_end_sem) {
+		fprintf(stderr, "workload: a probe without its semaphore, or the reverse\n");
 		exit(2);
 	}
 }
