@@ -1,4 +1,5 @@
-"""The native probe library, loaded with ctypes.
+"""The native probe library, loaded with ctypes, its functions called
+through the _fastcall extension where it was built.
 
 `Probes` is the only way the patch reaches the USDT sites, which makes it the
 seam the unit tests use: they set a semaphore (ordinary memory) and replace a
@@ -7,6 +8,11 @@ probe function with a recorder, so probe firing can be checked without root.
 import ctypes
 import glob
 import os
+
+try:
+    from . import _fastcall
+except ImportError:  # built without Python's headers: ctypes calls instead
+    _fastcall = None
 
 #: Probe names, in the order of the protocol table in docs/design.md.
 PROBE_NAMES = ("step_begin", "forward_end", "sample_end", "output_ready", "sched_step", "step_end")
@@ -42,11 +48,17 @@ class Probes:
         # PyDLL keeps the GIL across the call: the probe functions are a
         # NOP, and releasing the GIL there would let another thread run
         # between the probe and the vLLM code it marks, skewing the times.
-        lib = ctypes.PyDLL(path)
+        # The library stays loaded while this object lives: the fast
+        # functions call into it by address.
+        self._lib = lib = ctypes.PyDLL(path)
         for name in PROBE_NAMES:
             fn = getattr(lib, "profilemate_" + name)
             fn.argtypes = (ctypes.c_int64,) * _ARG_COUNTS[name]
             fn.restype = None
+            if _fastcall is not None:
+                # Same function, called in ~0.1 us instead of ctypes' 1-3 us
+                # (it runs on the thread of vLLM's step).
+                fn = _fastcall.function(ctypes.cast(fn, ctypes.c_void_p).value, _ARG_COUNTS[name])
             setattr(self, name, fn)
             sem = ctypes.c_ushort.in_dll(lib, "profilemate_%s_semaphore" % name)
             setattr(self, name + "_semaphore", sem)
