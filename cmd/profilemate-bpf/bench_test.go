@@ -53,9 +53,13 @@ func BenchmarkTracerOverhead(b *testing.B) {
 			}
 			rate := func(from, to int64) float64 { return float64(stepsIn(from, to)) / (float64(to-from) / 1e9) }
 			var untraced, traced, cpuUntraced, cpuTraced []float64
-			for i := 0; i < 2*max(b.N, 2); i++ {
+			// Untraced and traced windows in ABBA order (U T T U ...): a
+			// drift of the server's rate over the run then weighs on both
+			// alike instead of on the later (traced) windows.
+			isUntraced := func(i int) bool { return i%4 == 0 || i%4 == 3 }
+			for i := 0; i < 4*max(b.N, 1); i++ {
 				start, cpu0 := monotonic(), treeCPUNs(b, srv.cmd.Process.Pid)
-				if i%2 == 0 {
+				if isUntraced(i) {
 					time.Sleep(window)
 				} else {
 					cmd := exec.Command(bin, append([]string{"--pid", strconv.Itoa(srv.cmd.Process.Pid), "--duration", window.String(),
@@ -69,7 +73,7 @@ func BenchmarkTracerOverhead(b *testing.B) {
 				r := rate(start+int64(200*time.Millisecond), end-int64(200*time.Millisecond))
 				// CPU µs per step over the whole window.
 				perStep := float64(cpu1-cpu0) / 1e3 / float64(stepsIn(start, end))
-				if i%2 == 0 {
+				if isUntraced(i) {
 					untraced, cpuUntraced = append(untraced, r), append(cpuUntraced, perStep)
 				} else {
 					traced, cpuTraced = append(traced, r), append(cpuTraced, perStep)
