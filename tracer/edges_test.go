@@ -183,3 +183,24 @@ func stepIDs(steps []analysis.Step) []uint64 {
 	}
 	return out
 }
+
+// TestStepEndTimesOutsideTheStepAreDropped: step_end's times come from the
+// traced process; one before the step began, in the future, or a sample_end
+// before its forward_end is recorded as not known (0), and the step still
+// ends with its own output_ready.
+func TestStepEndTimesOutsideTheStepAreDropped(t *testing.T) {
+	got, _, _ := traceWorkload(t, 6, false, "WORKLOAD_BAD_TIMES=1")
+	if len(got) != 6 {
+		t.Fatalf("%d steps, want 6", len(got))
+	}
+	for _, s := range got {
+		wantForward := s.StepID%2 == 0 // the even steps' forward_end is good
+		if (s.ForwardEndNs != 0) != wantForward || s.SampleEndNs != 0 || s.OutputReadyNs <= s.BeginNs {
+			t.Errorf("step %d: forward_end %d, sample_end %d, output_ready %d (begin %d); want forward_end only in even steps, no sample_end",
+				s.StepID, s.ForwardEndNs, s.SampleEndNs, s.OutputReadyNs, s.BeginNs)
+		}
+		if wantForward && (s.ForwardEndNs < s.BeginNs || s.ForwardEndNs > s.OutputReadyNs) {
+			t.Errorf("step %d: forward_end %d outside [%d, %d]", s.StepID, s.ForwardEndNs, s.BeginNs, s.OutputReadyNs)
+		}
+	}
+}

@@ -75,6 +75,9 @@ static probe6 step_begin;
 static probe1 forward_end, sample_end, output_ready;
 static probe11 sched_step; /* NULL: a marker without it */
 static probe3 step_end;    /* likewise */
+/* WORKLOAD_BAD_TIMES: step_end gets times outside the step (odd steps: both;
+ * even steps: sample_end before forward_end), which the tracer must drop. */
+static int bad_times;
 
 static uint64_t now_ns(void)
 {
@@ -136,6 +139,14 @@ static unsigned run_step(long i, int hold, long sched_key)
 	if (on)
 		sample_end(i);
 	cudaStreamSynchronize(NULL);
+	if (on && ends() && bad_times) {
+		if (i % 2) { /* before the step began; in an hour */
+			forward_ns = 1;
+			sample_ns = now_ns() + 3600000000000ULL;
+		} else { /* before the forward pass ended */
+			sample_ns = forward_ns - 1000;
+		}
+	}
 	if (on && ends())
 		step_end(i, (long)forward_ns, (long)sample_ns);
 	if (on)
@@ -233,6 +244,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int late = getenv("WORKLOAD_LATE_MARKER") != NULL;
+	bad_times = getenv("WORKLOAD_BAD_TIMES") != NULL;
 	if (!late)
 		load_marker(argv[1]);
 	setvbuf(stdout, NULL, _IOLBF, 0);
