@@ -13,8 +13,8 @@ that the server's drift reaches all of them alike. Per window, the CPU time
 of every thread of the server tree (/proc/PID/task/TID/schedstat: exact,
 not tick-sampled) and its kernel share (/proc/PID/stat, tick-sampled), over
 the steps the truth files counted. Printed per config: mean CPU µs/step,
-its difference to untraced with a 95% interval (Welch), and the kernel
-share. --tracer-cpus pins the tracer away from the server (taskset), as
+its difference to the untraced window of the same round with a 95%
+interval (paired t), and the kernel share. --tracer-cpus pins the tracer away from the server (taskset), as
 gpu/vllm_validate.py pins real servers, so that the tracer's own work does
 not preempt the server's threads on a small machine.
 
@@ -102,12 +102,21 @@ def window(pid, truth, flags, cpus):
     return (c1 - c0) / n / 1e3, (s1 - s0) / n * 1e6
 
 
+#: Two-sided 95% quantiles of Student's t by degrees of freedom (1.96 past 30).
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
+       12: 2.18, 15: 2.13, 20: 2.09, 25: 2.06, 30: 2.04}
+
+
 def interval(a, b):
-    """Mean of a less mean of b, and the half-width of its 95% interval."""
-    d = statistics.mean(a) - statistics.mean(b)
-    if len(a) < 2 or len(b) < 2:
-        return d, float("nan")
-    return d, 1.96 * math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    """Mean of a less b, window by window of the same round (paired: the
+    server's drift over the run cancels), and the half-width of its 95%
+    interval."""
+    d = [x - y for x, y in zip(a, b)]
+    if len(d) < 2:
+        return statistics.mean(d), float("nan")
+    df = len(d) - 1
+    t = next((T95[k] for k in sorted(T95) if k >= df), 1.96)
+    return statistics.mean(d), t * statistics.stdev(d) / math.sqrt(len(d))
 
 
 def main(argv):
