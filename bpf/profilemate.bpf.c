@@ -337,9 +337,9 @@ int usdt_step_begin(struct pt_regs *ctx)
 	return 0;
 }
 
-/* The open step a marker probe names in its first argument, if the process
- * is traced and the step was seen to begin. */
-static __always_inline struct step_record *probed_step(struct pt_regs *ctx)
+/* The open step a marker probe (its argument specs: spec) names in its
+ * first argument, if the process is traced and the step was seen to begin. */
+static __always_inline struct step_record *probed_step(struct pt_regs *ctx, struct usdt_spec *spec)
 {
 	struct proc_state *p;
 
@@ -347,14 +347,14 @@ static __always_inline struct step_record *probed_step(struct pt_regs *ctx)
 		return NULL;
 	p = current_proc();
 
-	return p ? open_step(p, usdt_arg(ctx, usdt_spec_of(ctx), 0)) : NULL;
+	return p ? open_step(p, usdt_arg(ctx, spec, 0)) : NULL;
 }
 
 /* USDT profilemate:forward_end(step_id) */
 SEC("uprobe.multi")
 int usdt_forward_end(struct pt_regs *ctx)
 {
-	struct step_record *s = probed_step(ctx);
+	struct step_record *s = probed_step(ctx, usdt_spec_of(ctx));
 
 	if (s)
 		s->forward_end_ns = bpf_ktime_get_ns();
@@ -365,7 +365,7 @@ int usdt_forward_end(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int usdt_sample_end(struct pt_regs *ctx)
 {
-	struct step_record *s = probed_step(ctx);
+	struct step_record *s = probed_step(ctx, usdt_spec_of(ctx));
 
 	if (s)
 		s->sample_end_ns = bpf_ktime_get_ns();
@@ -376,7 +376,7 @@ int usdt_sample_end(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int usdt_output_ready(struct pt_regs *ctx)
 {
-	struct step_record *s = probed_step(ctx);
+	struct step_record *s = probed_step(ctx, usdt_spec_of(ctx));
 
 	if (!s)
 		return 0;
@@ -402,18 +402,10 @@ static __always_inline __u64 point_at(__s64 t, __u64 after, __u64 now)
 SEC("uprobe.multi")
 int usdt_step_end(struct pt_regs *ctx)
 {
-	struct usdt_spec *spec;
-	struct step_record *s;
-	struct proc_state *p;
+	struct usdt_spec *spec = usdt_spec_of(ctx);
+	struct step_record *s = probed_step(ctx, spec);
 	__u64 now;
 
-	if (frozen)
-		return 0;
-	p = current_proc();
-	if (!p)
-		return 0;
-	spec = usdt_spec_of(ctx);
-	s = open_step(p, usdt_arg(ctx, spec, 0));
 	if (!s)
 		return 0;
 	now = bpf_ktime_get_ns();

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -446,7 +445,7 @@ func (a *attacher) attachMarker(lib *Library) error {
 	if err != nil {
 		return err
 	}
-	sites := map[string]USDTProbe{}
+	var sites []USDTProbe
 	for _, p := range probes {
 		mp, ok := markerProbes[p.Name]
 		if p.Provider != MarkerProvider || !ok {
@@ -458,50 +457,41 @@ func (a *attacher) attachMarker(lib *Library) error {
 			lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %d arguments (%q), want %d to %d", p.Provider, p.Name, n, p.ArgSpec, mp.minArgs, mp.maxArgs))
 			continue
 		}
-		sites[p.Name] = p
+		sites = append(sites, p)
 	}
 	found := map[string]bool{}
-	attach := func(p USDTProbe) error {
-		mp := markerProbes[p.Name]
-		id := a.nextSpec
-		if err := a.objs.UsdtSpecs.Put(id, specOf(p)); err != nil {
-			return fmt.Errorf("store argument spec of %s: %w", p.Name, err)
-		}
-		a.nextSpec++
-		// The kernel raises the semaphore (RefCtrOffset) in every process
-		// mapping the file while this link lives, and lowers it when the
-		// link is closed, also when the tracer dies.
-		l, err := ex.UprobeMulti(nil, a.objs.program(mp.prog), &link.UprobeMultiOptions{
-			Addresses: []uint64{p.Offset}, RefCtrOffsets: []uint64{p.RefCtrOffset}, Cookies: []uint64{uint64(id)}})
-		switch {
-		case err != nil && mp.optional:
-			lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %v", p.Provider, p.Name, err))
-			return nil
-		case err != nil:
-			return fmt.Errorf("USDT %s:%s: %w", p.Provider, p.Name, err)
-		}
-		a.links = append(a.links, l)
-		lib.Probes++
-		found[p.Name] = true
-		return nil
-	}
-	// step_end first: where it is probed, the three it replaces are not.
-	if p, ok := sites["step_end"]; ok {
-		if err := attach(p); err != nil {
-			return err
-		}
-	}
-	for name, p := range sites {
-		if name == "step_end" || found["step_end"] && slices.Contains(replacedByStepEnd, name) {
-			continue
-		}
-		if err := attach(p); err != nil {
-			return err
+	// First the probes no other stands for (step_end among them), then the
+	// others, each only where the probe that stands for it was not probed.
+	for _, replaced := range []bool{false, true} {
+		for _, p := range sites {
+			mp := markerProbes[p.Name]
+			if (mp.replacedBy != "") != replaced || found[mp.replacedBy] {
+				continue
+			}
+			id := a.nextSpec
+			if err := a.objs.UsdtSpecs.Put(id, specOf(p)); err != nil {
+				return fmt.Errorf("store argument spec of %s: %w", p.Name, err)
+			}
+			a.nextSpec++
+			// The kernel raises the semaphore (RefCtrOffset) in every
+			// process mapping the file while this link lives, and lowers
+			// it when the link is closed, also when the tracer dies.
+			l, err := ex.UprobeMulti(nil, a.objs.program(mp.prog), &link.UprobeMultiOptions{
+				Addresses: []uint64{p.Offset}, RefCtrOffsets: []uint64{p.RefCtrOffset}, Cookies: []uint64{uint64(id)}})
+			switch {
+			case err != nil && mp.optional:
+				lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %v", p.Provider, p.Name, err))
+				continue
+			case err != nil:
+				return fmt.Errorf("USDT %s:%s: %w", p.Provider, p.Name, err)
+			}
+			a.links = append(a.links, l)
+			lib.Probes++
+			found[p.Name] = true
 		}
 	}
-	for name := range markerProbes {
-		replaced := found["step_end"] && slices.Contains(replacedByStepEnd, name)
-		if !found[name] && !replaced {
+	for name, mp := range markerProbes {
+		if !found[name] && !found[mp.replacedBy] {
 			lib.Missing = append(lib.Missing, MarkerProvider+":"+name)
 		}
 	}

@@ -26,10 +26,7 @@ func buildWorkload(t testing.TB) (bin, marker string) {
 	t.Helper()
 	marker = markerLib(t)
 	repo, _ := filepath.Abs("..")
-	build := filepath.Join(t.TempDir(), "build")
-	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "simserver"), "libs", "BUILD="+build).CombinedOutput(); err != nil {
-		t.Fatalf("make simserver libs: %v\n%s", err, out)
-	}
+	build := buildSimLibs(t)
 	sp := filepath.Join(build, "sim", "site-packages")
 	rt, drv := filepath.Join(sp, "nvidia", "cu13", "lib"), filepath.Join(build, "sim", "driver")
 	bin = filepath.Join(t.TempDir(), "workload")
@@ -41,6 +38,18 @@ func buildWorkload(t testing.TB) (bin, marker string) {
 		t.Fatalf("build workload: %v\n%s", err, out)
 	}
 	return bin, marker
+}
+
+// buildSimLibs builds the simulated server's fake CUDA libraries into a
+// fresh build folder, which it returns (the libraries under sim/).
+func buildSimLibs(t testing.TB) string {
+	t.Helper()
+	repo, _ := filepath.Abs("..")
+	build := filepath.Join(t.TempDir(), "build")
+	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "simserver"), "libs", "BUILD="+build).CombinedOutput(); err != nil {
+		t.Fatalf("make simserver libs: %v\n%s", err, out)
+	}
+	return build
 }
 
 type workload struct {
@@ -178,23 +187,9 @@ func TestTraceCountsEachLaunchOnce(t *testing.T) {
 // probes step_begin, step_end and sched_step only, and every step still has
 // its four points in order, the middle two from step_end's arguments.
 func TestStepEndReplacesThreeProbes(t *testing.T) {
-	var logs []string
-	got, _, _ := traceWorkloadWith(t, Options{Logf: func(f string, a ...any) {
-		logs = append(logs, fmt.Sprintf(f, a...))
-		t.Logf(f, a...)
-	}}, 5, false)
-	found := false
-	for _, l := range logs {
-		if strings.HasPrefix(l, "marker ") {
-			found = true
-			if !strings.Contains(l, ": 3 probes attached") {
-				t.Errorf("%q: want 3 probes (step_begin, step_end, sched_step)", l)
-			}
-		}
-	}
-	if !found {
-		t.Errorf("no line on the marker in %q", logs)
-	}
+	got, logs := traceWorkloadLogged(t, 5)
+	// 3 probes: step_begin, step_end, sched_step.
+	checkLines(t, "marker", logs, "marker ", "", ": 3 probes attached")
 	if len(got) != 5 {
 		t.Fatalf("%d steps, want 5", len(got))
 	}
@@ -324,11 +319,7 @@ func TestRuntimeCountsWhatTheDriverCannot(t *testing.T) {
 				}
 			}
 		}
-		var logs []string
-		got, _, _ := traceWorkloadWith(t, Options{Logf: func(f string, a ...any) {
-			logs = append(logs, fmt.Sprintf(f, a...))
-			t.Logf(f, a...)
-		}}, 5, false)
+		got, logs := traceWorkloadLogged(t, 5)
 		if len(got) != 5 {
 			t.Fatalf("refused %v: %d steps, want 5", refuse, len(got))
 		}
@@ -343,18 +334,35 @@ func TestRuntimeCountsWhatTheDriverCannot(t *testing.T) {
 		if refuse {
 			wantRuntime = "10 probes attached" // 2 graph launches, 4 syncs with their returns
 		}
-		found := false
-		for _, l := range logs {
-			if strings.HasPrefix(l, "CUDA runtime") && strings.Contains(l, "libcudart.so.13") {
-				found = true
-				if !strings.Contains(l, wantRuntime) {
-					t.Errorf("refused %v: %q, want %q", refuse, l, wantRuntime)
-				}
+		checkLines(t, fmt.Sprintf("refused %v", refuse), logs, "CUDA runtime", "libcudart.so.13", wantRuntime)
+	}
+}
+
+// traceWorkloadLogged is traceWorkload with the tracer's log lines, which
+// it also passes to t.Logf.
+func traceWorkloadLogged(t *testing.T, steps int) (got []analysis.Step, logs []string) {
+	got, _, _ = traceWorkloadWith(t, Options{Logf: func(f string, a ...any) {
+		logs = append(logs, fmt.Sprintf(f, a...))
+		t.Logf(f, a...)
+	}}, steps, false)
+	return got, logs
+}
+
+// checkLines checks that some line of logs starts with prefix and holds
+// about, and that every such line holds want; what names the case.
+func checkLines(t *testing.T, what string, logs []string, prefix, about, want string) {
+	t.Helper()
+	found := false
+	for _, l := range logs {
+		if strings.HasPrefix(l, prefix) && strings.Contains(l, about) {
+			found = true
+			if !strings.Contains(l, want) {
+				t.Errorf("%s: %q, want %q", what, l, want)
 			}
 		}
-		if !found {
-			t.Errorf("refused %v: no line on the runtime in %q", refuse, logs)
-		}
+	}
+	if !found {
+		t.Errorf("%s: no line %q... in %q", what, prefix, logs)
 	}
 }
 
@@ -405,11 +413,7 @@ func TestProbeOffset(t *testing.T) {
 // simulated runtime must start with that push too, or the tests and the
 // simulator's cost figures would time a single-stepped probe instead.
 func TestSimCUDAStartsLikeTheRealOne(t *testing.T) {
-	repo, _ := filepath.Abs("..")
-	build := filepath.Join(t.TempDir(), "build")
-	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "simserver"), "libs", "BUILD="+build).CombinedOutput(); err != nil {
-		t.Fatalf("make simserver libs: %v\n%s", err, out)
-	}
+	build := buildSimLibs(t)
 	sp := filepath.Join(build, "sim", "site-packages")
 	for _, lib := range []struct {
 		path string

@@ -99,32 +99,34 @@ var driverProbes = []probeSet{
 }
 
 // markerProbe is one of the marker's USDT probes: its program, how many
-// arguments its site may have, and whether the steps can be timed without
-// it (optional: then a failure to probe it is reported, not fatal).
+// arguments its site may have, whether the steps can be timed without it
+// (optional: then a failure to probe it is reported, not fatal), and the
+// probe that stands for it where the marker has that one (replacedBy: then
+// it is not probed).
 type markerProbe struct {
 	prog             string
 	minArgs, maxArgs int
 	optional         bool
+	replacedBy       string
 }
 
 // markerProbes are the marker's USDT probes by name. step_begin's sixth
 // argument (sched_key) is newer than the rest: an older marker's site has
 // five, and the program reads the missing one as 0.
+//
+// step_end stands for forward_end, sample_end and output_ready: a marker
+// that has it takes their times itself and passes them to step_end, one
+// probe hit a step instead of three (each costs the thread microseconds in
+// a VM). They are probed only where step_end is not: an older marker's, or
+// one whose step_end the kernel refused.
 var markerProbes = map[string]markerProbe{
 	"step_begin":   {prog: "usdt_step_begin", minArgs: 5, maxArgs: 6},
-	"forward_end":  {prog: "usdt_forward_end", minArgs: 1, maxArgs: 1},
-	"sample_end":   {prog: "usdt_sample_end", minArgs: 1, maxArgs: 1},
-	"output_ready": {prog: "usdt_output_ready", minArgs: 1, maxArgs: 1},
+	"forward_end":  {prog: "usdt_forward_end", minArgs: 1, maxArgs: 1, replacedBy: "step_end"},
+	"sample_end":   {prog: "usdt_sample_end", minArgs: 1, maxArgs: 1, replacedBy: "step_end"},
+	"output_ready": {prog: "usdt_output_ready", minArgs: 1, maxArgs: 1, replacedBy: "step_end"},
 	"sched_step":   {prog: "usdt_sched_step", minArgs: schedStepArgs, maxArgs: schedStepArgs, optional: true},
 	"step_end":     {prog: "usdt_step_end", minArgs: 3, maxArgs: 3, optional: true},
 }
-
-// replacedByStepEnd are the probes step_end stands for: a marker that has
-// it takes their times itself and passes them to step_end, one probe hit a
-// step instead of three (each costs the thread microseconds in a VM). They
-// are probed only where step_end is not: an older marker's, or one whose
-// step_end the kernel refused.
-var replacedByStepEnd = []string{"forward_end", "sample_end", "output_ready"}
 
 // schedStepArgs is SCHED_STEP_ARGS in bpf/records.h.
 const schedStepArgs = 11
