@@ -14,7 +14,7 @@ of every thread of the server tree (/proc/PID/task/TID/schedstat: exact,
 not tick-sampled) and its kernel share (/proc/PID/stat, tick-sampled), over
 the steps the truth files counted. Printed per config: mean CPU µs/step,
 its difference to the untraced window of the same round with a 95%
-interval (paired t), and the kernel share. --tracer-cpus pins the tracer away from the server (taskset), as
+interval (paired t), and the same for the kernel share. --tracer-cpus pins the tracer away from the server (taskset), as
 gpu/vllm_validate.py pins real servers, so that the tracer's own work does
 not preempt the server's threads on a small machine.
 
@@ -133,13 +133,16 @@ def main(argv):
         for c in [None] + configs:
             results.setdefault(c, []).append(window(pid, truth, c, cpus))
     base = [cpu for cpu, _ in results[None]]
+    base_sys = [s for _, s in results[None]]
     for c, v in results.items():
         cpu = [x for x, _ in v]
         sys_ = [s for _, s in v]
         name = "untraced" if c is None else repr(c)
-        extra = "" if c is None else "%+6.1f ±%4.1f" % interval(cpu, base)
+        extra = extra_sys = ""
+        if c is not None:
+            extra, extra_sys = "%+6.1f ±%4.1f" % interval(cpu, base), "%+5.1f ±%4.1f" % interval(sys_, base_sys)
         print(f"{name:58s} CPU {statistics.mean(cpu):6.1f} µs/step {extra:13s} "
-              f"(kernel {statistics.mean(sys_):5.1f}) [{' '.join('%.0f' % x for x in cpu)}]")
+              f"(kernel {statistics.mean(sys_):5.1f} {extra_sys:12s}) [{' '.join('%.0f' % x for x in cpu)}]")
     return 0
 
 
