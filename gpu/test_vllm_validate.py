@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -76,6 +78,59 @@ def test_agreement_sums_traced_batches():
     assert a["launches_per_step"] == pytest.approx(2000 / 99)
     assert a["worst_batch_steps"] == pytest.approx(0.01)
     assert vllmstats.agreement([batch(0, 0, 0, False, 2.0)]) is None
+
+
+def test_agreement_of_a_steady_window_counts_the_whole_trace():
+    # The window saw 100 steps; the trace around it 130, all of which the
+    # tracer timed.
+    w = batch(0, 0, 1, True, 2.0, tracer_steps=130, tracer_tokens=1950, tracer_prefill_tokens=650,
+              tracer_launches=0, tracer_graphs=0, tracer_syncs=0, trace_steps=130, trace_step_tokens=1950,
+              trace_prompt_tokens=650, tracer_sched_sched_steps=130, trace_preemptions=0, preemptions=0,
+              trace_spec_drafts=0, spec_drafts=0, trace_spec_accepted=0, spec_accepted=0)
+    a = vllmstats.agreement([w])
+    assert a["steps"] == (130, 130) and a["tokens"] == (1950, 1950) and a["prompt"] == (650, 650)
+    assert a["worst_batch_steps"] == 0
+    assert vllmstats.sched_agreement([w])["sched_steps"] == (130, 130)
+    assert vllmstats.overhead([batch(0, 0, 0, False, 2.0), w])["pairs"] == 1  # the rates stay the window's
+
+
+def test_steady_load_cycles_the_requests_and_reports_a_failure():
+    class Server:
+        name, log = "s", "s.log"
+
+        def __init__(self, fail_at=None):
+            self.calls, self.fail_at, self.lock = [], fail_at, threading.Lock()
+
+        def complete(self, prompt, max_tokens):
+            with self.lock:
+                self.calls.append(prompt)
+                if len(self.calls) == self.fail_at:
+                    raise OSError("connection refused")
+            time.sleep(0.001)
+            return max_tokens
+
+    reqs = [([i], 1) for i in range(5)]
+    s = Server()
+    ld = vllmserve.SteadyLoad(s, reqs, 3)
+    while ld.answered < 40:
+        time.sleep(0.01)
+    ld.stop()
+    n = len(s.calls)
+    counts = [sum(c == [i] for c in s.calls) for i in range(5)]
+    assert n >= 40 and max(counts) - min(counts) <= 1  # taken in turn, round after round
+    time.sleep(0.05)
+    assert len(s.calls) == n  # nothing is sent after stop
+    failing = Server(fail_at=7)
+    bad = vllmserve.SteadyLoad(failing, reqs, 2)
+    while not bad.errors:
+        time.sleep(0.01)
+    with pytest.raises(RuntimeError, match="connection refused"):
+        bad.check()
+    sent = len(failing.calls)
+    time.sleep(0.05)
+    assert len(failing.calls) <= sent + 1  # the load stops at its first failure
+    with pytest.raises(RuntimeError, match="s: a request failed"):
+        bad.stop()
 
 
 def test_scheduler_totals_are_summed_over_traced_batches_and_kv_weighed_by_steps():
@@ -155,7 +210,7 @@ def test_measuring_stops_at_the_deadline_between_pairs(monkeypatch, tmp_path):
     monkeypatch.setattr(vllm_validate, "run_pair", fake_pair)
     monkeypatch.setattr(vllm_validate.time, "monotonic", lambda: clock[0])
     plan = vllm_validate.parse_plan("graph:default*2,untraced,no-sync/3", None)
-    args = type("A", (), dict(pairs=10, minutes=2.0))
+    args = type("A", (), dict(pairs=10, minutes=2.0, load="batch"))
     (tmp_path / "b.jsonl").write_text("")
     vllm_validate.measure_plan(plan, {"graph": None}, args, [], {}, None, str(tmp_path / "b.jsonl"))
     # Pairs start at 0, 25, ... 100 s; the one due at 125 s is not begun.
@@ -237,7 +292,7 @@ def test_the_script_runs_against_a_stand_in_server(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
     r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:untraced*2;eager:untraced",
                         "--pairs", "2", "--requests", "6", "--concurrency", "3", "--data", str(data),
-                        "--bin", "/bin/true", "--port", "18931", "--shared-libs"],
+                        "--bin", "/bin/true", "--port", "18931", "--shared-libs", "--load", "batch"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
@@ -252,3 +307,73 @@ def test_the_script_runs_against_a_stand_in_server(tmp_path):
     # Each server got its own marker beside "vLLM", with its entry point.
     for name in ("graph-a", "graph-b", "eager-a", "eager-b"):
         assert list((data / name / "marker-site").glob("profilemate_marker-*.dist-info/entry_points.txt"))
+
+
+# A stand-in for profilemate-bpf: attached at once, it reads the stand-in
+# server's counters at its start and, 0.3 s after SIGINT (detaching takes a
+# while), at its end, says so as the real one does, and only then writes
+# the steps between as its own.
+FAKE_TRACER = textwrap.dedent("""\
+    import json, os, signal, sys, time, urllib.request
+    args = sys.argv[1:]
+    pid, out = args[args.index("--pid") + 1], args[args.index("--out") + 1]
+    cmd = open(f"/proc/{pid}/cmdline").read().split("\\0")
+    port = cmd[cmd.index("--port") + 1]
+    def counters():
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        c = {}
+        for line in text.splitlines():
+            if line and line[0] != "#":
+                c[line.split("{")[0]] = float(line.split()[-1])
+        return c
+    stop = []
+    signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+    c0 = counters()
+    print("3 probes attached", file=sys.stderr, flush=True)
+    while not stop:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    c1 = counters()
+    print("profilemate-bpf: interrupted; writing what was traced", file=sys.stderr, flush=True)
+    d = {k: int(c1[k] - c0[k]) for k in c0}
+    steps = d["vllm:iteration_tokens_total_count"]
+    with open(os.path.join(out, "forward_pass_timing.csv"), "w") as f:
+        f.write("num_tokens,num_prefill_tokens\\n")
+        for i in range(steps):
+            f.write(f"{d['vllm:iteration_tokens_total_sum'] if i == 0 else 0},"
+                    f"{d['vllm:prompt_tokens_total'] if i == 0 else 0}\\n")
+    json.dump({"_activity": [], "_trace": {"dropped_records": 0}}, open(os.path.join(out, "summary.json"), "w"))
+    """)
+
+
+def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the script refuses to run unless root (its tracer needs it); CI runs as root")
+    pkg = tmp_path / "fake" / "vllm" / "entrypoints" / "cli"
+    pkg.mkdir(parents=True)
+    for d in (pkg, pkg.parent, pkg.parent.parent):
+        (d / "__init__.py").write_text("")
+    (pkg / "main.py").write_text(FAKE_SERVE)
+    tracer = tmp_path / "tracer"
+    tracer.write_text(f"#!{sys.executable}\n" + FAKE_TRACER)
+    tracer.chmod(0o755)
+    data = tmp_path / "data"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:default,untraced",
+                        "--pairs", "2", "--requests", "6", "--concurrency", "3", "--window", "0.5",
+                        "--data", str(data), "--bin", str(tracer), "--port", "18941", "--shared-libs"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+    assert len(recs) == 16  # 2 rounds x 2 configs x two windows x two servers
+    assert all(r["load"] == "steady" and 0.45 < r["wall_s"] < 1.0 for r in recs)
+    assert all(r["gen_tokens"] == r["vllm_gen_tokens"] > 0 and r["steps"] > 0 for r in recs)
+    traced = [r for r in recs if r["traced"] and r["config"] == "default"]
+    assert len(traced) == 4 and not any("trace_steps" in r for r in recs if r not in traced)
+    for t in traced:
+        # The trace outlasts its window by the tracer's 0.3 s of detaching;
+        # its counters, read by the script, match the tracer's own.
+        assert t["trace_steps"] > t["steps"]
+        assert t["tracer_steps"] == pytest.approx(t["trace_steps"], rel=0.05)
+    table = (data / "table.txt").read_text()
+    assert "graph       default" in table and "graph       untraced" in table

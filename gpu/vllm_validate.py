@@ -15,7 +15,19 @@ server's pid, in windows: in each pair of windows each server is traced
 once, so a difference between the servers cancels. Running both at once
 matters: this kind of host's CPUs change speed by tens of percent from one
 second to the next, so batches run one after another differ by far more
-than the tracer's cost. It prints one table:
+than the tracer's cost.
+
+Under --load steady (the default) both servers carry the same load all the
+time, concurrency requests in flight, and a window is a span of --window
+seconds on the clock, both servers' counters read at its ends: a server
+that ran batches went idle between them, and each of its batches then ran
+at a speed of its own (the same work took 1.9 to 3.7 s, each server's
+speed varying by 6-8% from one batch to the next independently of the
+other's, whatever the window's length), while a busy one keeps its threads
+where they run. --load batch runs the same batch on both at once instead,
+which makes the agreement exact: a batch begins and ends with the server
+idle, so the tracer's steps and vLLM's counters cover the same steps.
+It prints one table:
 
 - overhead: generated tokens/s and steps/s, traced over untraced, mean of
   the pairs with a 95% confidence interval, and the pairs' spread (the
@@ -155,7 +167,7 @@ class Tracer:
         self.logf = open(logpath, "w")
         self.proc = subprocess.Popen([binary, "--pid", str(pid), "--duration", "3600s", "--out", out, *flags],
                                      stdout=self.logf, stderr=subprocess.PIPE, text=True)
-        self.attached = threading.Event()
+        self.attached, self.detached = threading.Event(), threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self):
@@ -164,16 +176,24 @@ class Tracer:
             self.logf.flush()
             if "probes attached" in line:
                 self.attached.set()
+            if "interrupted; writing" in line:  # Run returned: every probe detached
+                self.detached.set()
         self.attached.set()
+        self.detached.set()
 
     def wait_attached(self, timeout=60):
         if not self.attached.wait(timeout) or self.proc.poll() is not None:
             raise RuntimeError(f"tracer did not attach (exit {self.proc.poll()}, see {self.logf.name})")
 
-    def stop(self):
-        """Ends the trace; returns the CPU seconds the tracer used."""
+    def stop(self, at_detach=None):
+        """Ends the trace; returns the CPU seconds the tracer used. at_detach,
+        if given, is called once the probes are detached, before the tracer
+        has written its files."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.proc.send_signal(signal.SIGINT)
+        if at_detach:
+            self.detached.wait(120)
+            at_detach()
         rc = self.proc.wait(120)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if rc != 0:
@@ -200,6 +220,16 @@ def _csv(path):
         yield from csv.DictReader(f)
 
 
+def counters(m0, m1, cpu0, cpu1):
+    """What vLLM's counters and the CPU times say of the span between two
+    readings of them."""
+    d = vllmserve.delta(m0, m1)
+    return dict(steps=d[vllmserve.STEPS], step_tokens=d[vllmserve.STEP_TOKENS], prompt_tokens=d[vllmserve.PROMPT],
+                vllm_gen_tokens=d[vllmserve.GENERATED], preemptions=d[vllmserve.PREEMPTIONS],
+                spec_drafts=d[vllmserve.DRAFTS], spec_accepted=d[vllmserve.ACCEPTED],
+                cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1])
+
+
 def measure(server, reqs, concurrency, out, key, sample_kv=False):
     """Runs reqs once on server and stores in out[key] what vLLM's counters
     and the CPU times say of it (and its KV-usage gauge, sampled every
@@ -215,23 +245,18 @@ def measure(server, reqs, concurrency, out, key, sample_kv=False):
     wall, gen = server.run_batch(reqs, concurrency)
     done.set()
     cpu1, m1 = server.cpu_seconds(), server.metrics()
-    d = vllmserve.delta(m0, m1)
-    out[key] = dict(wall_s=wall, gen_tokens=gen, steps=d[vllmserve.STEPS], step_tokens=d[vllmserve.STEP_TOKENS],
-                    prompt_tokens=d[vllmserve.PROMPT], vllm_gen_tokens=d[vllmserve.GENERATED],
-                    preemptions=d[vllmserve.PREEMPTIONS], spec_drafts=d[vllmserve.DRAFTS],
-                    spec_accepted=d[vllmserve.ACCEPTED],
-                    cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1])
+    out[key] = dict(wall_s=wall, gen_tokens=gen, **counters(m0, m1, cpu0, cpu1))
     if kv:
         out[key].update(kv_samples=len(kv), kv_mean=sum(kv) / len(kv), kv_peak=max(kv))
 
 
-def window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5, sample_kv=False):
-    """One window: the same batch on both servers at once, the one at index
-    traced with tracer attached (None: neither, an A/A window). Running
-    both at once puts them under the same machine: this host's CPUs change
-    speed by tens of percent from one second to the next, which a
-    comparison of batches run one after the other cannot tell from the
-    tracer's cost."""
+def batch_window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5, sample_kv=False):
+    """One window of --load batch: the same batch on both servers at once,
+    the one at index traced with tracer attached (None: neither, an A/A
+    window). Running both at once puts them under the same machine: this
+    host's CPUs change speed by tens of percent from one second to the
+    next, which a comparison of batches run one after the other cannot tell
+    from the tracer's cost."""
     if tracer:
         tracer.wait_attached()
     time.sleep(settle)  # the tracer's periodic work runs from here on, as in a long trace
@@ -252,6 +277,81 @@ def window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5, 
         out[traced]["tracer_cpu_s"] = tracer.stop()
         out[traced].update(tracer.results())
     return [out[i] for i in sorted(out)]
+
+
+def snapshot(server):
+    """(time, counters, CPU seconds) of server now; the time is the middle
+    of the /metrics request."""
+    t0 = time.monotonic()
+    m = server.metrics()
+    return (t0 + time.monotonic()) / 2, m, server.cpu_seconds()
+
+
+def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_kv=False):
+    """One window of --load steady: both servers' counters over the same
+    seconds of their steady load, the one at index traced with tracer
+    attached (None: an A/A window). The window begins as soon as the
+    tracer's probes are live, so one of --window 10 s holds the launch
+    sampling's first second on, as one second in ten of a longer trace.
+    The traced server's counters are read again once its tracer has
+    detached: the tracer's steps are those of its whole trace."""
+    if tracer:
+        tracer.wait_attached()
+    mach0 = machine_cpu()
+    s0 = [snapshot(s) for s in pair_of_servers]
+    kv = [[] for _ in pair_of_servers]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if sample_kv:
+            for i, s in enumerate(pair_of_servers):
+                kv[i].append(s.metrics().get(vllmserve.KV_USAGE, 0.0))
+        time.sleep(max(0.0, min(0.1 if sample_kv else seconds, end - time.monotonic())))
+    s1 = [snapshot(s) for s in pair_of_servers]
+    mach1 = machine_cpu()
+    for ld in loads:
+        ld.check()
+    out = []
+    for i, ((t0, m0, c0), (t1, m1, c1)) in enumerate(zip(s0, s1)):
+        rec = dict(wall_s=t1 - t0, **counters(m0, m1, c0, c1))
+        rec.update(gen_tokens=rec["vllm_gen_tokens"], server=i, traced=i == traced,
+                   machine_busy_s=mach1[0] - mach0[0], machine_steal_s=mach1[1] - mach0[1])
+        if kv[i]:
+            rec.update(kv_samples=len(kv[i]), kv_mean=sum(kv[i]) / len(kv[i]), kv_peak=max(kv[i]))
+        out.append(rec)
+    if tracer:
+        end_of_trace = []
+        out[traced]["tracer_cpu_s"] = tracer.stop(lambda: end_of_trace.append(snapshot(pair_of_servers[traced])))
+        _, m2, c2 = end_of_trace[0]
+        whole = counters(s0[traced][1], m2, s0[traced][2], c2)
+        out[traced].update({"trace_" + k: whole[k] for k in vllmstats.TRACE_COUNTERS})
+        out[traced].update(tracer.results())
+    return out
+
+
+class SteadyLoads:
+    """The steady load of one mode's servers at a time: a mode's pairs run
+    under its own load, the other modes' servers idle (they share the
+    servers' CPUs and the GPU)."""
+
+    def __init__(self, servers, reqs, concurrency, ramp=5.0):
+        self.servers, self.reqs, self.concurrency, self.ramp = servers, reqs, concurrency, ramp
+        self.mode, self.loads = None, []
+
+    def use(self, mode):
+        """The loads of mode's servers, started (and the others stopped)
+        if mode's are not the ones running."""
+        if mode != self.mode:
+            self.stop()
+            self.loads = [vllmserve.SteadyLoad(s, self.reqs, self.concurrency) for s in self.servers[mode]]
+            self.mode = mode
+            log(f"{mode}: steady load of {self.concurrency} requests in flight on each server")
+            time.sleep(self.ramp)  # the first requests all began at once
+        return self.loads
+
+    def stop(self):
+        loads, self.loads, self.mode = self.loads, [], None
+        for ld in loads:
+            ld.stop()
 
 
 def machine_cpu():
@@ -286,13 +386,15 @@ def pin_cpus(pin):
     return a, b
 
 
-def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink):
+def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None):
     """One pair of windows of cfg: each server is traced in one of them, so
     that a difference between the two servers cancels, the order
-    alternating from pair to pair."""
+    alternating from pair to pair. steady: the SteadyLoads of --load steady
+    (None: batch windows)."""
     base, _, binname = cfg.partition("@")
     flags = CONFIGS[base]
     binary = tracers[binname or "default"]
+    loads = steady.use(mode) if steady else None
     for w in range(2):
         traced = w ^ (pair % 2)
         tr = None
@@ -300,8 +402,12 @@ def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink):
             d = os.path.join(args.data, "traces", f"{mode}_{cfg}_{pair}_{w}")
             os.makedirs(d, exist_ok=True)
             tr = Tracer(binary, servers[traced].pid, d, flags, os.path.join(d, "tracer.log"))
-        for rec in window(servers, traced, reqs, args.concurrency, tr, sample_kv=mode in SAMPLE_KV):
-            rec.update(mode=mode, config=cfg, pair=pair, window=w, t=time.time())
+        if steady:
+            recs = steady_window(servers, traced, args.window, loads, tr, sample_kv=mode in SAMPLE_KV)
+        else:
+            recs = batch_window(servers, traced, reqs, args.concurrency, tr, sample_kv=mode in SAMPLE_KV)
+        for rec in recs:
+            rec.update(mode=mode, config=cfg, pair=pair, window=w, load=args.load, t=time.time())
             sink(rec)
     log(f"{mode} {cfg} pair {pair + 1}: {rec['wall_s']:.2f} s, {rec['steps']:.0f} steps")
 
@@ -312,16 +418,21 @@ def measure_plan(plan, servers, args, reqs, tracers, sink, path):
     end = time.monotonic() + args.minutes * 60 if args.minutes else None
     done = {}
     order = [(m, e[0]) for m, cfgs in plan for e in cfgs]
-    for r in range(args.pairs):
-        for mode, cfg in rounds(plan, r):
-            if end and time.monotonic() > end:
-                log(f"--minutes {args.minutes:g} passed: stopping in round {r + 1}")
-                return
-            pair = done.get((mode, cfg), 0)
-            run_pair(servers[mode], mode, cfg, pair, args, reqs, tracers, sink)
-            done[(mode, cfg)] = pair + 1
-        if (r + 1) % 5 == 0 and r + 1 < args.pairs:
-            print(vllmstats.table(load(path), order), flush=True)
+    steady = SteadyLoads(servers, reqs, args.concurrency) if args.load == "steady" else None
+    try:
+        for r in range(args.pairs):
+            for mode, cfg in rounds(plan, r):
+                if end and time.monotonic() > end:
+                    log(f"--minutes {args.minutes:g} passed: stopping in round {r + 1}")
+                    return
+                pair = done.get((mode, cfg), 0)
+                run_pair(servers[mode], mode, cfg, pair, args, reqs, tracers, sink, steady)
+                done[(mode, cfg)] = pair + 1
+            if (r + 1) % 5 == 0 and r + 1 < args.pairs:
+                print(vllmstats.table(load(path), order), flush=True)
+    finally:
+        if steady:
+            steady.stop()
 
 
 def main(argv=None):
@@ -331,7 +442,13 @@ def main(argv=None):
                     help="rounds: each config runs this many pairs of windows, times its weight (cfg*N)")
     ap.add_argument("--minutes", type=float, default=0,
                     help="start no pair after this many minutes of measuring (0: no limit)")
-    ap.add_argument("--requests", type=int, default=128, help="requests per batch")
+    ap.add_argument("--load", choices=("steady", "batch"), default="steady",
+                    help="steady: the same load on both servers all the time, windows of --window seconds "
+                         "(default); batch: one batch of --requests per window (see the module doc)")
+    ap.add_argument("--window", type=float, default=10.0,
+                    help="seconds per window under --load steady (default 10: the launch sampling's cycle)")
+    ap.add_argument("--requests", type=int, default=128,
+                    help="requests per batch (--load batch) or in the cycle the steady load repeats")
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     ap.add_argument("--data", default="/tmp/profilemate-vllm-validate", help="working folder")
     ap.add_argument("--bin", default=os.path.join(REPO, "bin", "profilemate-bpf"), help="the tracer")
@@ -364,6 +481,10 @@ def main(argv=None):
         return 0
     if args.pairs < 2:
         ap.error("--pairs must be at least 2 for an interval")
+    if not args.window > 0:
+        ap.error("--window must be a positive number of seconds")
+    if args.requests < 1 or args.concurrency < 1:
+        ap.error("--requests and --concurrency must be positive")
     for name, b in tracers.items():
         if not os.access(b, os.X_OK):
             ap.error(f"tracer {name}: {b} is not an executable (make build)")
@@ -406,7 +527,7 @@ def main(argv=None):
                 out.flush()
             for mode in servers:
                 for _ in range(2):  # warm-up: first shapes, first graphs
-                    window(servers[mode], 0, reqs, args.concurrency)
+                    batch_window(servers[mode], 0, reqs, args.concurrency)
             measure_plan(plan, servers, args, reqs, tracers, sink, path)
     finally:
         for pair_of_servers in servers.values():

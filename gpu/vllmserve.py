@@ -5,6 +5,7 @@ Nothing here needs the network: the model is a Llama-shaped config served
 with random weights (`--load-format dummy`) and a word-level tokenizer made
 on the spot, so no hub is asked for anything.
 """
+import itertools
 import json
 import os
 import random
@@ -12,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -136,6 +138,56 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+class SteadyLoad:
+    """Keeps concurrency requests in flight on a server until stopped: each
+    of its threads sends the next request of reqs (cycled, in the same order
+    on every server) as soon as its previous one is answered. Under it the
+    server never goes idle, as a server in production between a tracer's
+    windows: the host then keeps its busy threads where they run, which a
+    batch that ends and starts again does not (see the module doc of
+    vllm_validate)."""
+
+    def __init__(self, server, reqs, concurrency):
+        self.server = server
+        self._next = itertools.cycle(reqs)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.errors = []
+        self.answered = 0
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(concurrency)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            with self._lock:
+                prompt, max_tokens = next(self._next)
+            try:
+                self.server.complete(prompt, max_tokens)
+            except Exception as e:  # noqa: BLE001 - reported by check()
+                with self._lock:
+                    self.errors.append(f"{type(e).__name__}: {e}")
+                self._stop.set()
+                return
+            with self._lock:
+                self.answered += 1
+
+    def check(self):
+        """Raises if a request failed: the server's counters then stand
+        for less load than the other server's."""
+        if self.errors:
+            raise RuntimeError(f"{self.server.name}: a request failed under steady load: {self.errors[0]} "
+                               f"(see {self.server.log})")
+
+    def stop(self, timeout=300):
+        """Lets the requests in flight finish, then returns."""
+        self._stop.set()
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, end - time.monotonic()))
+        self.check()
 
 
 def split_cores(cpus, n, sysfs="/sys/devices/system/cpu"):

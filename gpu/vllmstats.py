@@ -80,26 +80,39 @@ def overhead(batches):
                 cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_), asymmetry=mean_ci(asym))
 
 
+#: vLLM's counters that a traced window of --load steady also records over
+#: its tracer's whole trace, as trace_<name>: the window itself is a span
+#: inside the trace, which the tracer's steps are not.
+TRACE_COUNTERS = ("steps", "step_tokens", "prompt_tokens", "preemptions", "spec_drafts", "spec_accepted")
+
+
+def over_trace(b, key):
+    """vLLM's counter key over b's trace: trace_<key> where the window
+    recorded one, else the window's own (a batch is its trace)."""
+    return b.get("trace_" + key, b[key])
+
+
 def agreement(batches):
-    """Tracer against vLLM's counters over the traced batches that timed
+    """Tracer against vLLM's counters over the traced windows that timed
     steps: (tracer sum, vLLM sum) of steps, step tokens and prompt tokens."""
     traced = [b for b in batches if b["traced"] and b.get("tracer_steps") is not None]
     if not traced:
         return None
     s = lambda k: sum(b[k] for b in traced)
+    v = lambda k: sum(over_trace(b, k) for b in traced)
     return dict(batches=len(traced),
-                steps=(s("tracer_steps"), s("steps")),
-                tokens=(s("tracer_tokens"), s("step_tokens")),
-                prompt=(s("tracer_prefill_tokens"), s("prompt_tokens")),
+                steps=(s("tracer_steps"), v("steps")),
+                tokens=(s("tracer_tokens"), v("step_tokens")),
+                prompt=(s("tracer_prefill_tokens"), v("prompt_tokens")),
                 launches_per_step=s("tracer_launches") / max(s("tracer_steps"), 1),
                 graphs_per_step=s("tracer_graphs") / max(s("tracer_steps"), 1),
                 syncs_per_step=s("tracer_syncs") / max(s("tracer_steps"), 1),
-                worst_batch_steps=max(abs(b["tracer_steps"] / b["steps"] - 1) if b["steps"] else 1
-                                      for b in traced))
+                worst_batch_steps=max(abs(b["tracer_steps"] / over_trace(b, "steps") - 1)
+                                      if over_trace(b, "steps") else 1 for b in traced))
 
 
 def sched_agreement(batches):
-    """The tracer's scheduler totals against vLLM's over the traced batches
+    """The tracer's scheduler totals against vLLM's over the traced windows
     that have them: (tracer, vLLM) sums of scheduler steps, preemptions,
     draft and accepted tokens, and the KV cache's use, the tracer's mean and
     peak over steps against vLLM's gauge sampled in time (close, not equal:
@@ -108,6 +121,7 @@ def sched_agreement(batches):
     if not traced:
         return None
     s = lambda k: sum(b.get(k) or 0 for b in traced)
+    v = lambda k: sum(over_trace(b, k) or 0 for b in traced)
     steps = s("tracer_sched_sched_steps")
     kv = [b for b in traced if b.get("kv_samples")]
     # The tracer's KV figures are null where no record knew the usage.
@@ -115,10 +129,10 @@ def sched_agreement(batches):
     kv_steps = sum(b["tracer_sched_sched_steps"] for b in kv_known)
     peaks = [b["tracer_sched_peak_kv_cache_usage"] for b in kv_known
              if b.get("tracer_sched_peak_kv_cache_usage") is not None]
-    return dict(batches=len(traced), sched_steps=(steps, s("steps")), joined=s("tracer_sched_joined"),
-                preemptions=(s("tracer_sched_preemptions"), s("preemptions")),
-                drafts=(s("tracer_sched_spec_proposed"), s("spec_drafts")),
-                accepted=(s("tracer_sched_spec_accepted"), s("spec_accepted")),
+    return dict(batches=len(traced), sched_steps=(steps, v("steps")), joined=s("tracer_sched_joined"),
+                preemptions=(s("tracer_sched_preemptions"), v("preemptions")),
+                drafts=(s("tracer_sched_spec_proposed"), v("spec_drafts")),
+                accepted=(s("tracer_sched_spec_accepted"), v("spec_accepted")),
                 kv_mean=(sum(b["tracer_sched_mean_kv_cache_usage"] * b["tracer_sched_sched_steps"] for b in kv_known)
                          / kv_steps if kv_steps else None,
                          statistics.fmean(b["kv_mean"] for b in kv) if kv else None),
@@ -152,7 +166,7 @@ def _agree(pair):
 def table(batches, modes_cfgs):
     """The validation table: one overhead line per (mode, config) run, then
     one agreement line per (mode, config) that timed steps."""
-    lines = ["Overhead: traced / untraced server, the same batch on both at once; per pair of windows (each "
+    lines = ["Overhead: traced / untraced server, the same load on both at once; per pair of windows (each "
              "server traced in one) the geometric mean; mean over pairs ±95% CI half-width [interval]; "
              "sd: spread of one pair (the design's noise; config 'untraced' runs no tracer: an A/A test); "
              "b/a: speed of server b over a",
@@ -167,8 +181,9 @@ def table(batches, modes_cfgs):
         lines.append(f"{mode:<11} {cfg:<14} {o['pairs']:>5}  {_ratio(o['tokens']):<14} {_interval(o['tokens']):<16} "
                      f"{'n/a' if sd is None else f'{sd:.3f}':>6}  {_ratio(o['steps']):<14} {_ratio(o['asymmetry']):<14} "
                      f"{_ms(o['cpu_ms_per_step'])} ({_ms(o['sys_ms_per_step'])})")
-    lines += ["", "Agreement: tracer / vLLM counters over the traced batches "
-              "(steps: iteration_tokens_total count; tokens: its sum; prompt: prompt_tokens_total)",
+    lines += ["", "Agreement: tracer / vLLM counters over the traced windows' traces "
+              "(steps: iteration_tokens_total count; tokens: its sum; prompt: prompt_tokens_total; "
+              "under steady load the counters are read within a few ms of a trace's ends: close, not exact)",
               f"{'mode':<11} {'config':<14} {'steps':<26} {'step tokens':<30} {'prompt tokens':<30} "
               f"{'per step: launches graphs syncs':<32}"]
     for mode, cfg in modes_cfgs:
@@ -182,7 +197,7 @@ def table(batches, modes_cfgs):
              for m, c in modes_cfgs]
     sched = [(m, c, a) for m, c, a in sched if a]
     if sched:
-        lines += ["", "Scheduler: tracer / vLLM over the traced batches (steps: the sched_step records against "
+        lines += ["", "Scheduler: tracer / vLLM over the traced windows' traces (steps: the sched_step records against "
                   "iteration_tokens_total's count; preemptions: num_preemptions_total; drafts, accepted: "
                   "spec_decode_num_{draft,accepted}_tokens_total; KV use: the tracer's mean and peak over steps, "
                   "vLLM's kv_cache_usage_perc sampled every 0.1 s)",
