@@ -28,6 +28,10 @@ type Summary struct {
 // complete the per-phase numbers are.
 type TraceInfo struct {
 	DurationSec float64 `json:"duration_sec"`
+	// StartMonotonicNs is the trace's start in CLOCK_MONOTONIC nanoseconds,
+	// the zero of the CSV's timestamp_sec: it puts the rows on the clock
+	// other programs of the machine read (time.monotonic() in Python).
+	StartMonotonicNs uint64 `json:"start_monotonic_ns"`
 	// Steps counts every step record received; TimedSteps those with a
 	// duration (the CSV rows), StepsWithoutDuration the rest.
 	Steps                int `json:"steps"`
@@ -87,6 +91,7 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 		Phases: phaseSet(rows),
 		Trace: TraceInfo{
 			DurationSec:          r.durationSec(),
+			StartMonotonicNs:     r.StartNs,
 			Steps:                len(r.Steps),
 			TimedSteps:           len(rows),
 			StepsWithoutDuration: withoutDuration,

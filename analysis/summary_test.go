@@ -83,6 +83,7 @@ func TestSummaryShape(t *testing.T) {
 	})
 	checkNumbers(t, "_trace", m["_trace"], map[string]float64{
 		"duration_sec": 2, "steps": 10, "timed_steps": 9, "steps_without_duration": 1, "dropped_records": 3,
+		"start_monotonic_ns": traceStart, // the zero of timestamp_sec
 	})
 
 	procs := m["_processes"].([]any)

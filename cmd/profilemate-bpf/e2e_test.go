@@ -275,13 +275,52 @@ func TestEndToEndWorkersRunning(t *testing.T) {
 	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=all")
 	time.Sleep(300 * time.Millisecond) // the truth file is written per step
 	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
-	compareAllCounted(t, readTruth(t, srv.truth), rows, start, end, 2)
+	truth := readTruth(t, srv.truth)
+	compareAllCounted(t, truth, rows, start, end, 2)
 	var summary map[string]json.RawMessage
 	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
 	if err := json.Unmarshal(b, &summary); err != nil || summary["decode"] == nil || summary["_ranks"] == nil {
 		t.Errorf("summary.json: %v %s", err, b)
 	}
+	checkTimestamps(t, summary["_trace"], truth, rows, start)
 	checkPictures(t, dir, out, rows)
+}
+
+// checkTimestamps: _trace.start_monotonic_ns puts each row's timestamp_sec
+// on the machine's monotonic clock, where it lies between the server's
+// outer stamp of the step and the runner's begin, to the CSV's microsecond.
+func checkTimestamps(t *testing.T, trace json.RawMessage, truth []truthStep, rows []map[string]string, start int64) {
+	t.Helper()
+	var tr struct {
+		StartNs int64 `json:"start_monotonic_ns"`
+	}
+	if err := json.Unmarshal(trace, &tr); err != nil || tr.StartNs < start || tr.StartNs > start+int64(2*time.Second) {
+		t.Fatalf("_trace.start_monotonic_ns %d: want the tracer's start, after %d (%v)", tr.StartNs, start, err)
+	}
+	type key struct{ pid, step int }
+	byKey := map[key]truthStep{}
+	for _, s := range truth {
+		byKey[key{s.pid, s.step}] = s
+	}
+	checked := 0
+	for _, r := range rows {
+		pid, _ := strconv.Atoi(r["pid"])
+		step, _ := strconv.Atoi(r["step"])
+		s, ok := byKey[key{pid, step}]
+		if !ok || s.outerBegin == 0 {
+			continue
+		}
+		sec, _ := strconv.ParseFloat(r["timestamp_sec"], 64)
+		at := tr.StartNs + int64(math.Round(sec*1e9))
+		if at < s.outerBegin-int64(time.Microsecond) || at > s.begin+int64(time.Microsecond) {
+			t.Errorf("pid %d step %d: timestamp_sec %s puts step_begin at %d, outside the server's %d-%d",
+				pid, step, r["timestamp_sec"], at, s.outerBegin, s.begin)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Error("no row matched a step of the truth file")
+	}
 }
 
 // checkPictures: by default a trace also writes the timeline, the plots and
