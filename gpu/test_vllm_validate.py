@@ -80,7 +80,7 @@ def test_agreement_sums_traced_batches():
     assert vllmstats.agreement([batch(0, 0, 0, False, 2.0)]) is None
 
 
-def test_agreement_of_a_steady_window_counts_the_whole_trace():
+def test_agreement_of_steady_windows_over_the_window_or_the_whole_trace():
     # The window saw 100 steps; the trace around it 130, all of which the
     # tracer timed.
     w = batch(0, 0, 1, True, 2.0, tracer_steps=130, tracer_tokens=1950, tracer_prefill_tokens=650,
@@ -88,10 +88,36 @@ def test_agreement_of_a_steady_window_counts_the_whole_trace():
               trace_prompt_tokens=650, tracer_sched_sched_steps=130, trace_preemptions=0, preemptions=0,
               trace_spec_drafts=0, spec_drafts=0, trace_spec_accepted=0, spec_accepted=0)
     a = vllmstats.agreement([w])
-    assert a["steps"] == (130, 130) and a["tokens"] == (1950, 1950) and a["prompt"] == (650, 650)
-    assert a["worst_batch_steps"] == 0
+    assert a["span"] == "trace" and a["steps"] == (130, 130) and a["tokens"] == (1950, 1950)
+    assert a["prompt"] == (650, 650) and a["worst_batch_steps"] == 0
     assert vllmstats.sched_agreement([w])["sched_steps"] == (130, 130)
     assert vllmstats.overhead([batch(0, 0, 0, False, 2.0), w])["pairs"] == 1  # the rates stay the window's
+    # Where the tracer gave the steps out within the window (99 of them),
+    # those are set against the window's counters.
+    inside = dict(w, window_tracer_steps=99, window_tracer_tokens=1490, window_tracer_prefill_tokens=500)
+    a = vllmstats.agreement([inside])
+    assert a["span"] == "window" and a["steps"] == (99, 100) and a["tokens"] == (1490, 1500)
+    assert a["prompt"] == (500, 500) and a["worst_batch_steps"] == pytest.approx(0.01)
+    assert a["launches_per_step"] == 0  # per step of the whole trace, as before
+    # One window without them and the whole trace stands for all.
+    assert vllmstats.agreement([inside, w])["span"] == "trace"
+
+
+def test_go_durations_and_the_window_offset_that_keeps_the_launch_duty():
+    assert vllm_validate.go_seconds("1s") == 1 and vllm_validate.go_seconds("10s") == 10
+    assert vllm_validate.go_seconds("500ms") == 0.5 and vllm_validate.go_seconds("1m30s") == 90
+    assert vllm_validate.go_seconds("1.5s") == 1.5
+    for bad in ("", "10", "1s!", "-1s", "s"):
+        with pytest.raises(ValueError):
+            vllm_validate.go_seconds(bad)
+    off = vllm_validate.duty_offset
+    assert off(10, (1, 10)) == 0 and off(20, (1, 10)) == 0  # a whole cycle holds its share
+    assert off(2.5, (1, 10)) == pytest.approx(0.75) and off(5, (0.5, 5)) == 0
+    assert off(2.5, None) == 0  # launches off, or all
+    # The window [offset, offset + w] holds on * w / every of probed time.
+    for w in (1, 2.5, 4, 9.5):
+        o = off(w, (1, 10))
+        assert min(1, o + w) - o == pytest.approx(w / 10)
 
 
 def test_steady_load_cycles_the_requests_and_reports_a_failure():
@@ -328,21 +354,33 @@ FAKE_TRACER = textwrap.dedent("""\
         return c
     stop = []
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+    # Named old-tracer: no _trace.start_monotonic_ns, as before the tracer gave it.
+    old = os.path.basename(sys.argv[0]) == "old-tracer"
+    start = {} if old else {"start_monotonic_ns": time.monotonic_ns()}
+    t0 = time.monotonic()
     c0 = counters()
     print("3 probes attached", file=sys.stderr, flush=True)
+    print("  kernel launches counted 400ms in every 1s", file=sys.stderr, flush=True)
+    # The time each step was seen counted, a step per poll of the counters.
+    seen, last = [], c0["vllm:iteration_tokens_total_count"]
     while not stop:
-        time.sleep(0.01)
+        n = counters()["vllm:iteration_tokens_total_count"]
+        seen += [time.monotonic()] * int(n - last)
+        last = n
+        time.sleep(0.005)
     time.sleep(0.3)
     c1 = counters()
+    n = c1["vllm:iteration_tokens_total_count"]
+    seen += [time.monotonic()] * int(n - last)
     print("profilemate-bpf: interrupted; writing what was traced", file=sys.stderr, flush=True)
     d = {k: int(c1[k] - c0[k]) for k in c0}
     steps = d["vllm:iteration_tokens_total_count"]
     with open(os.path.join(out, "forward_pass_timing.csv"), "w") as f:
-        f.write("num_tokens,num_prefill_tokens\\n")
+        f.write("timestamp_sec,duration_ms,num_tokens,num_prefill_tokens\\n")
         for i in range(steps):
-            f.write(f"{d['vllm:iteration_tokens_total_sum'] if i == 0 else 0},"
+            f.write(f"{seen[i] - t0:.6f},0.000,{d['vllm:iteration_tokens_total_sum'] if i == 0 else 0},"
                     f"{d['vllm:prompt_tokens_total'] if i == 0 else 0}\\n")
-    json.dump({"_activity": [], "_trace": {"dropped_records": 0}}, open(os.path.join(out, "summary.json"), "w"))
+    json.dump({"_activity": [], "_trace": {"dropped_records": 0, **start}}, open(os.path.join(out, "summary.json"), "w"))
     """)
 
 
@@ -354,26 +392,38 @@ def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
     for d in (pkg, pkg.parent, pkg.parent.parent):
         (d / "__init__.py").write_text("")
     (pkg / "main.py").write_text(FAKE_SERVE)
-    tracer = tmp_path / "tracer"
-    tracer.write_text(f"#!{sys.executable}\n" + FAKE_TRACER)
-    tracer.chmod(0o755)
+    for name in ("tracer", "old-tracer"):
+        (tmp_path / name).write_text(f"#!{sys.executable}\n" + FAKE_TRACER)
+        (tmp_path / name).chmod(0o755)
     data = tmp_path / "data"
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
-    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:default,untraced",
+    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"),
+                        "--plan", "graph:default,default@old,untraced", "--tracer", f"old={tmp_path / 'old-tracer'}",
                         "--pairs", "2", "--requests", "6", "--concurrency", "3", "--window", "0.5",
-                        "--data", str(data), "--bin", str(tracer), "--port", "18941", "--shared-libs"],
+                        "--data", str(data), "--bin", str(tmp_path / "tracer"), "--port", "18941", "--shared-libs"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
-    assert len(recs) == 16  # 2 rounds x 2 configs x two windows x two servers
+    assert len(recs) == 24  # 2 rounds x 3 configs x two windows x two servers
     assert all(r["load"] == "steady" and 0.45 < r["wall_s"] < 1.0 for r in recs)
+    # A window of 0.5 s of sampling 400ms in every 1s begins 0.2 s after the attach.
+    assert all(r["offset_s"] == pytest.approx(0.2) for r in recs if r["config"] != "untraced")
+    assert all(r["offset_s"] == 0 for r in recs if r["config"] == "untraced")
     assert all(r["gen_tokens"] == r["vllm_gen_tokens"] > 0 and r["steps"] > 0 for r in recs)
-    traced = [r for r in recs if r["traced"] and r["config"] == "default"]
-    assert len(traced) == 4 and not any("trace_steps" in r for r in recs if r not in traced)
-    for t in traced:
-        # The trace outlasts its window by the tracer's 0.3 s of detaching;
-        # its counters, read by the script, match the tracer's own.
-        assert t["trace_steps"] > t["steps"]
+    traced = {c: [r for r in recs if r["traced"] and r["config"] == c] for c in ("default", "default@old")}
+    assert len(traced["default"]) == len(traced["default@old"]) == 4
+    assert not any("trace_steps" in r for r in recs if r["config"] == "untraced" or not r["traced"])
+    for t in traced["default"]:
+        # The tracer's steps that were out within the window are those
+        # the window's counters saw; its whole trace holds more.
+        assert t["window_tracer_steps"] == pytest.approx(t["steps"], rel=0.05)
+        assert t["window_tracer_steps"] < t["tracer_steps"]
+    for t in traced["default@old"]:
+        # Without its start on the clock, its whole trace: that outlasts
+        # the window by the tracer's 0.3 s of detaching, and the counters
+        # the script read over it match the tracer's own.
+        assert "window_tracer_steps" not in t and t["trace_steps"] > t["steps"]
         assert t["tracer_steps"] == pytest.approx(t["trace_steps"], rel=0.05)
     table = (data / "table.txt").read_text()
-    assert "graph       default" in table and "graph       untraced" in table
+    assert "graph       untraced" in table
+    assert "graph       default        window" in table and "graph       default@old    trace" in table

@@ -18,15 +18,19 @@ second to the next, so batches run one after another differ by far more
 than the tracer's cost.
 
 Under --load steady (the default) both servers carry the same load all the
-time, concurrency requests in flight, and a window is a span of --window
-seconds on the clock, both servers' counters read at its ends: a server
-that ran batches went idle between them, and each of its batches then ran
-at a speed of its own (the same work took 1.9 to 3.7 s, each server's
-speed varying by 6-8% from one batch to the next independently of the
-other's, whatever the window's length), while a busy one keeps its threads
-where they run. --load batch runs the same batch on both at once instead,
-which makes the agreement exact: a batch begins and ends with the server
-idle, so the tracer's steps and vLLM's counters cover the same steps.
+time, concurrency requests in flight, as a server in production does, and a
+window is a span of --window seconds on the clock, both servers' counters
+read at its ends: no batch's ramp and tail, and each window begins where it
+holds the launch sampling's steady share (duty_offset). The noise left is
+the host's: each server's speed wanders by several percent independently of
+the other's, over a few seconds (lease 5: windows of 10 s spread by 0.072 a
+pair, as batches of 2.4 s did in lease 4; beyond 10 s the two servers'
+difference averages out as 1/sqrt(time)), so that short windows side by
+side cancel more of it per minute of measuring than long ones. --load batch
+runs the same batch on both at once instead, which makes the agreement
+exact: a batch begins and ends with the server idle, so the tracer's steps
+and vLLM's counters cover the same steps.
+
 It prints one table:
 
 - overhead: generated tokens/s and steps/s, traced over untraced, mean of
@@ -36,7 +40,9 @@ It prints one table:
 - agreement: the tracer's steps, step tokens and prompt tokens against
   vLLM's `iteration_tokens_total` and `prompt_tokens_total` (vLLM counts the
   token each request's prefill step samples among that step's tokens; the
-  tracer counts scheduled tokens, one fewer per request).
+  tracer counts scheduled tokens, one fewer per request). Under steady load
+  the tracer's steps whose output was ready within the window, which its
+  `_trace.start_monotonic_ns` puts on this script's clock.
 
 PLAN is `mode:config,config;mode:...`. Modes: graph (CUDA graphs, the V2
 model runner, vLLM's defaults), eager (--enforce-eager), v1 and v1-eager
@@ -48,6 +54,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -159,8 +166,36 @@ def install_marker(data, python, source):
     return site
 
 
+#: The tracer's line on launch sampling, e.g. "kernel launches counted 1s in
+#: every 10s".
+SAMPLING = re.compile(r"kernel launches counted (\S+) in every (\S+)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_seconds(text):
+    """Seconds of a Go duration as time.Duration prints it ("1s", "500ms",
+    "1m30s"); ValueError for anything else."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Go duration: {text!r}")
+    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def duty_offset(window, sampling):
+    """Seconds after the attach at which a window of that length begins so
+    that it holds the launch sampling's steady share: a trace probes
+    launches for its first on seconds of every `every` (sampling), so a
+    window from on * (1 - window / every) to its end holds on * window /
+    every of them. 0 for a window of a whole cycle or more, or without
+    sampling (launches off, or all)."""
+    if not sampling:
+        return 0.0
+    on, every = sampling
+    return max(0.0, on * (1 - window / every)) if window < every else 0.0
+
+
 class Tracer:
-    """profilemate-bpf attached to a server for one batch."""
+    """profilemate-bpf attached to a server for one window."""
 
     def __init__(self, binary, pid, out, flags, logpath):
         self.out = out
@@ -168,18 +203,31 @@ class Tracer:
         self.proc = subprocess.Popen([binary, "--pid", str(pid), "--duration", "3600s", "--out", out, *flags],
                                      stdout=self.logf, stderr=subprocess.PIPE, text=True)
         self.attached, self.detached = threading.Event(), threading.Event()
+        # The line after "probes attached": how launches are sampled.
+        self.told, self.sampling = threading.Event(), None
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self):
         for line in self.proc.stderr:
             self.logf.write(line)
             self.logf.flush()
+            if self.attached.is_set() and not self.told.is_set():
+                m = SAMPLING.search(line)
+                if m:
+                    self.sampling = (go_seconds(m[1]), go_seconds(m[2]))
+                self.told.set()
             if "probes attached" in line:
                 self.attached.set()
             if "interrupted; writing" in line:  # Run returned: every probe detached
                 self.detached.set()
         self.attached.set()
+        self.told.set()
         self.detached.set()
+
+    def duty_offset(self, window):
+        """duty_offset of a window of this tracer (see there)."""
+        self.told.wait(0.5)
+        return duty_offset(window, self.sampling)
 
     def wait_attached(self, timeout=60):
         if not self.attached.wait(timeout) or self.proc.poll() is not None:
@@ -200,19 +248,33 @@ class Tracer:
             raise RuntimeError(f"tracer exited {rc} (see {self.logf.name})")
         return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
-    def results(self):
-        """Steps, step tokens, prefill tokens and CUDA activity it wrote."""
+    def results(self, window=None):
+        """Steps, step tokens, prefill tokens and CUDA activity it wrote;
+        with window, a span (t0, t1) of time.monotonic(), also the steps,
+        step tokens and prefill tokens of the steps whose output was ready
+        in it (window_tracer_*), where the tracer gives its start on that
+        clock (_trace.start_monotonic_ns): vLLM counts a step once its
+        output is out."""
         rows = list(_csv(os.path.join(self.out, "forward_pass_timing.csv")))
         with open(os.path.join(self.out, "summary.json")) as f:
             summ = json.load(f)
         act = summ.get("_activity") or []
-        return dict(tracer_steps=len(rows), tracer_tokens=sum(int(r["num_tokens"]) for r in rows),
-                    tracer_prefill_tokens=sum(int(r["num_prefill_tokens"] or 0) for r in rows),
-                    tracer_launches=sum(a.get("launches", 0) for a in act),
-                    tracer_graphs=sum(a.get("graph_launches", 0) for a in act),
-                    tracer_syncs=sum(a.get("syncs", 0) for a in act),
-                    dropped=summ.get("_trace", {}).get("dropped_records", 0),
-                    **{"tracer_sched_" + k: v for k, v in (summ.get("_scheduler") or {}).items()})
+        trace = summ.get("_trace", {})
+        out = dict(tracer_steps=len(rows), tracer_tokens=sum(int(r["num_tokens"]) for r in rows),
+                   tracer_prefill_tokens=sum(int(r["num_prefill_tokens"] or 0) for r in rows),
+                   tracer_launches=sum(a.get("launches", 0) for a in act),
+                   tracer_graphs=sum(a.get("graph_launches", 0) for a in act),
+                   tracer_syncs=sum(a.get("syncs", 0) for a in act),
+                   dropped=trace.get("dropped_records", 0),
+                   **{"tracer_sched_" + k: v for k, v in (summ.get("_scheduler") or {}).items()})
+        start = trace.get("start_monotonic_ns")
+        if window and start:
+            t0, t1 = window
+            ready = lambda r: start / 1e9 + float(r["timestamp_sec"]) + float(r["duration_ms"]) / 1e3
+            inside = [r for r in rows if t0 <= ready(r) < t1]
+            out.update(window_tracer_steps=len(inside), window_tracer_tokens=sum(int(r["num_tokens"]) for r in inside),
+                       window_tracer_prefill_tokens=sum(int(r["num_prefill_tokens"] or 0) for r in inside))
+        return out
 
 
 def _csv(path):
@@ -290,13 +352,20 @@ def snapshot(server):
 def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_kv=False):
     """One window of --load steady: both servers' counters over the same
     seconds of their steady load, the one at index traced with tracer
-    attached (None: an A/A window). The window begins as soon as the
-    tracer's probes are live, so one of --window 10 s holds the launch
-    sampling's first second on, as one second in ten of a longer trace.
-    The traced server's counters are read again once its tracer has
-    detached: the tracer's steps are those of its whole trace."""
+    attached (None: an A/A window). The window begins duty_offset seconds
+    after the tracer's probes are live, so that it holds launches probed
+    for the share of its time a long trace does (one second in ten): a
+    window of 10 s at once, one of 2.5 s after 0.75 s.
+    The agreement compares the tracer's steps whose output was ready
+    within the window with the window's counters; for a tracer that does
+    not give its start on the clock, its whole trace with the traced
+    server's counters read again once the tracer has detached."""
+    offset, at_attach = 0.0, None
     if tracer:
         tracer.wait_attached()
+        at_attach = snapshot(pair_of_servers[traced])  # the trace's start, for a tracer without its own
+        offset = tracer.duty_offset(seconds)
+        time.sleep(max(0.0, offset - (time.monotonic() - at_attach[0])))
     mach0 = machine_cpu()
     s0 = [snapshot(s) for s in pair_of_servers]
     kv = [[] for _ in pair_of_servers]
@@ -313,7 +382,7 @@ def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_k
     out = []
     for i, ((t0, m0, c0), (t1, m1, c1)) in enumerate(zip(s0, s1)):
         rec = dict(wall_s=t1 - t0, **counters(m0, m1, c0, c1))
-        rec.update(gen_tokens=rec["vllm_gen_tokens"], server=i, traced=i == traced,
+        rec.update(gen_tokens=rec["vllm_gen_tokens"], server=i, traced=i == traced, offset_s=offset,
                    machine_busy_s=mach1[0] - mach0[0], machine_steal_s=mach1[1] - mach0[1])
         if kv[i]:
             rec.update(kv_samples=len(kv[i]), kv_mean=sum(kv[i]) / len(kv[i]), kv_peak=max(kv[i]))
@@ -322,9 +391,9 @@ def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_k
         end_of_trace = []
         out[traced]["tracer_cpu_s"] = tracer.stop(lambda: end_of_trace.append(snapshot(pair_of_servers[traced])))
         _, m2, c2 = end_of_trace[0]
-        whole = counters(s0[traced][1], m2, s0[traced][2], c2)
+        whole = counters(at_attach[1], m2, at_attach[2], c2)
         out[traced].update({"trace_" + k: whole[k] for k in vllmstats.TRACE_COUNTERS})
-        out[traced].update(tracer.results())
+        out[traced].update(tracer.results(window=(s0[traced][0], s1[traced][0])))
     return out
 
 
@@ -446,7 +515,8 @@ def main(argv=None):
                     help="steady: the same load on both servers all the time, windows of --window seconds "
                          "(default); batch: one batch of --requests per window (see the module doc)")
     ap.add_argument("--window", type=float, default=10.0,
-                    help="seconds per window under --load steady (default 10: the launch sampling's cycle)")
+                    help="seconds per window under --load steady (default 10: the launch sampling's cycle; "
+                         "a shorter one begins later, see duty_offset)")
     ap.add_argument("--requests", type=int, default=128,
                     help="requests per batch (--load batch) or in the cycle the steady load repeats")
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")

@@ -143,11 +143,9 @@ class Server:
 class SteadyLoad:
     """Keeps concurrency requests in flight on a server until stopped: each
     of its threads sends the next request of reqs (cycled, in the same order
-    on every server) as soon as its previous one is answered. Under it the
-    server never goes idle, as a server in production between a tracer's
-    windows: the host then keeps its busy threads where they run, which a
-    batch that ends and starts again does not (see the module doc of
-    vllm_validate)."""
+    on every server) as soon as its previous one is answered: the server
+    is never idle, as in production, and a window of it needs no batch's
+    ramp and tail (see the module doc of vllm_validate)."""
 
     def __init__(self, server, reqs, concurrency):
         self.server = server

@@ -94,21 +94,33 @@ def over_trace(b, key):
 
 def agreement(batches):
     """Tracer against vLLM's counters over the traced windows that timed
-    steps: (tracer sum, vLLM sum) of steps, step tokens and prompt tokens."""
+    steps: (tracer sum, vLLM sum) of steps, step tokens and prompt tokens,
+    and span: "window" where every window has the tracer's steps whose
+    output was ready within it (window_tracer_*, compared with the window's
+    counters), else "trace" (the tracer's whole trace, against the counters
+    over it: see over_trace)."""
     traced = [b for b in batches if b["traced"] and b.get("tracer_steps") is not None]
     if not traced:
         return None
+    span = "window" if all("window_tracer_steps" in b for b in traced) else "trace"
+
+    def pair(b, tracer_key, vllm_key):
+        if span == "window":
+            return b["window_tracer_" + tracer_key], b[vllm_key]
+        return b["tracer_" + tracer_key], over_trace(b, vllm_key)
+
+    def total(tracer_key, vllm_key):
+        pairs = [pair(b, tracer_key, vllm_key) for b in traced]
+        return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+
     s = lambda k: sum(b[k] for b in traced)
-    v = lambda k: sum(over_trace(b, k) for b in traced)
-    return dict(batches=len(traced),
-                steps=(s("tracer_steps"), v("steps")),
-                tokens=(s("tracer_tokens"), v("step_tokens")),
-                prompt=(s("tracer_prefill_tokens"), v("prompt_tokens")),
+    steps = [pair(b, "steps", "steps") for b in traced]
+    return dict(batches=len(traced), span=span, steps=total("steps", "steps"),
+                tokens=total("tokens", "step_tokens"), prompt=total("prefill_tokens", "prompt_tokens"),
                 launches_per_step=s("tracer_launches") / max(s("tracer_steps"), 1),
                 graphs_per_step=s("tracer_graphs") / max(s("tracer_steps"), 1),
                 syncs_per_step=s("tracer_syncs") / max(s("tracer_steps"), 1),
-                worst_batch_steps=max(abs(b["tracer_steps"] / over_trace(b, "steps") - 1)
-                                      if over_trace(b, "steps") else 1 for b in traced))
+                worst_batch_steps=max(abs(t / v - 1) if v else 1 for t, v in steps))
 
 
 def sched_agreement(batches):
@@ -181,16 +193,17 @@ def table(batches, modes_cfgs):
         lines.append(f"{mode:<11} {cfg:<14} {o['pairs']:>5}  {_ratio(o['tokens']):<14} {_interval(o['tokens']):<16} "
                      f"{'n/a' if sd is None else f'{sd:.3f}':>6}  {_ratio(o['steps']):<14} {_ratio(o['asymmetry']):<14} "
                      f"{_ms(o['cpu_ms_per_step'])} ({_ms(o['sys_ms_per_step'])})")
-    lines += ["", "Agreement: tracer / vLLM counters over the traced windows' traces "
-              "(steps: iteration_tokens_total count; tokens: its sum; prompt: prompt_tokens_total; "
-              "under steady load the counters are read within a few ms of a trace's ends: close, not exact)",
-              f"{'mode':<11} {'config':<14} {'steps':<26} {'step tokens':<30} {'prompt tokens':<30} "
+    lines += ["", "Agreement: tracer / vLLM counters over the traced windows (steps: iteration_tokens_total "
+              "count; tokens: its sum; prompt: prompt_tokens_total; over window: the tracer's steps whose output "
+              "was ready in the window; over trace: its whole trace, a batch or, under steady load, read within "
+              "ms of the trace's ends: close, not exact)",
+              f"{'mode':<11} {'config':<14} {'over':<6} {'steps':<26} {'step tokens':<30} {'prompt tokens':<30} "
               f"{'per step: launches graphs syncs':<32}"]
     for mode, cfg in modes_cfgs:
         a = agreement([b for b in batches if b["mode"] == mode and b["config"] == cfg])
         if not a or not a["steps"][0]:
             continue
-        lines.append(f"{mode:<11} {cfg:<14} {_agree(a['steps']):<26} {_agree(a['tokens']):<30} "
+        lines.append(f"{mode:<11} {cfg:<14} {a['span']:<6} {_agree(a['steps']):<26} {_agree(a['tokens']):<30} "
                      f"{_agree(a['prompt']):<30} {a['launches_per_step']:7.1f} {a['graphs_per_step']:6.2f} "
                      f"{a['syncs_per_step']:6.2f}")
     sched = [(m, c, sched_agreement([b for b in batches if b["mode"] == m and b["config"] == c]))
