@@ -69,6 +69,25 @@ def test_a_window_without_its_partner_is_left_out():
     assert vllmstats.overhead(bs)["pairs"] == 1 and vllmstats.overhead(bs)["tokens"] == (None, None, None)
 
 
+def test_report_pools_the_pairs_of_several_runs(tmp_path, capsys):
+    # Two runs numbering their pairs alike: 1.04 and 1.06 slower traced.
+    def run(path, slow):
+        recs = [batch(p, w, i, i == w ^ (p % 2), 2.0 * (slow if i == w ^ (p % 2) else 1.0))
+                for p in range(2) for w in range(2) for i in range(2)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    run(tmp_path / "a.jsonl", 1.04)
+    run(tmp_path / "b.jsonl", 1.06)
+    pooled = vllm_validate.load_runs([str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")])
+    o = vllmstats.overhead(pooled)
+    assert o["pairs"] == 4 and o["tokens"][0] == pytest.approx((2 / 1.04 + 2 / 1.06) / 4)
+    assert vllmstats.overhead(vllm_validate.load_runs([str(tmp_path / "a.jsonl")] * 2))["pairs"] == 4
+    assert vllm_validate.main(["--report", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"),
+                               "--plan", "graph:default"]) == 0
+    assert "graph       default            4  " in capsys.readouterr().out
+    assert vllm_validate.main(["--report", str(tmp_path / "none.jsonl"), "--plan", "graph:default"]) == 1
+    assert "none.jsonl" in capsys.readouterr().err
+
+
 def test_agreement_sums_traced_batches():
     bs = [batch(0, 0, 0, False, 2.0),
           batch(0, 0, 1, True, 2.0, tracer_steps=99, tracer_tokens=1500, tracer_prefill_tokens=500,

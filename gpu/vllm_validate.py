@@ -533,8 +533,9 @@ def main(argv=None):
     ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                     help="give server a, server b and this script (with the tracer) their own CPU cores "
                          "(default; see pin_cpus)")
-    ap.add_argument("--report", nargs="?", const="", metavar="BATCHES",
-                    help="only print the table of a finished run's BATCHES (default DATA/batches.jsonl)")
+    ap.add_argument("--report", nargs="*", metavar="BATCHES",
+                    help="only print the table of finished runs' BATCHES (default DATA/batches.jsonl); "
+                         "the pairs of several runs are pooled")
     args = ap.parse_args(argv)
     tracers = {"default": args.bin}
     for t in args.tracer:
@@ -547,7 +548,12 @@ def main(argv=None):
     order = [(m, e[0]) for m, cfgs in plan for e in cfgs]
     path = os.path.join(args.data, "batches.jsonl")
     if args.report is not None:
-        print(vllmstats.table(load(args.report or path), order))
+        try:
+            batches = load_runs(args.report or [path])
+        except (OSError, ValueError) as e:
+            print(f"vllm_validate: {e}", file=sys.stderr)
+            return 1
+        print(vllmstats.table(batches, order))
         return 0
     if args.pairs < 2:
         ap.error("--pairs must be at least 2 for an interval")
@@ -613,6 +619,18 @@ def main(argv=None):
 def load(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def load_runs(paths):
+    """The records of several runs' batches files, each marked with its
+    run (its place in paths and its path) so that their pairs stay apart
+    when pooled."""
+    out = []
+    for i, p in enumerate(paths):
+        for b in load(p):
+            b["run"] = f"{i}:{p}"
+            out.append(b)
+    return out
 
 
 if __name__ == "__main__":

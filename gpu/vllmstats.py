@@ -32,15 +32,16 @@ def mean_ci(xs):
 
 
 def windows_of(batches):
-    """The pairs of one comparison: {pair: [(untraced, traced), ...]}, one
-    tuple per window, from the records of both servers of each window."""
+    """The pairs of one comparison: {(run, pair): [(untraced, traced), ...]},
+    one tuple per window, from the records of both servers of each window
+    (run: the record's run where runs are pooled, see load_runs)."""
     by = {}
     for b in batches:
-        by.setdefault((b["pair"], b["window"]), {})[b["traced"]] = b
+        by.setdefault((b.get("run", ""), b["pair"], b["window"]), {})[b["traced"]] = b
     pairs = {}
-    for (pair, _), w in sorted(by.items()):
+    for (run, pair, _), w in sorted(by.items()):
         if len(w) == 2:
-            pairs.setdefault(pair, []).append((w[False], w[True]))
+            pairs.setdefault((run, pair), []).append((w[False], w[True]))
     return pairs
 
 

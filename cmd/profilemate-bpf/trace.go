@@ -163,7 +163,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	case launchesOff:
 		fmt.Fprintln(stderr, "  kernel launches not counted (--launches=off)")
 	case launchesSampled:
-		fmt.Fprintf(stderr, "  kernel launches counted %v in every %v (--launches=all: every step)\n", cfg.sample.On, cfg.sample.Every)
+		fmt.Fprintf(stderr, "  kernel launches counted %v in every %v (--launches=all counts them in every step)\n", cfg.sample.On, cfg.sample.Every)
 	}
 	if cfg.leaveOut != 0 {
 		fmt.Fprintf(stderr, "  left out to measure their cost: %v\n", cfg.leaveOut)
