@@ -64,6 +64,18 @@ def test_overhead_cancels_the_servers_difference_and_the_machines_drift():
     assert o["cpu_ms_per_step"][0] == pytest.approx(1.0)  # 0.1 s more over 100 steps
 
 
+def test_cpu_per_step_under_steady_load_counts_each_servers_own_steps():
+    # Windows of the same 10 s and the same CPU seconds (the servers spin
+    # while they wait); the traced server ran 95 steps to the other's 100.
+    bs = [batch(p, w, i, i == w ^ (p % 2), 10.0, steps=95 if i == w ^ (p % 2) else 100, cpu=12.0)
+          for p in range(2) for w in range(2) for i in range(2)]
+    o = vllmstats.overhead(bs)
+    per_step = lambda steps: (12.0 + 0.1) / steps * 1e3
+    assert o["cpu_ms_per_step"][0] == pytest.approx(per_step(95) - per_step(100))
+    assert o["sys_ms_per_step"][0] == pytest.approx(0.1e3 / 95 - 0.1e3 / 100)
+    assert o["steps"][0] == pytest.approx(0.95)
+
+
 def test_a_window_without_its_partner_is_left_out():
     bs = [batch(0, 0, 0, False, 2.0), batch(0, 0, 1, True, 2.1), batch(0, 1, 0, True, 2.1)]
     assert vllmstats.overhead(bs)["pairs"] == 1 and vllmstats.overhead(bs)["tokens"] == (None, None, None)

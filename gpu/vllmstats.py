@@ -68,10 +68,14 @@ def overhead(batches):
     cancels), as mean_ci triples."""
     pairs = windows_of(batches)
     ratio = lambda key: lambda u, t: rate(t, key) / rate(u, key) if rate(u, key) else 0.0
-    cpu = [statistics.fmean((t["cpu_user"] + t["cpu_sys"] - u["cpu_user"] - u["cpu_sys"]) / t["steps"] * 1e3
-                            for u, t in ws) for ws in pairs.values() if all(t["steps"] for _, t in ws)]
-    sys_ = [statistics.fmean((t["cpu_sys"] - u["cpu_sys"]) / t["steps"] * 1e3 for u, t in ws)
-            for ws in pairs.values() if all(t["steps"] for _, t in ws)]
+    # Per step of each server: under steady load both run for the same
+    # seconds at the same CPU use (EngineCore spins while it waits), so
+    # their CPU seconds differ by nothing and their steps by the cost.
+    per_step = lambda b, key: sum(b[k] for k in key) / b["steps"] * 1e3
+    def extra(key):
+        return [statistics.fmean(per_step(t, key) - per_step(u, key) for u, t in ws)
+                for ws in pairs.values() if all(t["steps"] and u["steps"] for u, t in ws)]
+    cpu, sys_ = extra(("cpu_user", "cpu_sys")), extra(("cpu_sys",))
     def b_over_a(u, t):
         a, b = sorted((u, t), key=lambda r: r["server"])
         return rate(b, "gen_tokens") / rate(a, "gen_tokens") if rate(a, "gen_tokens") else 0.0
