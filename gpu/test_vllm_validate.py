@@ -337,7 +337,9 @@ FAKE_SERVE = textwrap.dedent("""\
     """)
 
 
-def test_the_script_runs_against_a_stand_in_server(tmp_path):
+def stand_in_vllm(tmp_path):
+    """A package `vllm` whose CLI is FAKE_SERVE, and the environment that
+    makes the script find it."""
     if os.geteuid() != 0:
         pytest.skip("the script refuses to run unless root (its tracer needs it); CI runs as root")
     pkg = tmp_path / "fake" / "vllm" / "entrypoints" / "cli"
@@ -345,8 +347,12 @@ def test_the_script_runs_against_a_stand_in_server(tmp_path):
     for d in (pkg, pkg.parent, pkg.parent.parent):
         (d / "__init__.py").write_text("")
     (pkg / "main.py").write_text(FAKE_SERVE)
+    return dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+
+
+def test_the_script_runs_against_a_stand_in_server(tmp_path):
+    env = stand_in_vllm(tmp_path)
     data = tmp_path / "data"
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
     r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:untraced*2;eager:untraced",
                         "--pairs", "2", "--requests", "6", "--concurrency", "3", "--data", str(data),
                         "--bin", "/bin/true", "--port", "18931", "--shared-libs", "--load", "batch"],
@@ -416,18 +422,11 @@ FAKE_TRACER = textwrap.dedent("""\
 
 
 def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("the script refuses to run unless root (its tracer needs it); CI runs as root")
-    pkg = tmp_path / "fake" / "vllm" / "entrypoints" / "cli"
-    pkg.mkdir(parents=True)
-    for d in (pkg, pkg.parent, pkg.parent.parent):
-        (d / "__init__.py").write_text("")
-    (pkg / "main.py").write_text(FAKE_SERVE)
+    env = stand_in_vllm(tmp_path)
     for name in ("tracer", "old-tracer"):
         (tmp_path / name).write_text(f"#!{sys.executable}\n" + FAKE_TRACER)
         (tmp_path / name).chmod(0o755)
     data = tmp_path / "data"
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
     r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"),
                         "--plan", "graph:default,default@old,untraced", "--tracer", f"old={tmp_path / 'old-tracer'}",
                         "--pairs", "2", "--requests", "6", "--concurrency", "3", "--window", "0.5",
