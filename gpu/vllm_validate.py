@@ -25,8 +25,9 @@ holds the launch sampling's steady share (duty_offset). The noise left is
 the host's: each server's speed wanders by several percent independently of
 the other's, over a few seconds (lease 5: windows of 10 s spread by 0.072 a
 pair, as batches of 2.4 s did in lease 4; beyond 10 s the two servers'
-difference averages out as 1/sqrt(time)), so that short windows side by
-side cancel more of it per minute of measuring than long ones. --load batch
+difference averages out as 1/sqrt(time)), so that a pair of short windows
+spreads about as much as a pair of long ones and short windows give more
+pairs, and a narrower interval, per minute of measuring. --load batch
 runs the same batch on both at once instead, which makes the agreement
 exact: a batch begins and ends with the server idle, so the tracer's steps
 and vLLM's counters cover the same steps.
