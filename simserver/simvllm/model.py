@@ -18,10 +18,18 @@ LAYER_RT, LAYER_EXC, LAYER_GEMM = 8, 1, 4
 ATTN_RT = 2
 #: Sampler kernels (temperature, top-k/p, argmax...), always eager.
 SAMPLER_RT = 4
-#: Largest batch (in tokens) a step may have; graphs are captured up to it.
+#: Largest batch (in tokens) a step may have.
 MAX_NUM_TOKENS = 512
+#: Largest batch (in tokens) captured as graphs: vLLM's default,
+#: min(2 * max_num_seqs * (1 + speculative tokens), 512), with the
+#: scheduler's 16 sequences and its most draft tokens (8), so that every
+#: uniform decode has its graph. A step of more tokens runs eagerly
+#: whatever its shape, as vLLM's dispatcher does: under load most mixed
+#: steps do (a real server's mixed steps launched 266 kernels and 0.3
+#: graphs each, its decode steps 19 and 1; gpu/results/README.md, lease 5).
+MAX_CAPTURE_SIZE = 288
 #: Batch sizes (tokens) captured as graphs at warm-up, as vLLM's capture sizes.
-CAPTURE_SIZES = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+CAPTURE_SIZES = (MAX_CAPTURE_SIZE, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 EAGER, FULL, PIECEWISE = "eager", "full", "piecewise"
 
@@ -48,10 +56,11 @@ def expected_launches(mode: str) -> Launches:
 
 def dispatch_mode(scheduler_output, enforce_eager: bool) -> str:
     """Pick eager, FULL or PIECEWISE graphs as vLLM's cudagraph dispatcher
-    does in FULL_AND_PIECEWISE mode: a uniform decode batch (every request
+    does in FULL_AND_PIECEWISE mode: a batch of more tokens than any
+    captured graph runs eagerly; a uniform decode batch (every request
     scheduled 1 + the same number of speculative tokens) replays one full
     graph; anything else replays piecewise graphs."""
-    if enforce_eager:
+    if enforce_eager or scheduler_output.total_num_scheduled_tokens > MAX_CAPTURE_SIZE:
         return EAGER
     scheduled = scheduler_output.num_scheduled_tokens
     spec = scheduler_output.scheduled_spec_decode_tokens

@@ -10,9 +10,9 @@ import pytest
 from conftest import start_serve
 
 from simvllm.kvcache import blocks_for
-from simvllm.model import MAX_NUM_TOKENS
-from simvllm.scheduler import (MAX_NUM_SEQS, SchedConfig, Scheduler, accepted,
-                               min_kv_blocks)
+from simvllm.model import CAPTURE_SIZES, MAX_CAPTURE_SIZE, MAX_NUM_TOKENS, dispatch_mode
+from simvllm.scheduler import (MAX_NUM_SEQS, MAX_SPEC_TOKENS, SchedConfig, Scheduler, accepted,
+                               dummy_scheduler_output, min_kv_blocks)
 from simvllm.truth import SCHED_COLUMNS, totals
 
 STEPS = 3000
@@ -22,6 +22,19 @@ def plans(config: SchedConfig, seed: int = 0, steps: int = STEPS):
     """(scheduler, [(SchedulerOutput, StepPlan)]) of `steps` steps."""
     sched = Scheduler(seed, config=config)
     return sched, [sched.schedule(0.0) for _ in range(steps)]
+
+
+def test_graphs_are_captured_as_vllm_sizes_them_and_bigger_steps_run_eagerly():
+    # vLLM's default largest capture size, with the most draft tokens.
+    assert MAX_CAPTURE_SIZE == min(2 * MAX_NUM_SEQS * (1 + MAX_SPEC_TOKENS), 512) < MAX_NUM_TOKENS
+    assert max(CAPTURE_SIZES) == MAX_CAPTURE_SIZE
+    assert MAX_NUM_SEQS * (1 + MAX_SPEC_TOKENS) <= MAX_CAPTURE_SIZE  # every uniform decode has its graph
+    # Under load the scheduler makes steps on both sides of it.
+    sched = Scheduler(0)
+    sizes = [sched.schedule(0.0)[1].num_tokens for _ in range(400)]
+    assert min(sizes) <= MAX_CAPTURE_SIZE < max(sizes)
+    assert dispatch_mode(dummy_scheduler_output(MAX_CAPTURE_SIZE + 1), enforce_eager=False) == "eager"
+    assert dispatch_mode(dummy_scheduler_output(MAX_CAPTURE_SIZE), enforce_eager=False) == "piecewise"
 
 
 def test_kv_pressure_forces_preemptions():
