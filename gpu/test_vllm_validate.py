@@ -380,6 +380,7 @@ FAKE_TRACER = textwrap.dedent("""\
     import json, os, signal, sys, time, urllib.request
     args = sys.argv[1:]
     pid, out = args[args.index("--pid") + 1], args[args.index("--out") + 1]
+    assert args[args.index("--format") + 1] == "csv"  # no pictures to wait for between windows
     cmd = open(f"/proc/{pid}/cmdline").read().split("\\0")
     port = cmd[cmd.index("--port") + 1]
     def counters():

@@ -201,7 +201,11 @@ class Tracer:
     def __init__(self, binary, pid, out, flags, logpath):
         self.out = out
         self.logf = open(logpath, "w")
-        self.proc = subprocess.Popen([binary, "--pid", str(pid), "--duration", "3600s", "--out", out, *flags],
+        # --format csv: the pictures would be drawn after the probes are
+        # gone, costing the server nothing but the script the time before
+        # its next window.
+        self.proc = subprocess.Popen([binary, "--pid", str(pid), "--duration", "3600s", "--out", out,
+                                      "--format", "csv", *flags],
                                      stdout=self.logf, stderr=subprocess.PIPE, text=True)
         self.attached, self.detached = threading.Event(), threading.Event()
         # The line after "probes attached": how launches are sampled.
