@@ -297,6 +297,14 @@ def counters(m0, m1, cpu0, cpu1):
                 cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1])
 
 
+def kv_summary(samples):
+    """The record's fields of vLLM's KV-usage gauge sampled over a window
+    (none without samples)."""
+    if not samples:
+        return {}
+    return dict(kv_samples=len(samples), kv_mean=sum(samples) / len(samples), kv_peak=max(samples))
+
+
 def measure(server, reqs, concurrency, out, key, sample_kv=False):
     """Runs reqs once on server and stores in out[key] what vLLM's counters
     and the CPU times say of it (and its KV-usage gauge, sampled every
@@ -313,8 +321,7 @@ def measure(server, reqs, concurrency, out, key, sample_kv=False):
     done.set()
     cpu1, m1 = server.cpu_seconds(), server.metrics()
     out[key] = dict(wall_s=wall, gen_tokens=gen, **counters(m0, m1, cpu0, cpu1))
-    if kv:
-        out[key].update(kv_samples=len(kv), kv_mean=sum(kv) / len(kv), kv_peak=max(kv))
+    out[key].update(kv_summary(kv))
 
 
 def batch_window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5, sample_kv=False):
@@ -389,8 +396,7 @@ def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_k
         rec = dict(wall_s=t1 - t0, **counters(m0, m1, c0, c1))
         rec.update(gen_tokens=rec["vllm_gen_tokens"], server=i, traced=i == traced, offset_s=offset,
                    machine_busy_s=mach1[0] - mach0[0], machine_steal_s=mach1[1] - mach0[1])
-        if kv[i]:
-            rec.update(kv_samples=len(kv[i]), kv_mean=sum(kv[i]) / len(kv[i]), kv_peak=max(kv[i]))
+        rec.update(kv_summary(kv[i]))
         out.append(rec)
     if tracer:
         end_of_trace = []

@@ -23,12 +23,14 @@ step is what shows the tracer's cost (a real vLLM showed the same through
 the servers' kernel time, gpu/vllm_validate.py).
 """
 import glob
-import math
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gpu"))
+import vllmstats  # noqa: E402  (the validation's statistics, pure Python)
 
 HZ = os.sysconf("SC_CLK_TCK")
 WINDOW_S = 6
@@ -102,21 +104,12 @@ def window(pid, truth, flags, cpus):
     return (c1 - c0) / n / 1e3, (s1 - s0) / n * 1e6
 
 
-#: Two-sided 95% quantiles of Student's t by degrees of freedom (1.96 past 30).
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
-       12: 2.18, 15: 2.13, 20: 2.09, 25: 2.06, 30: 2.04}
-
-
 def interval(a, b):
     """Mean of a less b, window by window of the same round (paired: the
     server's drift over the run cancels), and the half-width of its 95%
-    interval."""
-    d = [x - y for x, y in zip(a, b)]
-    if len(d) < 2:
-        return statistics.mean(d), float("nan")
-    df = len(d) - 1
-    t = next((T95[k] for k in sorted(T95) if k >= df), 1.96)
-    return statistics.mean(d), t * statistics.stdev(d) / math.sqrt(len(d))
+    interval (vllmstats.mean_ci, Student's t)."""
+    m, half, _ = vllmstats.mean_ci([x - y for x, y in zip(a, b)])
+    return m, half
 
 
 def main(argv):

@@ -468,26 +468,11 @@ func (a *attacher) attachMarker(lib *Library) error {
 			if (mp.replacedBy != "") != replaced || found[mp.replacedBy] {
 				continue
 			}
-			id := a.nextSpec
-			if err := a.objs.UsdtSpecs.Put(id, specOf(p)); err != nil {
-				return fmt.Errorf("store argument spec of %s: %w", p.Name, err)
+			ok, err := a.attachUSDT(ex, lib, p, mp)
+			if err != nil {
+				return err
 			}
-			a.nextSpec++
-			// The kernel raises the semaphore (RefCtrOffset) in every
-			// process mapping the file while this link lives, and lowers
-			// it when the link is closed, also when the tracer dies.
-			l, err := ex.UprobeMulti(nil, a.objs.program(mp.prog), &link.UprobeMultiOptions{
-				Addresses: []uint64{p.Offset}, RefCtrOffsets: []uint64{p.RefCtrOffset}, Cookies: []uint64{uint64(id)}})
-			switch {
-			case err != nil && mp.optional:
-				lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %v", p.Provider, p.Name, err))
-				continue
-			case err != nil:
-				return fmt.Errorf("USDT %s:%s: %w", p.Provider, p.Name, err)
-			}
-			a.links = append(a.links, l)
-			lib.Probes++
-			found[p.Name] = true
+			found[p.Name] = ok
 		}
 	}
 	for name, mp := range markerProbes {
@@ -499,6 +484,32 @@ func (a *attacher) attachMarker(lib *Library) error {
 		return fmt.Errorf("no %s probes in its notes", MarkerProvider)
 	}
 	return nil
+}
+
+// attachUSDT probes the marker's site p with its program (mp), its argument
+// spec stored under the link's cookie. It reports whether the probe is live:
+// an optional probe the kernel refused is noted in lib.Failed instead.
+func (a *attacher) attachUSDT(ex *link.Executable, lib *Library, p USDTProbe, mp markerProbe) (bool, error) {
+	id := a.nextSpec
+	if err := a.objs.UsdtSpecs.Put(id, specOf(p)); err != nil {
+		return false, fmt.Errorf("store argument spec of %s: %w", p.Name, err)
+	}
+	a.nextSpec++
+	// The kernel raises the semaphore (RefCtrOffset) in every process
+	// mapping the file while this link lives, and lowers it when the link
+	// is closed, also when the tracer dies.
+	l, err := ex.UprobeMulti(nil, a.objs.program(mp.prog), &link.UprobeMultiOptions{
+		Addresses: []uint64{p.Offset}, RefCtrOffsets: []uint64{p.RefCtrOffset}, Cookies: []uint64{uint64(id)}})
+	switch {
+	case err != nil && mp.optional:
+		lib.Failed = append(lib.Failed, fmt.Sprintf("%s:%s: %v", p.Provider, p.Name, err))
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("USDT %s:%s: %w", p.Provider, p.Name, err)
+	}
+	a.links = append(a.links, l)
+	lib.Probes++
+	return true, nil
 }
 
 func specOf(p USDTProbe) profilemateUsdtSpec {
