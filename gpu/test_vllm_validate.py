@@ -394,11 +394,17 @@ FAKE_TRACER = textwrap.dedent("""\
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
     # Named old-tracer: no _trace.start_monotonic_ns, as before the tracer gave it.
     old = os.path.basename(sys.argv[0]) == "old-tracer"
+    # The real tracer's lines, in its order: each library's probes, a
+    # while later the summary once all are live (the trace's start), then
+    # the sampling.
+    print(f"  marker /x/libprofilemate_marker.abi3.so: 3 probes attached (found in pid {pid})", file=sys.stderr, flush=True)
+    print(f"  CUDA driver /x/libcuda.so.1: 24 probes attached (found in pid {pid})", file=sys.stderr, flush=True)
+    time.sleep(0.1)
     start = {} if old else {"start_monotonic_ns": time.monotonic_ns()}
     t0 = time.monotonic()
     c0 = counters()
-    print("3 probes attached", file=sys.stderr, flush=True)
-    print("  kernel launches counted 400ms in every 1s", file=sys.stderr, flush=True)
+    print("  27 probes attached in 120 ms; marker found", file=sys.stderr, flush=True)
+    print("  kernel launches counted 400ms in every 1s (--launches=all counts them in every step)", file=sys.stderr, flush=True)
     # The time each step was seen counted, a step per poll of the counters.
     seen, last = [], c0["vllm:iteration_tokens_total_count"]
     while not stop:
@@ -437,7 +443,10 @@ def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
     recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
     assert len(recs) == 24  # 2 rounds x 3 configs x two windows x two servers
     assert all(r["load"] == "steady" and 0.45 < r["wall_s"] < 1.0 for r in recs)
-    # A window of 0.5 s of sampling 400ms in every 1s begins 0.2 s after the attach.
+    # A window of 0.5 s of sampling 400ms in every 1s begins 0.2 s after the
+    # attach: after the summary line, whose next line gives the sampling, not
+    # after the first library's line (lease 6 took that one, found no
+    # sampling on the line after it, and began every window at once).
     assert all(r["offset_s"] == pytest.approx(0.2) for r in recs if r["config"] != "untraced")
     assert all(r["offset_s"] == 0 for r in recs if r["config"] == "untraced")
     assert all(r["gen_tokens"] == r["vllm_gen_tokens"] > 0 and r["steps"] > 0 for r in recs)
@@ -447,7 +456,10 @@ def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
     for t in traced["default"]:
         # The tracer's steps that were out within the window are those
         # the window's counters saw; its whole trace holds more.
-        assert t["window_tracer_steps"] == pytest.approx(t["steps"], rel=0.05)
+        # The stand-in stamps a step when its 5 ms poll of the counters
+        # sees it, late by as long as a poll takes on a busy machine (a 0.5
+        # s window lost 5% once); the whole trace is twice the window.
+        assert t["window_tracer_steps"] == pytest.approx(t["steps"], rel=0.1)
         assert t["window_tracer_steps"] < t["tracer_steps"]
     for t in traced["default@old"]:
         # Without its start on the clock, its whole trace: that outlasts

@@ -89,7 +89,7 @@ def window(pid, truth, flags, cpus):
         tracer = subprocess.Popen(tracer_cmd(flags, pid, os.path.join(truth, "probe-cost-out"), cpus),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for line in tracer.stderr:
-            if "probes attached" in line:
+            if "probes attached in" in line:  # the summary, once every probe is live
                 break
         else:
             sys.exit(f"the tracer with {flags!r} exited before attaching: exit {tracer.wait()}")

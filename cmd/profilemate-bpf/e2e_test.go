@@ -274,6 +274,7 @@ func TestEndToEndWorkersRunning(t *testing.T) {
 	srv.waitReady(t)
 	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=all")
 	time.Sleep(300 * time.Millisecond) // the truth file is written per step
+	checkLaunchLine(t, out, "  kernel launches counted in every step (--launches=all)")
 	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
 	truth := readTruth(t, srv.truth)
 	compareAllCounted(t, truth, rows, start, end, 2)
@@ -284,6 +285,23 @@ func TestEndToEndWorkersRunning(t *testing.T) {
 	}
 	checkTimestamps(t, summary["_trace"], truth, rows, start)
 	checkPictures(t, dir, out, rows)
+}
+
+// checkLaunchLine: the line after the attach summary says how launches are
+// counted; gpu/vllm_validate.py waits for the summary, then reads the
+// sampling from this line to place its windows.
+func checkLaunchLine(t *testing.T, out, want string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, " probes attached in ") {
+			if i+1 >= len(lines) || lines[i+1] != want {
+				t.Errorf("after %q: want %q, got %q", l, want, lines[min(i+1, len(lines)-1)])
+			}
+			return
+		}
+	}
+	t.Errorf("no line with \" probes attached in \" in the tracer's output")
 }
 
 // checkTimestamps: _trace.start_monotonic_ns puts each row's timestamp_sec
@@ -373,7 +391,8 @@ func TestEndToEndWithoutLaunchCounts(t *testing.T) {
 	srv := startServer(t, "--workers", "2", "--eager", "--duration", "30")
 	srv.waitReady(t)
 	// --format csv too: a user who wants only the numbers gets only them.
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=false", "--format", "csv")
+	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=false", "--format", "csv")
+	checkLaunchLine(t, out, "  kernel launches not counted (--launches=off)")
 	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 2 {
 		t.Errorf("--format csv wrote %v, want the CSV and summary.json alone", names)
 	}
@@ -432,7 +451,8 @@ func TestEndToEndSampledLaunches(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--eager", "--duration", "30")
 	srv.waitReady(t)
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 6*time.Second, "--launch-sample", "500ms/1500ms")
+	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 6*time.Second, "--launch-sample", "500ms/1500ms")
+	checkLaunchLine(t, out, "  kernel launches counted 500ms in every 1.5s (--launches=all counts them in every step)")
 	time.Sleep(300 * time.Millisecond)
 	inside, counted := compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
 	// A third of the time sampled; steps straddling a window's edge are

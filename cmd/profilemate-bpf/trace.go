@@ -158,13 +158,11 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		probes += l.Probes
 	}
 	status, hint := markerStatus(libs)
+	// gpu/vllm_validate.py and scripts/probe-cost.py read this line and
+	// the next (launchLine) to know that every probe is live and how
+	// launches are sampled.
 	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), status)
-	switch cfg.launches {
-	case launchesOff:
-		fmt.Fprintln(stderr, "  kernel launches not counted (--launches=off)")
-	case launchesSampled:
-		fmt.Fprintf(stderr, "  kernel launches counted %v in every %v (--launches=all counts them in every step)\n", cfg.sample.On, cfg.sample.Every)
-	}
+	fmt.Fprintln(stderr, launchLine(cfg))
 	if cfg.leaveOut != 0 {
 		fmt.Fprintf(stderr, "  left out to measure their cost: %v\n", cfg.leaveOut)
 	}
@@ -235,4 +233,17 @@ func serverName(title string, pid int) string {
 		return fmt.Sprintf("pid %d", pid)
 	}
 	return fmt.Sprintf("%s (pid %d)", title, pid)
+}
+
+// launchLine says how kernel launches are counted in this trace, the line
+// after the attach summary in every mode.
+func launchLine(cfg config) string {
+	switch cfg.launches {
+	case launchesOff:
+		return "  kernel launches not counted (--launches=off)"
+	case launchesSampled:
+		return fmt.Sprintf("  kernel launches counted %v in every %v (--launches=all counts them in every step)", cfg.sample.On, cfg.sample.Every)
+	default:
+		return "  kernel launches counted in every step (--launches=all)"
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/profilemate/profilemate-bpf/analysis"
 	"github.com/profilemate/profilemate-bpf/tracer"
@@ -84,6 +85,22 @@ func TestEdgeNote(t *testing.T) {
 	for _, want := range []string{"2 steps left out", "steps_before_probes", "1 steps still open", "open_at_end"} {
 		if !strings.Contains(n, want) {
 			t.Errorf("note %q lacks %q", n, want)
+		}
+	}
+}
+
+func TestLaunchLine(t *testing.T) {
+	for _, c := range []struct {
+		mode launchMode
+		want string
+	}{
+		{launchesSampled, "  kernel launches counted 250ms in every 2.5s (--launches=all counts them in every step)"},
+		{launchesAll, "  kernel launches counted in every step (--launches=all)"},
+		{launchesOff, "  kernel launches not counted (--launches=off)"},
+	} {
+		cfg := config{launches: c.mode, sample: tracer.LaunchSampling{On: 250 * time.Millisecond, Every: 2500 * time.Millisecond}}
+		if got := launchLine(cfg); got != c.want {
+			t.Errorf("--launches=%s: %q, want %q", c.mode, got, c.want)
 		}
 	}
 }
