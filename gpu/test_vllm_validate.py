@@ -132,6 +132,16 @@ def test_agreement_of_steady_windows_over_the_window_or_the_whole_trace():
     assert a["launches_per_step"] == 0  # per step of the whole trace, as before
     # One window without them and the whole trace stands for all.
     assert vllmstats.agreement([inside, w])["span"] == "trace"
+    # The scheduler's too: the rows joined to a scheduler step within the
+    # window against the window's counters, the whole trace's join count.
+    sched_in = dict(inside, tracer_sched_joined=129, window_tracer_sched_sched_steps=98,
+                    window_tracer_sched_preemptions=2, window_tracer_sched_spec_proposed=0,
+                    window_tracer_sched_spec_accepted=0, preemptions=3)
+    a = vllmstats.sched_agreement([sched_in])
+    assert a["span"] == "window" and a["sched_steps"] == (98, 100) and a["preemptions"] == (2, 3)
+    assert a["joined"] == 129
+    assert vllmstats.sched_agreement([sched_in, w])["sched_steps"] == (130 + 130, 130 + 130)
+    assert "graph       default        window 98 / 100" in vllmstats.table([sched_in], [("graph", "default")])
 
 
 def test_go_durations_and_the_window_offset_that_keeps_the_launch_duty():
@@ -420,11 +430,13 @@ FAKE_TRACER = textwrap.dedent("""\
     d = {k: int(c1[k] - c0[k]) for k in c0}
     steps = d["vllm:iteration_tokens_total_count"]
     with open(os.path.join(out, "forward_pass_timing.csv"), "w") as f:
-        f.write("timestamp_sec,duration_ms,num_tokens,num_prefill_tokens\\n")
+        f.write("timestamp_sec,duration_ms,num_tokens,num_prefill_tokens,running_reqs\\n")
         for i in range(steps):
             f.write(f"{seen[i] - t0:.6f},0.000,{d['vllm:iteration_tokens_total_sum'] if i == 0 else 0},"
-                    f"{d['vllm:prompt_tokens_total'] if i == 0 else 0}\\n")
-    json.dump({"_activity": [], "_trace": {"dropped_records": 0, **start}}, open(os.path.join(out, "summary.json"), "w"))
+                    f"{d['vllm:prompt_tokens_total'] if i == 0 else 0},3\\n")
+    sched = {"sched_steps": steps, "joined": steps, "preemptions": 0}
+    json.dump({"_activity": [], "_trace": {"dropped_records": 0, **start}, "_scheduler": sched},
+              open(os.path.join(out, "summary.json"), "w"))
     """)
 
 
@@ -461,6 +473,7 @@ def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
         # s window lost 5% once); the whole trace is twice the window.
         assert t["window_tracer_steps"] == pytest.approx(t["steps"], rel=0.1)
         assert t["window_tracer_steps"] < t["tracer_steps"]
+        assert t["window_tracer_sched_sched_steps"] == t["window_tracer_steps"]  # every row joined
     for t in traced["default@old"]:
         # Without its start on the clock, its whole trace: that outlasts
         # the window by the tracer's 0.3 s of detaching, and the counters
@@ -470,3 +483,5 @@ def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
     table = (data / "table.txt").read_text()
     assert "graph       untraced" in table
     assert "graph       default        window" in table and "graph       default@old    trace" in table
+    sched = table[table.index("Scheduler:"):]
+    assert "graph       default        window" in sched and "graph       default@old    trace" in sched

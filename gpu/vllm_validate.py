@@ -285,9 +285,20 @@ class Tracer:
             t0, t1 = window
             ready = lambda r: start / 1e9 + float(r["timestamp_sec"]) + float(r["duration_ms"]) / 1e3
             inside = [r for r in rows if t0 <= ready(r) < t1]
-            out.update(window_tracer_steps=len(inside), window_tracer_tokens=sum(int(r["num_tokens"]) for r in inside),
-                       window_tracer_prefill_tokens=sum(int(r["num_prefill_tokens"] or 0) for r in inside))
+            total = lambda col: sum(int(r.get(col) or 0) for r in inside)
+            out.update(window_tracer_steps=len(inside), window_tracer_tokens=total("num_tokens"),
+                       window_tracer_prefill_tokens=total("num_prefill_tokens"),
+                       # A row joined to its scheduler step has its columns.
+                       window_tracer_sched_sched_steps=sum(any(r.get(c) for c in SCHED_COLUMNS) for r in inside),
+                       window_tracer_sched_preemptions=total("preempted_reqs"),
+                       window_tracer_sched_spec_proposed=total("spec_proposed"),
+                       window_tracer_sched_spec_accepted=total("spec_accepted"))
         return out
+
+
+#: The CSV's scheduler columns, empty in a row no scheduler step joined.
+SCHED_COLUMNS = ("kv_cache_usage", "running_reqs", "waiting_reqs", "preempted_reqs",
+                 "token_budget_use", "seq_budget_use", "spec_proposed", "spec_accepted")
 
 
 def _csv(path):

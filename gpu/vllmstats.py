@@ -131,14 +131,25 @@ def agreement(batches):
 def sched_agreement(batches):
     """The tracer's scheduler totals against vLLM's over the traced windows
     that have them: (tracer, vLLM) sums of scheduler steps, preemptions,
-    draft and accepted tokens, and the KV cache's use, the tracer's mean and
-    peak over steps against vLLM's gauge sampled in time (close, not equal:
-    one weighs steps, the other seconds)."""
+    draft and accepted tokens, over span as in agreement (in a window, the
+    scheduler steps are the forward passes joined to one); joined, the
+    whole traces' sched_step records joined to a forward pass; and the KV
+    cache's use, the tracer's mean and peak over the traces' steps against
+    vLLM's gauge sampled in time (close, not equal: one weighs steps, the
+    other seconds)."""
     traced = [b for b in batches if b["traced"] and b.get("tracer_sched_sched_steps") is not None]
     if not traced:
         return None
     s = lambda k: sum(b.get(k) or 0 for b in traced)
-    v = lambda k: sum(over_trace(b, k) or 0 for b in traced)
+    # As agreement: the window where every window has the tracer's rows
+    # within it, else the whole trace.
+    span = "window" if all("window_tracer_sched_sched_steps" in b for b in traced) else "trace"
+    if span == "window":
+        t = lambda k: s("window_" + k)
+        v = lambda k: sum(b.get(k) or 0 for b in traced)
+    else:
+        t = s
+        v = lambda k: sum(over_trace(b, k) or 0 for b in traced)
     steps = s("tracer_sched_sched_steps")
     kv = [b for b in traced if b.get("kv_samples")]
     # The tracer's KV figures are null where no record knew the usage.
@@ -146,10 +157,11 @@ def sched_agreement(batches):
     kv_steps = sum(b["tracer_sched_sched_steps"] for b in kv_known)
     peaks = [b["tracer_sched_peak_kv_cache_usage"] for b in kv_known
              if b.get("tracer_sched_peak_kv_cache_usage") is not None]
-    return dict(batches=len(traced), sched_steps=(steps, v("steps")), joined=s("tracer_sched_joined"),
-                preemptions=(s("tracer_sched_preemptions"), v("preemptions")),
-                drafts=(s("tracer_sched_spec_proposed"), v("spec_drafts")),
-                accepted=(s("tracer_sched_spec_accepted"), v("spec_accepted")),
+    return dict(batches=len(traced), span=span, sched_steps=(t("tracer_sched_sched_steps"), v("steps")),
+                joined=s("tracer_sched_joined"),
+                preemptions=(t("tracer_sched_preemptions"), v("preemptions")),
+                drafts=(t("tracer_sched_spec_proposed"), v("spec_drafts")),
+                accepted=(t("tracer_sched_spec_accepted"), v("spec_accepted")),
                 kv_mean=(sum(b["tracer_sched_mean_kv_cache_usage"] * b["tracer_sched_sched_steps"] for b in kv_known)
                          / kv_steps if kv_steps else None,
                          statistics.fmean(b["kv_mean"] for b in kv) if kv else None),
@@ -215,15 +227,16 @@ def table(batches, modes_cfgs):
              for m, c in modes_cfgs]
     sched = [(m, c, a) for m, c, a in sched if a]
     if sched:
-        lines += ["", "Scheduler: tracer / vLLM over the traced windows' traces (steps: the sched_step records against "
-                  "iteration_tokens_total's count; preemptions: num_preemptions_total; drafts, accepted: "
-                  "spec_decode_num_{draft,accepted}_tokens_total; KV use: the tracer's mean and peak over steps, "
-                  "vLLM's kv_cache_usage_perc sampled every 0.1 s)",
-                  f"{'mode':<11} {'config':<14} {'steps':<26} {'joined':>7} {'preemptions':<22} {'drafts':<24} "
-                  f"{'accepted':<24} {'KV mean':<14} {'KV peak':<14}"]
+        lines += ["", "Scheduler: tracer / vLLM over the traced windows, as above (steps: the sched_step records, "
+                  "over a window those joined to a forward pass in it, against iteration_tokens_total's count; "
+                  "joined: the whole traces' records joined to a forward pass; preemptions: "
+                  "num_preemptions_total; drafts, accepted: spec_decode_num_{draft,accepted}_tokens_total; KV use: "
+                  "the tracer's mean and peak over the traces' steps, vLLM's kv_cache_usage_perc sampled every 0.1 s)",
+                  f"{'mode':<11} {'config':<14} {'over':<6} {'steps':<26} {'joined':>7} {'preemptions':<22} "
+                  f"{'drafts':<24} {'accepted':<24} {'KV mean':<14} {'KV peak':<14}"]
         kvs = lambda p: " / ".join("n/a" if v is None else f"{v:.3f}" for v in p)
         for m, c, a in sched:
-            lines.append(f"{m:<11} {c:<14} {_agree(a['sched_steps']):<26} {a['joined']:>7.0f} "
+            lines.append(f"{m:<11} {c:<14} {a['span']:<6} {_agree(a['sched_steps']):<26} {a['joined']:>7.0f} "
                          f"{_agree(a['preemptions']):<22} {_agree(a['drafts']):<24} {_agree(a['accepted']):<24} "
                          f"{kvs(a['kv_mean']):<14} {kvs(a['kv_peak']):<14}")
     return "\n".join(lines)
