@@ -7,6 +7,7 @@ that speaks the same HTTP (completions, /metrics counters).
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -74,6 +75,24 @@ def test_cpu_per_step_under_steady_load_counts_each_servers_own_steps():
     assert o["cpu_ms_per_step"][0] == pytest.approx(per_step(95) - per_step(100))
     assert o["sys_ms_per_step"][0] == pytest.approx(0.1e3 / 95 - 0.1e3 / 100)
     assert o["steps"][0] == pytest.approx(0.95)
+
+
+def test_one_server_traced_and_untraced_in_turn():
+    # One server, 2% slower traced; its speed drifts by 1% a pair, which
+    # the order alternating between pairs (traced first, then second)
+    # spreads evenly over both windows.
+    bs = []
+    for p in range(6):
+        speed = 1 + 0.01 * p
+        for w in range(2):
+            traced = w == p % 2
+            bs.append(batch(p, w, 0, traced, 2.0 / (speed * (0.98 if traced else 1.0)), servers=1))
+    o = vllmstats.overhead(bs)
+    assert o["pairs"] == 6 and o["tokens"][0] == pytest.approx(0.98, abs=1e-9)
+    assert o["asymmetry"][0] is None  # no second server to compare
+    assert o["cpu_ms_per_step"][0] == pytest.approx(0.0)
+    # A pair cut off after its first window is left out.
+    assert vllmstats.overhead(bs + [batch(6, 0, 0, True, 1.0, servers=1)]) == o
 
 
 def test_a_window_without_its_partner_is_left_out():
@@ -440,11 +459,15 @@ FAKE_TRACER = textwrap.dedent("""\
     """)
 
 
-def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
-    env = stand_in_vllm(tmp_path)
-    for name in ("tracer", "old-tracer"):
+def stand_in_tracers(tmp_path, *names):
+    for name in names:
         (tmp_path / name).write_text(f"#!{sys.executable}\n" + FAKE_TRACER)
         (tmp_path / name).chmod(0o755)
+
+
+def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
+    env = stand_in_vllm(tmp_path)
+    stand_in_tracers(tmp_path, "tracer", "old-tracer")
     data = tmp_path / "data"
     r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"),
                         "--plan", "graph:default,default@old,untraced", "--tracer", f"old={tmp_path / 'old-tracer'}",
@@ -485,3 +508,27 @@ def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
     assert "graph       default        window" in table and "graph       default@old    trace" in table
     sched = table[table.index("Scheduler:"):]
     assert "graph       default        window" in sched and "graph       default@old    trace" in sched
+
+
+def test_one_server_traced_and_untraced_in_turn_against_stand_ins(tmp_path):
+    env = stand_in_vllm(tmp_path)
+    stand_in_tracers(tmp_path, "tracer")
+    data = tmp_path / "data"
+    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--servers", "1",
+                        "--plan", "graph:default,untraced", "--pairs", "2", "--requests", "6", "--concurrency", "3",
+                        "--window", "0.5", "--data", str(data), "--bin", str(tmp_path / "tracer"),
+                        "--port", "18951", "--shared-libs"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+    # One server, traced in the first window of even pairs and the second
+    # of odd ones; the A/A config has the roles without a tracer.
+    assert {(r["config"], r["pair"], r["window"], r["server"], r["traced"]) for r in recs} == {
+        (c, p, w, 0, w == p % 2) for c in ("default", "untraced") for p in range(2) for w in (0, 1)}
+    assert len(recs) == 8 and all(r["servers"] == 1 for r in recs)
+    assert [r["window_tracer_steps"] > 0 for r in recs if r["config"] == "default" and r["traced"]] == [True, True]
+    assert not any("tracer_steps" in r for r in recs if not (r["config"] == "default" and r["traced"]))
+    assert not (data / "graph-b").exists()
+    table = (data / "table.txt").read_text()
+    assert re.search(r"graph       default            2  \d\.\d{3} ±\d+\.\d{3} ", table), table
+    assert re.search(r"graph       untraced           2 .* n/a ", table), table

@@ -36,6 +36,17 @@ steps. But a trace probes launches in its first second, so every batch has
 them probed over its prefill-heavy start, not over a tenth of its steps
 spread at random as in a long trace.
 
+--servers 1 starts one server per mode instead and traces it in one window
+of each pair, not in the other, the order alternating from pair to pair.
+The server then has the GPU to itself, as in production, and no second
+server's work slows its steps; but a pair's ratio then carries the
+server's change from one window to the next, where side by side it carries
+two servers' independent wander, halved by the pairing. In lease 6 (2.5 s
+windows) one side-by-side pair spread by 0.110 and each server's speed
+changed between its adjacent windows by 0.15 (sd of the log): a lone
+server wins if its windows differ by less than 0.110, i.e. if a second
+server on the GPU was a good part of that change. Not yet measured.
+
 It prints one table:
 
 - overhead: generated tokens/s and steps/s, traced over untraced, mean of
@@ -381,9 +392,9 @@ def snapshot(server):
 
 
 def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_kv=False):
-    """One window of --load steady: both servers' counters over the same
-    seconds of their steady load, the one at index traced with tracer
-    attached (None: an A/A window). The window begins duty_offset seconds
+    """One window of --load steady: the servers' counters over the same
+    seconds of their steady load, the one at index traced (-1: none) in the
+    traced role, with tracer attached (None: an A/A window). The window begins duty_offset seconds
     after the tracer's probes are live, so that it holds launches probed
     for the share of its time a long trace does (one second in ten): a
     window of 10 s at once, one of 2.5 s after 0.75 s.
@@ -486,18 +497,23 @@ def pin_cpus(pin):
 
 
 def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None):
-    """One pair of windows of cfg: each server is traced in one of them, so
-    that a difference between the two servers cancels, the order
-    alternating from pair to pair. steady: the SteadyLoads of --load steady
+    """One pair of windows of cfg: with two servers each is traced in one of
+    them, so that a difference between the servers cancels; with one
+    (--servers 1) it is traced in one and not in the other. The order
+    alternates from pair to pair. steady: the SteadyLoads of --load steady
     (None: batch windows)."""
     base, _, binname = cfg.partition("@")
     flags = CONFIGS[base]
     binary = tracers[binname or "default"]
     loads = steady.use(mode) if steady else None
     for w in range(2):
+        # The index of the server in the traced role (-1: none, the lone
+        # server's untraced window); an A/A config has the roles, no tracer.
         traced = w ^ (pair % 2)
+        if len(servers) == 1:
+            traced = 0 if traced == 0 else -1
         tr = None
-        if flags is not None:
+        if flags is not None and traced >= 0:
             d = os.path.join(args.data, "traces", f"{mode}_{cfg}_{pair}_{w}")
             os.makedirs(d, exist_ok=True)
             tr = Tracer(binary, servers[traced].pid, d, flags, os.path.join(d, "tracer.log"))
@@ -506,7 +522,8 @@ def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None):
         else:
             recs = batch_window(servers, traced, reqs, args.concurrency, tr, sample_kv=mode in SAMPLE_KV)
         for rec in recs:
-            rec.update(mode=mode, config=cfg, pair=pair, window=w, load=args.load, t=time.time())
+            rec.update(mode=mode, config=cfg, pair=pair, window=w, load=args.load, servers=len(servers),
+                       t=time.time())
             sink(rec)
     log(f"{mode} {cfg} pair {pair + 1}: {rec['wall_s']:.2f} s, {rec['steps']:.0f} steps")
 
@@ -547,6 +564,9 @@ def main(argv=None):
     ap.add_argument("--window", type=float, default=10.0,
                     help="seconds per window under --load steady (default 10: the launch sampling's cycle; "
                          "a shorter one begins later, see duty_offset)")
+    ap.add_argument("--servers", type=int, choices=(1, 2), default=2,
+                    help="servers per mode: 2 side by side, each traced in one window of a pair (default); "
+                         "1, traced and untraced in turn, the GPU its own (see the module doc)")
     ap.add_argument("--requests", type=int, default=128,
                     help="requests per batch (--load batch) or in the cycle the steady load repeats")
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
@@ -605,7 +625,7 @@ def main(argv=None):
     try:
         share = min(0.1, round(0.85 / (2 * len(plan)), 2))
         for i, (mode, _) in enumerate(plan):
-            for j in range(2):
+            for j in range(args.servers):
                 name = f"{mode}-{'ab'[j]}"
                 # Each server its own marker and CUDA library files: see
                 # private_cuda_libs.

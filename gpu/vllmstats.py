@@ -33,16 +33,24 @@ def mean_ci(xs):
 
 def windows_of(batches):
     """The pairs of one comparison: {(run, pair): [(untraced, traced), ...]},
-    one tuple per window, from the records of both servers of each window
-    (run: the record's run where runs are pooled, see load_runs)."""
+    one tuple per window from the records of both servers of each window,
+    or with one server (servers: 1) a single tuple of its two windows (run:
+    the record's run where runs are pooled, see load_runs)."""
     by = {}
     for b in batches:
-        by.setdefault((b.get("run", ""), b["pair"], b["window"]), {})[b["traced"]] = b
+        window = b["window"] if b.get("servers", 2) == 2 else None
+        by.setdefault((b.get("run", ""), b["pair"], window), {})[b["traced"]] = b
     pairs = {}
-    for (run, pair, _), w in sorted(by.items()):
+    for (run, pair, _), w in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
         if len(w) == 2:
             pairs.setdefault((run, pair), []).append((w[False], w[True]))
     return pairs
+
+
+def _whole(ws):
+    """Whether a pair has all its windows: two with two servers, one tuple
+    of both windows with one."""
+    return len(ws) == (1 if ws[0][0].get("servers", 2) == 1 else 2)
 
 
 def rate(b, key):
@@ -52,12 +60,13 @@ def rate(b, key):
 def _per_pair(pairs, f):
     """f(untraced, traced) per window, combined per pair of windows by the
     geometric mean: each server was traced in one of the two, so a speed
-    difference between the servers cancels."""
+    difference between the servers cancels (with one server, f of its two
+    windows)."""
     out = []
     for ws in pairs.values():
         vals = [f(u, t) for u, t in ws]
-        if len(vals) == 2 and all(v > 0 for v in vals):
-            out.append(math.sqrt(vals[0] * vals[1]))
+        if _whole(ws) and all(v > 0 for v in vals):
+            out.append(math.prod(vals) ** (1 / len(vals)))
     return out
 
 
@@ -74,12 +83,12 @@ def overhead(batches):
     per_step = lambda b, key: sum(b[k] for k in key) / b["steps"] * 1e3
     def extra(key):
         return [statistics.fmean(per_step(t, key) - per_step(u, key) for u, t in ws)
-                for ws in pairs.values() if all(t["steps"] and u["steps"] for u, t in ws)]
+                for ws in pairs.values() if _whole(ws) and all(t["steps"] and u["steps"] for u, t in ws)]
     cpu, sys_ = extra(("cpu_user", "cpu_sys")), extra(("cpu_sys",))
     def b_over_a(u, t):
         a, b = sorted((u, t), key=lambda r: r["server"])
         return rate(b, "gen_tokens") / rate(a, "gen_tokens") if rate(a, "gen_tokens") else 0.0
-    asym = _per_pair(pairs, b_over_a)
+    asym = _per_pair({k: ws for k, ws in pairs.items() if ws[0][0].get("servers", 2) == 2}, b_over_a)
     return dict(pairs=len(pairs), tokens=mean_ci(_per_pair(pairs, ratio("gen_tokens"))),
                 steps=mean_ci(_per_pair(pairs, ratio("steps"))),
                 cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_), asymmetry=mean_ci(asym))
@@ -196,7 +205,8 @@ def table(batches, modes_cfgs):
     """The validation table: one overhead line per (mode, config) run, then
     one agreement line per (mode, config) that timed steps."""
     lines = ["Overhead: traced / untraced server, the same load on both at once; per pair of windows (each "
-             "server traced in one) the geometric mean; mean over pairs ±95% CI half-width [interval]; "
+             "server traced in one) the geometric mean, or with one server (--servers 1) its traced window over "
+             "its untraced one; mean over pairs ±95% CI half-width [interval]; "
              "sd: spread of one pair (the design's noise; config 'untraced' runs no tracer: an A/A test); "
              "b/a: speed of server b over a",
              f"{'mode':<11} {'config':<14} {'pairs':>5}  {'gen tokens/s':<14} {'interval':<16} {'sd':>6}  "
