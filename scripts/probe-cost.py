@@ -7,7 +7,10 @@ alternating untraced and traced windows on one running server:
         "--launches=off --leave-out=sync,graph" "@/tmp/old-binary" ...
 
 For each config (tracer flags; "" is the default; a leading "@PATH" runs
-the tracer binary at PATH instead of bin/profilemate-bpf) and for untraced
+the tracer binary at PATH instead of bin/profilemate-bpf; "semaphores" runs
+no tracer but sets the marker's semaphores by hand, so that the marker does
+its traced work in Python with no uprobe to fire: its share of the cost)
+and for untraced
 windows, REPS windows of 6 s each, in rounds: every config once a round, so
 that the server's drift reaches all of them alike. Per window, the CPU time
 of every thread of the server tree (/proc/PID/task/TID/schedstat: exact,
@@ -24,7 +27,9 @@ the servers' kernel time, gpu/vllm_validate.py).
 """
 import glob
 import os
+import re
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -73,6 +78,40 @@ def steps(truth):
     return sum(sum(1 for _ in open(f)) - 1 for f in glob.glob(os.path.join(truth, "truth_*.csv")))
 
 
+#: The marker's probes a default trace attaches (step_end stands for the
+#: three it replaced), whose semaphores the "semaphores" config sets.
+TRACED_PROBES = ("step_begin", "step_end", "sched_step")
+
+
+def marker_semaphores(root, value):
+    """Sets the semaphores of TRACED_PROBES to value in every process below
+    root that maps the marker's library, by writing its memory as the
+    kernel's ref_ctr_offset would; returns those processes' pids."""
+    done = []
+    for pid in tree(root):
+        try:
+            maps = open(f"/proc/{pid}/maps").read().splitlines()
+        except OSError:
+            continue  # exited meanwhile
+        # The library's first mapping (file offset 0) is its load base: its
+        # first segment is linked at address 0, as a shared library's is.
+        lib = [f for f in (line.split() for line in maps)
+               if len(f) >= 6 and os.path.basename(f[5]).startswith("libprofilemate_marker") and int(f[2], 16) == 0]
+        if not lib:
+            continue
+        base, path = int(lib[0][0].split("-")[0], 16), lib[0][5]
+        notes = subprocess.run(["readelf", "-n", path], capture_output=True, text=True, check=True).stdout
+        sems = dict(re.findall(r"Name: (\w+)\n\s+Location: \S+, Base: \S+, Semaphore: (0x[0-9a-f]+)", notes))
+        if not all(n in sems for n in TRACED_PROBES):
+            sys.exit(f"{path}: no semaphore for one of {TRACED_PROBES} in its USDT notes")
+        with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+            for n in TRACED_PROBES:
+                mem.seek(base + int(sems[n], 16))
+                mem.write(struct.pack("<H", value))
+        done.append(pid)
+    return done
+
+
 def tracer_cmd(flags, pid, out, cpus):
     binary, args = BIN, flags.split()
     if args and args[0].startswith("@"):
@@ -85,7 +124,11 @@ def window(pid, truth, flags, cpus):
     """(CPU µs/step, system µs/step) over one window, traced with flags
     (None: untraced); the tracer's attach is left out of the window."""
     tracer = None
-    if flags is not None:
+    if flags == "semaphores":
+        if not marker_semaphores(pid, 1):
+            sys.exit(f"no process below {pid} maps the marker's library")
+        time.sleep(0.5)
+    elif flags is not None:
         tracer = subprocess.Popen(tracer_cmd(flags, pid, os.path.join(truth, "probe-cost-out"), cpus),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for line in tracer.stderr:
@@ -94,9 +137,13 @@ def window(pid, truth, flags, cpus):
         else:
             sys.exit(f"the tracer with {flags!r} exited before attaching: exit {tracer.wait()}")
         time.sleep(0.5)
-    (c0, s0), n0 = tree_cpu(pid), steps(truth)
-    time.sleep(WINDOW_S)
-    (c1, s1), n1 = tree_cpu(pid), steps(truth)
+    try:
+        (c0, s0), n0 = tree_cpu(pid), steps(truth)
+        time.sleep(WINDOW_S)
+        (c1, s1), n1 = tree_cpu(pid), steps(truth)
+    finally:  # a marker left with its semaphores up would do traced work for good
+        if flags == "semaphores":
+            marker_semaphores(pid, 0)
     if tracer:
         tracer.send_signal(2)
         tracer.wait()
