@@ -532,3 +532,39 @@ def test_one_server_traced_and_untraced_in_turn_against_stand_ins(tmp_path):
     table = (data / "table.txt").read_text()
     assert re.search(r"graph       default            2  \d\.\d{3} ±\d+\.\d{3} ", table), table
     assert re.search(r"graph       untraced           2 .* n/a ", table), table
+
+
+def test_the_tracer_class_reads_the_real_tracer_on_the_simulated_server(tmp_path):
+    # The stand-in tracer above prints what the real one prints; this checks
+    # that against the real one, whose lines the script depends on (lease 6
+    # ran with its windows misplaced when they were read wrongly).
+    if os.geteuid() != 0:
+        pytest.skip("the tracer loads eBPF programs, which needs root; CI runs as root")
+    repo = os.path.dirname(HERE)
+    binary = os.path.join(repo, "bin", "profilemate-bpf")
+    assert os.access(binary, os.X_OK), f"{binary}: run make build (make test does)"
+    truth = tmp_path / "truth"
+    srv = subprocess.Popen([os.path.join(repo, "simserver", "serve"), "--workers", "1", "--duration", "30",
+                            "--truth-dir", str(truth)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (truth / "server.json").exists():
+            assert time.monotonic() < deadline and srv.poll() is None, "the simulated server did not start"
+            time.sleep(0.1)
+        out = tmp_path / "out"
+        out.mkdir()
+        tr = vllm_validate.Tracer(binary, srv.pid, str(out), ["--launch-sample", "300ms/3s"],
+                                  str(tmp_path / "tracer.log"))
+        tr.wait_attached()
+        attached = time.monotonic()
+        # Attached once the summary came, after every library's own line.
+        assert vllm_validate.ATTACHED.search((tmp_path / "tracer.log").read_text())
+        assert tr.duty_offset(1.0) == pytest.approx(0.2)  # 300 ms * (1 - 1 s / 3 s)
+        time.sleep(1.5)
+        tr.stop()
+        r = tr.results(window=(attached + 0.5, attached + 1.0))
+        assert r["tracer_steps"] > 0 and r["dropped"] == 0
+        assert 0 < r["window_tracer_steps"] < r["tracer_steps"]
+    finally:
+        srv.terminate()
+        srv.wait()
