@@ -19,6 +19,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import tracerrun  # noqa: E402
 import vllm_validate  # noqa: E402
 import vllmserve  # noqa: E402
 import vllmstats  # noqa: E402
@@ -164,13 +165,13 @@ def test_agreement_of_steady_windows_over_the_window_or_the_whole_trace():
 
 
 def test_go_durations_and_the_window_offset_that_keeps_the_launch_duty():
-    assert vllm_validate.go_seconds("1s") == 1 and vllm_validate.go_seconds("10s") == 10
-    assert vllm_validate.go_seconds("500ms") == 0.5 and vllm_validate.go_seconds("1m30s") == 90
-    assert vllm_validate.go_seconds("1.5s") == 1.5
+    assert tracerrun.go_seconds("1s") == 1 and tracerrun.go_seconds("10s") == 10
+    assert tracerrun.go_seconds("500ms") == 0.5 and tracerrun.go_seconds("1m30s") == 90
+    assert tracerrun.go_seconds("1.5s") == 1.5
     for bad in ("", "10", "1s!", "-1s", "s"):
         with pytest.raises(ValueError):
-            vllm_validate.go_seconds(bad)
-    off = vllm_validate.duty_offset
+            tracerrun.go_seconds(bad)
+    off = tracerrun.duty_offset
     assert off(10, (1, 10)) == 0 and off(20, (1, 10)) == 0  # a whole cycle holds its share
     assert off(2.5, (1, 10)) == pytest.approx(0.75) and off(5, (0.5, 5)) == 0
     assert off(2.5, None) == 0  # launches off, or all
@@ -553,12 +554,12 @@ def test_the_tracer_class_reads_the_real_tracer_on_the_simulated_server(tmp_path
             time.sleep(0.1)
         out = tmp_path / "out"
         out.mkdir()
-        tr = vllm_validate.Tracer(binary, srv.pid, str(out), ["--launch-sample", "300ms/3s"],
+        tr = tracerrun.Tracer(binary, srv.pid, str(out), ["--launch-sample", "300ms/3s"],
                                   str(tmp_path / "tracer.log"))
         tr.wait_attached()
         attached = time.monotonic()
         # Attached once the summary came, after every library's own line.
-        assert vllm_validate.ATTACHED.search((tmp_path / "tracer.log").read_text())
+        assert tracerrun.ATTACHED.search((tmp_path / "tracer.log").read_text())
         assert tr.duty_offset(1.0) == pytest.approx(0.2)  # 300 ms * (1 - 1 s / 3 s)
         time.sleep(1.5)
         tr.stop()

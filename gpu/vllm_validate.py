@@ -21,9 +21,9 @@ Under --load steady (the default) both servers carry the same load all the
 time, concurrency requests in flight, as a server in production does, and a
 window is a span of --window seconds on the clock, both servers' counters
 read at its ends: no batch's ramp and tail, and each window begins where it
-holds the launch sampling's steady share (duty_offset). The noise left:
-each server's speed wanders independently of the other's (over 2.5 s
-windows by 11% each, correlation 0.05). A pair's spread grows as the
+holds the launch sampling's steady share (tracerrun.duty_offset). The
+noise left: each server's speed wanders independently of the other's (over
+2.5 s windows by 11% each, correlation 0.05). A pair's spread grows as the
 windows shorten, but more slowly than 1/sqrt(time): 0.072 for 10 s
 windows (lease 5), 0.110 for 2.5 s ones (lease 6). Short windows still give
 the narrower interval per minute of measuring: the variance of the mean
@@ -66,17 +66,12 @@ model runner, vLLM's defaults), eager (--enforce-eager), v1 and v1-eager
 the tracer binary given as `--tracer NAME=PATH`.
 """
 import argparse
-import csv
 import importlib.util
 import json
 import os
-import re
-import resource
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,6 +80,8 @@ sys.path.insert(0, HERE)
 
 import vllmserve  # noqa: E402
 import vllmstats  # noqa: E402
+from tracerrun import Tracer  # noqa: E402
+from windows import batch_window, steady_window  # noqa: E402
 
 # Tracer flags per config; None runs no tracer (A/A). The no-* configs leave
 # one class of probe out, so that comparing them with `default` locates the
@@ -182,262 +179,6 @@ def install_marker(data, python, source):
     return site
 
 
-#: The tracer's summary of its attach, printed once every probe is live
-#: ("27 probes attached in 135 ms; marker found"); each library's own line
-#: before it ("...: 3 probes attached (found in pid 716)") is not that.
-ATTACHED = re.compile(r"\d+ probes attached in \d+ ms")
-#: The line after it on launch sampling, e.g. "kernel launches counted 1s in
-#: every 10s".
-SAMPLING = re.compile(r"kernel launches counted (\S+) in every (\S+)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def go_seconds(text):
-    """Seconds of a Go duration as time.Duration prints it ("1s", "500ms",
-    "1m30s"); ValueError for anything else."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a Go duration: {text!r}")
-    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
-
-
-def duty_offset(window, sampling):
-    """Seconds after the attach at which a window of that length begins so
-    that it holds the launch sampling's steady share: a trace probes
-    launches for its first on seconds of every `every` (sampling), so a
-    window from on * (1 - window / every) to its end holds on * window /
-    every of them. 0 for a window of a whole cycle or more, or without
-    sampling (launches off, or all)."""
-    if not sampling:
-        return 0.0
-    on, every = sampling
-    return max(0.0, on * (1 - window / every)) if window < every else 0.0
-
-
-class Tracer:
-    """profilemate-bpf attached to a server for one window."""
-
-    def __init__(self, binary, pid, out, flags, logpath):
-        self.out = out
-        self.logf = open(logpath, "w")
-        # --format csv: the pictures would be drawn after the probes are
-        # gone, costing the server nothing but the script the time before
-        # its next window.
-        self.proc = subprocess.Popen([binary, "--pid", str(pid), "--duration", "3600s", "--out", out,
-                                      "--format", "csv", *flags],
-                                     stdout=self.logf, stderr=subprocess.PIPE, text=True)
-        self.attached, self.detached = threading.Event(), threading.Event()
-        # The line after the attach summary: how launches are sampled.
-        self.told, self.sampling = threading.Event(), None
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            self.logf.write(line)
-            self.logf.flush()
-            if self.attached.is_set() and not self.told.is_set():
-                m = SAMPLING.search(line)
-                if m:
-                    self.sampling = (go_seconds(m[1]), go_seconds(m[2]))
-                self.told.set()
-            if ATTACHED.search(line):
-                self.attached.set()
-            if "interrupted; writing" in line:  # Run returned: every probe detached
-                self.detached.set()
-        self.attached.set()
-        self.told.set()
-        self.detached.set()
-
-    def duty_offset(self, window):
-        """duty_offset of a window of this tracer (see there)."""
-        self.told.wait(0.5)
-        return duty_offset(window, self.sampling)
-
-    def wait_attached(self, timeout=60):
-        if not self.attached.wait(timeout) or self.proc.poll() is not None:
-            raise RuntimeError(f"tracer did not attach (exit {self.proc.poll()}, see {self.logf.name})")
-
-    def stop(self, at_detach=None):
-        """Ends the trace; returns the CPU seconds the tracer used. at_detach,
-        if given, is called once the probes are detached, before the tracer
-        has written its files."""
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.proc.send_signal(signal.SIGINT)
-        if at_detach:
-            self.detached.wait(120)
-            at_detach()
-        rc = self.proc.wait(120)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if rc != 0:
-            raise RuntimeError(f"tracer exited {rc} (see {self.logf.name})")
-        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-
-    def results(self, window=None):
-        """Steps, step tokens, prefill tokens and CUDA activity it wrote;
-        with window, a span (t0, t1) of time.monotonic(), also the steps,
-        step tokens and prefill tokens of the steps whose output was ready
-        in it (window_tracer_*), where the tracer gives its start on that
-        clock (_trace.start_monotonic_ns): vLLM counts a step once its
-        output is out."""
-        rows = list(_csv(os.path.join(self.out, "forward_pass_timing.csv")))
-        with open(os.path.join(self.out, "summary.json")) as f:
-            summ = json.load(f)
-        act = summ.get("_activity") or []
-        trace = summ.get("_trace", {})
-        out = dict(tracer_steps=len(rows), tracer_tokens=sum(int(r["num_tokens"]) for r in rows),
-                   tracer_prefill_tokens=sum(int(r["num_prefill_tokens"] or 0) for r in rows),
-                   tracer_launches=sum(a.get("launches", 0) for a in act),
-                   tracer_graphs=sum(a.get("graph_launches", 0) for a in act),
-                   tracer_syncs=sum(a.get("syncs", 0) for a in act),
-                   dropped=trace.get("dropped_records", 0),
-                   **{"tracer_sched_" + k: v for k, v in (summ.get("_scheduler") or {}).items()})
-        start = trace.get("start_monotonic_ns")
-        if window and start:
-            t0, t1 = window
-            ready = lambda r: start / 1e9 + float(r["timestamp_sec"]) + float(r["duration_ms"]) / 1e3
-            inside = [r for r in rows if t0 <= ready(r) < t1]
-            total = lambda col: sum(int(r.get(col) or 0) for r in inside)
-            out.update(window_tracer_steps=len(inside), window_tracer_tokens=total("num_tokens"),
-                       window_tracer_prefill_tokens=total("num_prefill_tokens"),
-                       # A row joined to its scheduler step has its columns.
-                       window_tracer_sched_sched_steps=sum(any(r.get(c) for c in SCHED_COLUMNS) for r in inside),
-                       window_tracer_sched_preemptions=total("preempted_reqs"),
-                       window_tracer_sched_spec_proposed=total("spec_proposed"),
-                       window_tracer_sched_spec_accepted=total("spec_accepted"))
-        return out
-
-
-#: The CSV's scheduler columns, empty in a row no scheduler step joined.
-SCHED_COLUMNS = ("kv_cache_usage", "running_reqs", "waiting_reqs", "preempted_reqs",
-                 "token_budget_use", "seq_budget_use", "spec_proposed", "spec_accepted")
-
-
-def _csv(path):
-    with open(path, newline="") as f:
-        yield from csv.DictReader(f)
-
-
-def counters(m0, m1, cpu0, cpu1):
-    """What vLLM's counters and the CPU times say of the span between two
-    readings of them."""
-    d = vllmserve.delta(m0, m1)
-    return dict(steps=d[vllmserve.STEPS], step_tokens=d[vllmserve.STEP_TOKENS], prompt_tokens=d[vllmserve.PROMPT],
-                vllm_gen_tokens=d[vllmserve.GENERATED], preemptions=d[vllmserve.PREEMPTIONS],
-                spec_drafts=d[vllmserve.DRAFTS], spec_accepted=d[vllmserve.ACCEPTED],
-                cpu_user=cpu1[0] - cpu0[0], cpu_sys=cpu1[1] - cpu0[1])
-
-
-def kv_summary(samples):
-    """The record's fields of vLLM's KV-usage gauge sampled over a window
-    (none without samples)."""
-    if not samples:
-        return {}
-    return dict(kv_samples=len(samples), kv_mean=sum(samples) / len(samples), kv_peak=max(samples))
-
-
-def measure(server, reqs, concurrency, out, key, sample_kv=False):
-    """Runs reqs once on server and stores in out[key] what vLLM's counters
-    and the CPU times say of it (and its KV-usage gauge, sampled every
-    0.1 s, if sample_kv)."""
-    m0, cpu0 = server.metrics(), server.cpu_seconds()
-    kv, done = [], threading.Event()
-    if sample_kv:
-        def sample():
-            while not done.wait(0.1):
-                kv.append(server.metrics().get(vllmserve.KV_USAGE, 0.0))
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-    wall, gen = server.run_batch(reqs, concurrency)
-    done.set()
-    cpu1, m1 = server.cpu_seconds(), server.metrics()
-    out[key] = dict(wall_s=wall, gen_tokens=gen, **counters(m0, m1, cpu0, cpu1))
-    out[key].update(kv_summary(kv))
-
-
-def batch_window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5, sample_kv=False):
-    """One window of --load batch: the same batch on both servers at once,
-    the one at index traced with tracer attached (None: neither, an A/A
-    window). Running both at once puts them under the same machine: this
-    host's CPUs change speed by tens of percent from one second to the
-    next, which a comparison of batches run one after the other cannot tell
-    from the tracer's cost."""
-    if tracer:
-        tracer.wait_attached()
-    time.sleep(settle)  # the tracer's periodic work runs from here on, as in a long trace
-    out, mach0 = {}, machine_cpu()
-    threads = [threading.Thread(target=measure, args=(s, reqs, concurrency, out, i, sample_kv))
-               for i, s in enumerate(pair_of_servers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    mach1 = machine_cpu()
-    if len(out) != len(pair_of_servers):
-        raise RuntimeError("a batch failed (see the server logs)")
-    for i, rec in out.items():
-        rec.update(server=i, traced=i == traced, machine_busy_s=mach1[0] - mach0[0],
-                   machine_steal_s=mach1[1] - mach0[1])
-    if tracer:
-        out[traced]["tracer_cpu_s"] = tracer.stop()
-        out[traced].update(tracer.results())
-    return [out[i] for i in sorted(out)]
-
-
-def snapshot(server):
-    """(time, counters, CPU seconds) of server now; the time is the middle
-    of the /metrics request."""
-    t0 = time.monotonic()
-    m = server.metrics()
-    return (t0 + time.monotonic()) / 2, m, server.cpu_seconds()
-
-
-def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_kv=False):
-    """One window of --load steady: the servers' counters over the same
-    seconds of their steady load, the one at index traced (-1: none) in the
-    traced role, with tracer attached (None: an A/A window). The window begins duty_offset seconds
-    after the tracer's probes are live, so that it holds launches probed
-    for the share of its time a long trace does (one second in ten): a
-    window of 10 s at once, one of 2.5 s after 0.75 s.
-    The agreement compares the tracer's steps whose output was ready
-    within the window with the window's counters; for a tracer that does
-    not give its start on the clock, its whole trace with the traced
-    server's counters read again once the tracer has detached."""
-    offset, at_attach = 0.0, None
-    if tracer:
-        tracer.wait_attached()
-        at_attach = snapshot(pair_of_servers[traced])  # the trace's start, for a tracer without its own
-        offset = tracer.duty_offset(seconds)
-        time.sleep(max(0.0, offset - (time.monotonic() - at_attach[0])))
-    mach0 = machine_cpu()
-    s0 = [snapshot(s) for s in pair_of_servers]
-    kv = [[] for _ in pair_of_servers]
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if sample_kv:
-            for i, s in enumerate(pair_of_servers):
-                kv[i].append(s.metrics().get(vllmserve.KV_USAGE, 0.0))
-        time.sleep(max(0.0, min(0.1 if sample_kv else seconds, end - time.monotonic())))
-    s1 = [snapshot(s) for s in pair_of_servers]
-    mach1 = machine_cpu()
-    for ld in loads:
-        ld.check()
-    out = []
-    for i, ((t0, m0, c0), (t1, m1, c1)) in enumerate(zip(s0, s1)):
-        rec = dict(wall_s=t1 - t0, **counters(m0, m1, c0, c1))
-        rec.update(gen_tokens=rec["vllm_gen_tokens"], server=i, traced=i == traced, offset_s=offset,
-                   machine_busy_s=mach1[0] - mach0[0], machine_steal_s=mach1[1] - mach0[1])
-        rec.update(kv_summary(kv[i]))
-        out.append(rec)
-    if tracer:
-        end_of_trace = []
-        out[traced]["tracer_cpu_s"] = tracer.stop(lambda: end_of_trace.append(snapshot(pair_of_servers[traced])))
-        _, m2, c2 = end_of_trace[0]
-        whole = counters(at_attach[1], m2, at_attach[2], c2)
-        out[traced].update({"trace_" + k: whole[k] for k in vllmstats.TRACE_COUNTERS})
-        out[traced].update(tracer.results(window=(s0[traced][0], s1[traced][0])))
-    return out
-
-
 class SteadyLoads:
     """The steady load of one mode's servers at a time: a mode's pairs run
     under its own load, the other modes' servers idle (they share the
@@ -462,16 +203,6 @@ class SteadyLoads:
         loads, self.loads, self.mode = self.loads, [], None
         for ld in loads:
             ld.stop()
-
-
-def machine_cpu():
-    """Busy and stolen CPU seconds of the whole machine so far (/proc/stat)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK")
-    idle = v[3] + v[4]
-    steal = v[7] if len(v) > 7 else 0
-    return (sum(v[:8]) - idle) / hz, steal / hz
 
 
 def pin_cpus(pin):
@@ -563,7 +294,7 @@ def main(argv=None):
                          "(default); batch: one batch of --requests per window (see the module doc)")
     ap.add_argument("--window", type=float, default=10.0,
                     help="seconds per window under --load steady (default 10: the launch sampling's cycle; "
-                         "a shorter one begins later, see duty_offset)")
+                         "a shorter one begins later, see tracerrun.duty_offset)")
     ap.add_argument("--servers", type=int, choices=(1, 2), default=2,
                     help="servers per mode: 2 side by side, each traced in one window of a pair (default); "
                          "1, traced and untraced in turn, the GPU its own (see the module doc)")
