@@ -40,7 +40,7 @@ def duty_offset(window, sampling):
     if not sampling:
         return 0.0
     on, every = sampling
-    return max(0.0, on * (1 - window / every)) if window < every else 0.0
+    return on * (1 - window / every) if window < every else 0.0
 
 
 class Tracer:
@@ -113,8 +113,8 @@ class Tracer:
             summ = json.load(f)
         act = summ.get("_activity") or []
         trace = summ.get("_trace", {})
-        out = dict(tracer_steps=len(rows), tracer_tokens=sum(int(r["num_tokens"]) for r in rows),
-                   tracer_prefill_tokens=sum(int(r["num_prefill_tokens"] or 0) for r in rows),
+        out = dict(tracer_steps=len(rows), tracer_tokens=_total(rows, "num_tokens"),
+                   tracer_prefill_tokens=_total(rows, "num_prefill_tokens"),
                    tracer_launches=sum(a.get("launches", 0) for a in act),
                    tracer_graphs=sum(a.get("graph_launches", 0) for a in act),
                    tracer_syncs=sum(a.get("syncs", 0) for a in act),
@@ -125,20 +125,24 @@ class Tracer:
             t0, t1 = window
             ready = lambda r: start / 1e9 + float(r["timestamp_sec"]) + float(r["duration_ms"]) / 1e3
             inside = [r for r in rows if t0 <= ready(r) < t1]
-            total = lambda col: sum(int(r.get(col) or 0) for r in inside)
-            out.update(window_tracer_steps=len(inside), window_tracer_tokens=total("num_tokens"),
-                       window_tracer_prefill_tokens=total("num_prefill_tokens"),
+            out.update(window_tracer_steps=len(inside), window_tracer_tokens=_total(inside, "num_tokens"),
+                       window_tracer_prefill_tokens=_total(inside, "num_prefill_tokens"),
                        # A row joined to its scheduler step has its columns.
                        window_tracer_sched_sched_steps=sum(any(r.get(c) for c in SCHED_COLUMNS) for r in inside),
-                       window_tracer_sched_preemptions=total("preempted_reqs"),
-                       window_tracer_sched_spec_proposed=total("spec_proposed"),
-                       window_tracer_sched_spec_accepted=total("spec_accepted"))
+                       window_tracer_sched_preemptions=_total(inside, "preempted_reqs"),
+                       window_tracer_sched_spec_proposed=_total(inside, "spec_proposed"),
+                       window_tracer_sched_spec_accepted=_total(inside, "spec_accepted"))
         return out
 
 
 #: The CSV's scheduler columns, empty in a row no scheduler step joined.
 SCHED_COLUMNS = ("kv_cache_usage", "running_reqs", "waiting_reqs", "preempted_reqs",
                  "token_budget_use", "seq_budget_use", "spec_proposed", "spec_accepted")
+
+
+def _total(rows, col):
+    """Sum of a CSV column over rows, an empty cell counting 0."""
+    return sum(int(r.get(col) or 0) for r in rows)
 
 
 def _csv(path):

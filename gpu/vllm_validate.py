@@ -29,12 +29,12 @@ windows (lease 5), 0.110 for 2.5 s ones (lease 6). Short windows still give
 the narrower interval per minute of measuring: the variance of the mean
 times the seconds measured is 0.107 s for 10 s windows, 0.067 s for lease
 6's 2.5 s ones (which began at once) and about 0.085 s with their 0.75 s
-offset. --load batch runs the same batch on both at
-once instead, which makes the agreement exact: a batch begins and ends with
-the server idle, so the tracer's steps and vLLM's counters cover the same
-steps. But a trace probes launches in its first second, so every batch has
-them probed over its prefill-heavy start, not over a tenth of its steps
-spread at random as in a long trace.
+offset. --load batch runs the same batch on both at once instead, which
+makes the agreement exact: a batch begins and ends with the server idle, so
+the tracer's steps and vLLM's counters cover the same steps. But a trace
+probes launches in its first second, so every batch has them probed over
+its prefill-heavy start, not over a tenth of its steps spread at random as
+in a long trace.
 
 --servers 1 starts one server per mode instead and traces it in one window
 of each pair, not in the other, the order alternating from pair to pair.

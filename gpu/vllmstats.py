@@ -38,19 +38,25 @@ def windows_of(batches):
     the record's run where runs are pooled, see load_runs)."""
     by = {}
     for b in batches:
-        window = b["window"] if b.get("servers", 2) == 2 else None
+        # A lone server's two windows are one comparison.
+        window = 0 if _lone(b) else b["window"]
         by.setdefault((b.get("run", ""), b["pair"], window), {})[b["traced"]] = b
     pairs = {}
-    for (run, pair, _), w in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+    for (run, pair, _), w in sorted(by.items()):
         if len(w) == 2:
             pairs.setdefault((run, pair), []).append((w[False], w[True]))
     return pairs
 
 
+def _lone(b):
+    """Whether record b is of --servers 1 (older records have two)."""
+    return b.get("servers", 2) == 1
+
+
 def _whole(ws):
     """Whether a pair has all its windows: two with two servers, one tuple
     of both windows with one."""
-    return len(ws) == (1 if ws[0][0].get("servers", 2) == 1 else 2)
+    return len(ws) == (1 if _lone(ws[0][0]) else 2)
 
 
 def rate(b, key):
@@ -88,7 +94,7 @@ def overhead(batches):
     def b_over_a(u, t):
         a, b = sorted((u, t), key=lambda r: r["server"])
         return rate(b, "gen_tokens") / rate(a, "gen_tokens") if rate(a, "gen_tokens") else 0.0
-    asym = _per_pair({k: ws for k, ws in pairs.items() if ws[0][0].get("servers", 2) == 2}, b_over_a)
+    asym = _per_pair({k: ws for k, ws in pairs.items() if not _lone(ws[0][0])}, b_over_a)
     return dict(pairs=len(pairs), tokens=mean_ci(_per_pair(pairs, ratio("gen_tokens"))),
                 steps=mean_ci(_per_pair(pairs, ratio("steps"))),
                 cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_), asymmetry=mean_ci(asym))
@@ -106,6 +112,26 @@ def over_trace(b, key):
     return b.get("trace_" + key, b[key])
 
 
+def _span(traced, tracer_key):
+    """"window" where every traced window has tracer_key's count of the
+    tracer's rows within it (window_<tracer_key>), else "trace"."""
+    return "window" if all("window_" + tracer_key in b for b in traced) else "trace"
+
+
+def _pair(b, span, tracer_key, vllm_key):
+    """(tracer, vLLM) of one traced window over span: the tracer's rows
+    within the window against the window's counters, or its whole trace
+    against the counters over it (see over_trace)."""
+    if span == "window":
+        return b.get("window_" + tracer_key) or 0, b.get(vllm_key) or 0
+    return b.get(tracer_key) or 0, over_trace(b, vllm_key) or 0
+
+
+def _sums(traced, span, tracer_key, vllm_key):
+    pairs = [_pair(b, span, tracer_key, vllm_key) for b in traced]
+    return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+
+
 def agreement(batches):
     """Tracer against vLLM's counters over the traced windows that timed
     steps: (tracer sum, vLLM sum) of steps, step tokens and prompt tokens,
@@ -116,21 +142,12 @@ def agreement(batches):
     traced = [b for b in batches if b["traced"] and b.get("tracer_steps") is not None]
     if not traced:
         return None
-    span = "window" if all("window_tracer_steps" in b for b in traced) else "trace"
-
-    def pair(b, tracer_key, vllm_key):
-        if span == "window":
-            return b["window_tracer_" + tracer_key], b[vllm_key]
-        return b["tracer_" + tracer_key], over_trace(b, vllm_key)
-
-    def total(tracer_key, vllm_key):
-        pairs = [pair(b, tracer_key, vllm_key) for b in traced]
-        return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
-
+    span = _span(traced, "tracer_steps")
     s = lambda k: sum(b[k] for b in traced)
-    steps = [pair(b, "steps", "steps") for b in traced]
-    return dict(batches=len(traced), span=span, steps=total("steps", "steps"),
-                tokens=total("tokens", "step_tokens"), prompt=total("prefill_tokens", "prompt_tokens"),
+    steps = [_pair(b, span, "tracer_steps", "steps") for b in traced]
+    return dict(batches=len(traced), span=span, steps=_sums(traced, span, "tracer_steps", "steps"),
+                tokens=_sums(traced, span, "tracer_tokens", "step_tokens"),
+                prompt=_sums(traced, span, "tracer_prefill_tokens", "prompt_tokens"),
                 launches_per_step=s("tracer_launches") / max(s("tracer_steps"), 1),
                 graphs_per_step=s("tracer_graphs") / max(s("tracer_steps"), 1),
                 syncs_per_step=s("tracer_syncs") / max(s("tracer_steps"), 1),
@@ -149,28 +166,19 @@ def sched_agreement(batches):
     traced = [b for b in batches if b["traced"] and b.get("tracer_sched_sched_steps") is not None]
     if not traced:
         return None
-    s = lambda k: sum(b.get(k) or 0 for b in traced)
-    # As agreement: the window where every window has the tracer's rows
-    # within it, else the whole trace.
-    span = "window" if all("window_tracer_sched_sched_steps" in b for b in traced) else "trace"
-    if span == "window":
-        t = lambda k: s("window_" + k)
-        v = lambda k: sum(b.get(k) or 0 for b in traced)
-    else:
-        t = s
-        v = lambda k: sum(over_trace(b, k) or 0 for b in traced)
-    steps = s("tracer_sched_sched_steps")
+    span = _span(traced, "tracer_sched_sched_steps")
+    both = lambda tracer_key, vllm_key: _sums(traced, span, tracer_key, vllm_key)
     kv = [b for b in traced if b.get("kv_samples")]
     # The tracer's KV figures are null where no record knew the usage.
     kv_known = [b for b in traced if b.get("tracer_sched_mean_kv_cache_usage") is not None]
     kv_steps = sum(b["tracer_sched_sched_steps"] for b in kv_known)
     peaks = [b["tracer_sched_peak_kv_cache_usage"] for b in kv_known
              if b.get("tracer_sched_peak_kv_cache_usage") is not None]
-    return dict(batches=len(traced), span=span, sched_steps=(t("tracer_sched_sched_steps"), v("steps")),
-                joined=s("tracer_sched_joined"),
-                preemptions=(t("tracer_sched_preemptions"), v("preemptions")),
-                drafts=(t("tracer_sched_spec_proposed"), v("spec_drafts")),
-                accepted=(t("tracer_sched_spec_accepted"), v("spec_accepted")),
+    return dict(batches=len(traced), span=span, sched_steps=both("tracer_sched_sched_steps", "steps"),
+                joined=sum(b.get("tracer_sched_joined") or 0 for b in traced),
+                preemptions=both("tracer_sched_preemptions", "preemptions"),
+                drafts=both("tracer_sched_spec_proposed", "spec_drafts"),
+                accepted=both("tracer_sched_spec_accepted", "spec_accepted"),
                 kv_mean=(sum(b["tracer_sched_mean_kv_cache_usage"] * b["tracer_sched_sched_steps"] for b in kv_known)
                          / kv_steps if kv_steps else None,
                          statistics.fmean(b["kv_mean"] for b in kv) if kv else None),

@@ -67,8 +67,7 @@ def batch_window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle
     if len(out) != len(pair_of_servers):
         raise RuntimeError("a batch failed (see the server logs)")
     for i, rec in out.items():
-        rec.update(server=i, traced=i == traced, machine_busy_s=mach1[0] - mach0[0],
-                   machine_steal_s=mach1[1] - mach0[1])
+        rec.update(server=i, traced=i == traced, **machine_span(mach0, mach1))
     if tracer:
         out[traced]["tracer_cpu_s"] = tracer.stop()
         out[traced].update(tracer.results())
@@ -86,10 +85,10 @@ def snapshot(server):
 def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_kv=False):
     """One window of --load steady: the servers' counters over the same
     seconds of their steady load, the one at index traced (-1: none) in the
-    traced role, with tracer attached (None: an A/A window). The window begins duty_offset seconds
-    after the tracer's probes are live, so that it holds launches probed
-    for the share of its time a long trace does (one second in ten): a
-    window of 10 s at once, one of 2.5 s after 0.75 s.
+    traced role, with tracer attached (None: an A/A window). The window
+    begins duty_offset seconds after the tracer's probes are live, so that
+    it holds launches probed for the share of its time a long trace does
+    (one second in ten): a window of 10 s at once, one of 2.5 s after 0.75 s.
     The agreement compares the tracer's steps whose output was ready
     within the window with the window's counters; for a tracer that does
     not give its start on the clock, its whole trace with the traced
@@ -117,7 +116,7 @@ def steady_window(pair_of_servers, traced, seconds, loads, tracer=None, sample_k
     for i, ((t0, m0, c0), (t1, m1, c1)) in enumerate(zip(s0, s1)):
         rec = dict(wall_s=t1 - t0, **counters(m0, m1, c0, c1))
         rec.update(gen_tokens=rec["vllm_gen_tokens"], server=i, traced=i == traced, offset_s=offset,
-                   machine_busy_s=mach1[0] - mach0[0], machine_steal_s=mach1[1] - mach0[1])
+                   **machine_span(mach0, mach1))
         rec.update(kv_summary(kv[i]))
         out.append(rec)
     if tracer:
@@ -138,3 +137,9 @@ def machine_cpu():
     idle = v[3] + v[4]
     steal = v[7] if len(v) > 7 else 0
     return (sum(v[:8]) - idle) / hz, steal / hz
+
+
+def machine_span(mach0, mach1):
+    """The record's fields of the machine's busy and stolen CPU seconds
+    between two machine_cpu readings."""
+    return dict(machine_busy_s=mach1[0] - mach0[0], machine_steal_s=mach1[1] - mach0[1])

@@ -27,19 +27,22 @@ the servers' kernel time, gpu/vllm_validate.py).
 """
 import glob
 import os
-import re
 import statistics
 import struct
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gpu"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "gpu"))
+sys.path.insert(0, os.path.join(HERE, "..", "marker", "tests"))
 import vllmstats  # noqa: E402  (the validation's statistics, pure Python)
+from elf import Elf  # noqa: E402  (the marker tests' reader of the library's USDT notes)
+from tracerrun import ATTACHED  # noqa: E402  (the tracer's line once every probe is live)
 
 HZ = os.sysconf("SC_CLK_TCK")
 WINDOW_S = 6
-BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bin", "profilemate-bpf")
+BIN = os.path.join(HERE, "..", "bin", "profilemate-bpf")
 
 
 def tree(root):
@@ -100,13 +103,12 @@ def marker_semaphores(root, value):
         if not lib:
             continue
         base, path = int(lib[0][0].split("-")[0], 16), lib[0][5]
-        notes = subprocess.run(["readelf", "-n", path], capture_output=True, text=True, check=True).stdout
-        sems = dict(re.findall(r"Name: (\w+)\n\s+Location: \S+, Base: \S+, Semaphore: (0x[0-9a-f]+)", notes))
-        if not all(n in sems for n in TRACED_PROBES):
+        sems = {n.name: n.semaphore for n in Elf(path).stapsdt_notes()}
+        if not all(sems.get(n) for n in TRACED_PROBES):
             sys.exit(f"{path}: no semaphore for one of {TRACED_PROBES} in its USDT notes")
         with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
             for n in TRACED_PROBES:
-                mem.seek(base + int(sems[n], 16))
+                mem.seek(base + sems[n])
                 mem.write(struct.pack("<H", value))
         done.append(pid)
     return done
@@ -132,7 +134,7 @@ def window(pid, truth, flags, cpus):
         tracer = subprocess.Popen(tracer_cmd(flags, pid, os.path.join(truth, "probe-cost-out"), cpus),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for line in tracer.stderr:
-            if "probes attached in" in line:  # the summary, once every probe is live
+            if ATTACHED.search(line):
                 break
         else:
             sys.exit(f"the tracer with {flags!r} exited before attaching: exit {tracer.wait()}")
