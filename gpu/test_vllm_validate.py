@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -41,6 +42,41 @@ def test_mean_ci():
     assert vllmstats.mean_ci([]) == (None, None, None)
 
 
+def test_ratio_ci_averages_on_the_log_scale():
+    # An A/A test: identical servers, each pair as likely r as 1/r. The
+    # arithmetic mean of such ratios is above 1 (by about sd²/2); the
+    # geometric mean is 1.
+    r = vllmstats.ratio_ci([1.2, 1 / 1.2, 1.1, 1 / 1.1])
+    assert r.mean == pytest.approx(1.0)
+    assert statistics.fmean([1.2, 1 / 1.2, 1.1, 1 / 1.1]) > 1.005
+    logs = [math.log(1.2), -math.log(1.2), math.log(1.1), -math.log(1.1)]
+    assert r.sd == pytest.approx(statistics.stdev(logs))
+    h = 3.182 * statistics.stdev(logs) / 2
+    assert (r.lo, r.hi) == (pytest.approx(math.exp(-h)), pytest.approx(math.exp(h)))
+    assert r.half == pytest.approx((r.hi - r.lo) / 2)
+    assert vllmstats.ratio_ci([0.97]) == (pytest.approx(0.97), math.inf, 0.0, None, None)
+    assert vllmstats.ratio_ci([]) == (None, None, None, None, None)
+
+
+def test_runs_pool_by_inverse_variance():
+    # A quiet run around 0.98 and a noisy one around 0.94: the pooled mean
+    # leans to the quiet run by its weight, n / variance of the logs.
+    quiet = [0.98 * math.exp(d) for d in (0.01, -0.01, 0.02, -0.02)]
+    noisy = [0.94 * math.exp(d) for d in (0.2, -0.2)]
+    p = vllmstats.pooled_ratio_ci([quiet, noisy])
+    lq, ln = [math.log(x) for x in quiet], [math.log(x) for x in noisy]
+    wq, wn = 4 / statistics.variance(lq), 2 / statistics.variance(ln)
+    m = (wq * statistics.fmean(lq) + wn * statistics.fmean(ln)) / (wq + wn)
+    assert p.mean == pytest.approx(math.exp(m))
+    assert 0.979 < p.mean < 0.98  # pooled pair by pair it would be 0.966
+    h = vllmstats.t95(4) / math.sqrt(wq + wn)
+    assert (p.lo, p.hi) == (pytest.approx(math.exp(m - h)), pytest.approx(math.exp(m + h)))
+    # A run of one pair has no noise to weigh: left out; with one run left,
+    # its ratios as they are.
+    assert vllmstats.pooled_ratio_ci([quiet, noisy, [0.5]]) == p
+    assert vllmstats.pooled_ratio_ci([quiet, [0.5]]) == vllmstats.ratio_ci(quiet + [0.5])
+
+
 def batch(pair, window, server, traced, wall, steps=100, cpu=1.0, **kw):
     b = dict(mode="graph", config="default", pair=pair, window=window, server=server, traced=traced,
              wall_s=wall, gen_tokens=1000, steps=steps, step_tokens=1500, prompt_tokens=500, cpu_user=cpu,
@@ -59,10 +95,9 @@ def test_overhead_cancels_the_servers_difference_and_the_machines_drift():
     bs = win(0, 0, 0, 1) + win(0, 1, 1, 1) + win(1, 0, 1, 2) + win(1, 1, 0, 2)
     o = vllmstats.overhead(bs)
     assert o["pairs"] == 2
-    m, h, sd = o["tokens"]
-    assert m == pytest.approx(1 / 1.04) and sd == pytest.approx(0.0, abs=1e-12)
-    assert o["steps"][0] == pytest.approx(1 / 1.04)
-    assert o["asymmetry"][0] == pytest.approx(1.1)
+    assert o["tokens"].mean == pytest.approx(1 / 1.04) and o["tokens"].sd == pytest.approx(0.0, abs=1e-12)
+    assert o["steps"].mean == pytest.approx(1 / 1.04)
+    assert o["asymmetry"].mean == pytest.approx(1.1)
     assert o["cpu_ms_per_step"][0] == pytest.approx(1.0)  # 0.1 s more over 100 steps
 
 
@@ -75,7 +110,7 @@ def test_cpu_per_step_under_steady_load_counts_each_servers_own_steps():
     per_step = lambda steps: (12.0 + 0.1) / steps * 1e3
     assert o["cpu_ms_per_step"][0] == pytest.approx(per_step(95) - per_step(100))
     assert o["sys_ms_per_step"][0] == pytest.approx(0.1e3 / 95 - 0.1e3 / 100)
-    assert o["steps"][0] == pytest.approx(0.95)
+    assert o["steps"].mean == pytest.approx(0.95)
 
 
 def test_one_server_traced_and_untraced_in_turn():
@@ -89,8 +124,8 @@ def test_one_server_traced_and_untraced_in_turn():
             traced = w == p % 2
             bs.append(batch(p, w, 0, traced, 2.0 / (speed * (0.98 if traced else 1.0)), servers=1))
     o = vllmstats.overhead(bs)
-    assert o["pairs"] == 6 and o["tokens"][0] == pytest.approx(0.98, abs=1e-9)
-    assert o["asymmetry"][0] is None  # no second server to compare
+    assert o["pairs"] == 6 and o["tokens"].mean == pytest.approx(0.98, abs=1e-9)
+    assert o["asymmetry"].mean is None  # no second server to compare
     assert o["cpu_ms_per_step"][0] == pytest.approx(0.0)
     # A pair cut off after its first window is left out.
     assert vllmstats.overhead(bs + [batch(6, 0, 0, True, 1.0, servers=1)]) == o
@@ -98,7 +133,7 @@ def test_one_server_traced_and_untraced_in_turn():
 
 def test_a_window_without_its_partner_is_left_out():
     bs = [batch(0, 0, 0, False, 2.0), batch(0, 0, 1, True, 2.1), batch(0, 1, 0, True, 2.1)]
-    assert vllmstats.overhead(bs)["pairs"] == 1 and vllmstats.overhead(bs)["tokens"] == (None, None, None)
+    assert vllmstats.overhead(bs)["pairs"] == 1 and vllmstats.overhead(bs)["tokens"].mean is None
 
 
 def test_report_pools_the_pairs_of_several_runs(tmp_path, capsys):
@@ -111,7 +146,8 @@ def test_report_pools_the_pairs_of_several_runs(tmp_path, capsys):
     run(tmp_path / "b.jsonl", 1.06)
     pooled = vllm_validate.load_runs([str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")])
     o = vllmstats.overhead(pooled)
-    assert o["pairs"] == 4 and o["tokens"][0] == pytest.approx((2 / 1.04 + 2 / 1.06) / 4)
+    # Each run's pairs alike: no noise to weight by, so the pairs pool as one.
+    assert o["pairs"] == 4 and o["tokens"].mean == pytest.approx((1 / 1.04 / 1.06) ** 0.5)
     assert vllmstats.overhead(vllm_validate.load_runs([str(tmp_path / "a.jsonl")] * 2))["pairs"] == 4
     assert vllm_validate.main(["--report", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"),
                                "--plan", "graph:default"]) == 0

@@ -3,6 +3,7 @@ confidence intervals, agreement of the tracer with vLLM's counters, and the
 table that prints them. Pure Python, tested without a GPU."""
 import math
 import statistics
+from typing import NamedTuple, Optional
 
 # Two-sided 95% quantiles of Student's t, by degrees of freedom.
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
@@ -29,6 +30,55 @@ def mean_ci(xs):
         return m, math.inf, 0.0
     sd = statistics.stdev(xs)
     return m, t95(n - 1) * sd / math.sqrt(n), sd
+
+
+class Ratio(NamedTuple):
+    """A ratio's estimate: the geometric mean, the half-width of its 95%
+    confidence interval [lo, hi], and the standard deviation of one ratio's
+    log (the design's noise); all None without ratios."""
+    mean: Optional[float]
+    half: Optional[float]
+    sd: Optional[float]
+    lo: Optional[float]
+    hi: Optional[float]
+
+
+_NO_RATIO = Ratio(None, None, None, None, None)
+
+
+def _from_logs(m, h, sd):
+    """The Ratio of a mean of logs m, its interval's half-width h, sd."""
+    if not math.isfinite(h):
+        return Ratio(math.exp(m), h, sd, None, None)
+    lo, hi = math.exp(m - h), math.exp(m + h)
+    return Ratio(math.exp(m), (hi - lo) / 2, sd, lo, hi)
+
+
+def ratio_ci(ratios):
+    """The Ratio of ratios: their mean and interval on the log scale, taken
+    back. Ratios are averaged on the log scale because the arithmetic mean
+    of ratios is biased upward by about sd²/2, whatever the cost: with
+    windows that wander by 11%, an A/A test of identical servers comes out
+    about 0.6% above 1, and so does every traced/untraced figure."""
+    m, h, sd = mean_ci([math.log(x) for x in ratios])
+    return _NO_RATIO if m is None else _from_logs(m, h, sd)
+
+
+def pooled_ratio_ci(runs):
+    """The Ratio of several runs' ratios pooled by inverse variance on the
+    log scale: each run's mean weighted by 1/se² (fixed-effect pooling), so
+    that runs whose designs differ in noise count by what they measured,
+    not by their number of pairs. Falls back to ratio_ci over all the
+    ratios where fewer than two runs have two pairs or more, or where a
+    run's ratios do not vary (its weight would be infinite); otherwise a run
+    of one pair, whose noise is unknown, is left out."""
+    logs = [[math.log(x) for x in r] for r in runs if len(r) >= 2]
+    if len(logs) < 2 or not all(statistics.variance(r) for r in logs):
+        return ratio_ci([x for r in runs for x in r])
+    weights = [len(r) / statistics.variance(r) for r in logs]
+    m = sum(w * statistics.fmean(r) for w, r in zip(weights, logs)) / sum(weights)
+    h = t95(sum(len(r) - 1 for r in logs)) / math.sqrt(sum(weights))
+    return _from_logs(m, h, statistics.stdev([x for r in logs for x in r]))
 
 
 def windows_of(batches):
@@ -67,20 +117,26 @@ def _per_pair(pairs, f):
     """f(untraced, traced) per window, combined per pair of windows by the
     geometric mean: each server was traced in one of the two, so a speed
     difference between the servers cancels (with one server, f of its two
-    windows)."""
-    out = []
-    for ws in pairs.values():
+    windows). {run: [value per whole pair]}."""
+    out = {}
+    for (run, _), ws in pairs.items():
         vals = [f(u, t) for u, t in ws]
         if _whole(ws) and all(v > 0 for v in vals):
-            out.append(math.prod(vals) ** (1 / len(vals)))
+            out.setdefault(run, []).append(math.prod(vals) ** (1 / len(vals)))
     return out
+
+
+def _ratio_over_runs(by_run):
+    """The Ratio of per-pair ratios {run: [...]}: one run's directly, several
+    runs' pooled by inverse variance."""
+    return pooled_ratio_ci(list(by_run.values()))
 
 
 def overhead(batches):
     """Traced over untraced generated tokens/s and steps/s per pair of
-    windows, the servers' extra CPU time per step when traced, and the
-    speed of server 1 over server 0 (their asymmetry, which the pairing
-    cancels), as mean_ci triples."""
+    windows and the speed of server 1 over server 0 (their asymmetry, which
+    the pairing cancels), as Ratios; the servers' extra CPU time per step
+    when traced, as mean_ci triples."""
     pairs = windows_of(batches)
     ratio = lambda key: lambda u, t: rate(t, key) / rate(u, key) if rate(u, key) else 0.0
     # Per step of each server: under steady load both run for the same
@@ -95,9 +151,9 @@ def overhead(batches):
         a, b = sorted((u, t), key=lambda r: r["server"])
         return rate(b, "gen_tokens") / rate(a, "gen_tokens") if rate(a, "gen_tokens") else 0.0
     asym = _per_pair({k: ws for k, ws in pairs.items() if not _lone(ws[0][0])}, b_over_a)
-    return dict(pairs=len(pairs), tokens=mean_ci(_per_pair(pairs, ratio("gen_tokens"))),
-                steps=mean_ci(_per_pair(pairs, ratio("steps"))),
-                cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_), asymmetry=mean_ci(asym))
+    return dict(pairs=len(pairs), tokens=_ratio_over_runs(_per_pair(pairs, ratio("gen_tokens"))),
+                steps=_ratio_over_runs(_per_pair(pairs, ratio("steps"))),
+                cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_), asymmetry=_ratio_over_runs(asym))
 
 
 #: vLLM's counters that a traced window of --load steady also records over
@@ -186,17 +242,13 @@ def sched_agreement(batches):
 
 
 def _ratio(x):
-    m, h, _ = x
-    if m is None:
+    if x.mean is None:
         return "n/a"
-    return f"{m:.3f} ±{h:.3f}" if math.isfinite(h) else f"{m:.3f}"
+    return f"{x.mean:.3f} ±{x.half:.3f}" if math.isfinite(x.half) else f"{x.mean:.3f}"
 
 
 def _interval(x):
-    m, h, _ = x
-    if m is None or not math.isfinite(h):
-        return "n/a"
-    return f"[{m - h:.3f}, {m + h:.3f}]"
+    return "n/a" if x.lo is None else f"[{x.lo:.3f}, {x.hi:.3f}]"
 
 
 def _ms(x):
@@ -214,8 +266,9 @@ def table(batches, modes_cfgs):
     one agreement line per (mode, config) that timed steps."""
     lines = ["Overhead: traced / untraced server, the same load on both at once; per pair of windows (each "
              "server traced in one) the geometric mean, or with one server (--servers 1) its traced window over "
-             "its untraced one; mean over pairs ±95% CI half-width [interval]; "
-             "sd: spread of one pair (the design's noise; config 'untraced' runs no tracer: an A/A test); "
+             "its untraced one; geometric mean over pairs ±95% CI half-width [interval], runs pooled by inverse "
+             "variance; sd: spread of one pair's log (the design's noise; config 'untraced' runs no tracer: "
+             "an A/A test); "
              "b/a: speed of server b over a",
              f"{'mode':<11} {'config':<14} {'pairs':>5}  {'gen tokens/s':<14} {'interval':<16} {'sd':>6}  "
              f"{'steps/s':<14} {'b/a':<14} {'server CPU ms/step (sys)':<26}"]
@@ -224,7 +277,7 @@ def table(batches, modes_cfgs):
         if not bs:
             continue
         o = overhead(bs)
-        sd = o["tokens"][2]
+        sd = o["tokens"].sd
         lines.append(f"{mode:<11} {cfg:<14} {o['pairs']:>5}  {_ratio(o['tokens']):<14} {_interval(o['tokens']):<16} "
                      f"{'n/a' if sd is None else f'{sd:.3f}':>6}  {_ratio(o['steps']):<14} {_ratio(o['asymmetry']):<14} "
                      f"{_ms(o['cpu_ms_per_step'])} ({_ms(o['sys_ms_per_step'])})")
