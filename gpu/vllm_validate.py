@@ -25,7 +25,7 @@ holds the launch sampling's steady share (tracerrun.duty_offset). The
 noise left: each server's speed wanders independently of the other's (over
 2.5 s windows by 11% each, correlation 0.05). A pair's spread grows as the
 windows shorten, but more slowly than 1/sqrt(time): 0.072 for 10 s
-windows (lease 5), 0.110 for 2.5 s ones (lease 6). Short windows still give
+windows (lease 5), 0.109 for 2.5 s ones (lease 6). Short windows still give
 the narrower interval per minute of measuring: the variance of the mean
 times the seconds measured is 0.107 s for 10 s windows, 0.067 s for lease
 6's 2.5 s ones (which began at once) and about 0.085 s with their 0.75 s
@@ -38,21 +38,20 @@ in a long trace.
 
 --servers 1 starts one server per mode instead and traces it in one window
 of each pair, not in the other, the order alternating from pair to pair.
-The server then has the GPU to itself, as in production, and no second
-server's work slows its steps; but a pair's ratio then carries the
-server's change from one window to the next, where side by side it carries
-two servers' independent wander, halved by the pairing. In lease 6 (2.5 s
-windows) one side-by-side pair spread by 0.110 and each server's speed
-changed between its adjacent windows by 0.15 (sd of the log): a lone
-server wins if its windows differ by less than 0.110, i.e. if a second
-server on the GPU was a good part of that change. Not yet measured.
+The server then has the GPU to itself, as in production; but a pair's
+ratio then carries the server's change from one window to the next, where
+side by side it carries two servers' independent wander, halved by the
+pairing. Lease 7 measured it: one pair spread by 0.165 against two
+servers' 0.109 (2.5 s windows), twice the variance per second of
+measuring, and the lone server ran no faster. Two servers stay the default.
 
 It prints one table:
 
-- overhead: generated tokens/s and steps/s, traced over untraced, mean of
-  the pairs with a 95% confidence interval, and the pairs' spread (the
-  design's own noise; the `untraced` config runs no tracer at all, an A/A
-  test of the design);
+- overhead: generated tokens/s and steps/s, traced over untraced, the
+  geometric mean of the pairs with a 95% confidence interval (several
+  runs given to --report pool by inverse variance), and the spread of one
+  pair's log (the design's own noise; the `untraced` config runs no tracer
+  at all, an A/A test of the design);
 - agreement: the tracer's steps, step tokens and prompt tokens against
   vLLM's `iteration_tokens_total` and `prompt_tokens_total` (vLLM counts the
   token each request's prefill step samples among that step's tokens; the
