@@ -58,7 +58,7 @@ test-go:
 # Separate runs: each suite has its own conftest.py or import path.
 test-python: marker sim
 	$(BUILD)/venv/bin/python -m pytest -q marker/tests
-	$(BUILD)/venv/bin/python -m pytest -q gpu/test_gpu.py gpu/test_vllm_validate.py scripts/test_probe_cost.py
+	$(BUILD)/venv/bin/python -m pytest -q gpu/test_gpu.py gpu/test_vllm_validate.py scripts/test_probe_cost.py gpu/test_hitcost.py
 	$(MAKE) -C simserver test BUILD=$(BUILD)
 
 fuzz:

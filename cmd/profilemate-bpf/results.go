@@ -113,7 +113,7 @@ func edgeNote(t analysis.TraceInfo) string {
 }
 
 // The host time one probed kernel launch cost on the H200 hosts measured
-// (gpu/launchcost.py and validate.sh), lowest and highest.
+// (gpu/hitcost.py, then launchcost.py, and validate.sh), lowest and highest.
 const (
 	launchProbeMinNs = 300
 	launchProbeMaxNs = 1200

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""What one probe hit costs on this machine, per class of probe, on the
+real driver and the marker's real probe library.
+
+    sudo python3 gpu/hitcost.py [--tracer bin/profilemate-bpf] [--calls launch,graph,sync,marker]
+                                [--seconds 2] [--rounds 3]
+
+Each class is a call that the tracer probes as it probes a running vLLM:
+
+- launch: cuLaunchKernel with a null function (the driver rejects it at
+  once): one entry probe, as every kernel launch while launches are counted;
+- graph: cuGraphLaunch with a null graph: one entry probe, as a graph replay;
+- sync: cuEventSynchronize with a null event (rejected at once): an entry
+  and a return probe, as every synchronizing call (vLLM's async output
+  waits on an event; its copies to pinned memory are probed alike);
+- marker: the marker library's step_begin, step_end and sched_step, as one
+  traced step fires them (the USDT sites, with the tracer's programs).
+
+In one process, untraced phases alternate with phases with the tracer
+attached to this process (--launches=all, so that launches are probed for
+the whole phase). Prints, per class, the mean ns per call of each phase and
+the median of each traced phase less the untraced ones beside it: what the
+tracer adds per call in a tight loop, with warm caches. A hit inside a
+running server costs several times as much (the trap path and the programs
+run from cold caches), so these figures rank the classes and bound their
+cost from below; the servers' kernel CPU per step in gpu/vllm_validate.py
+gives the cost in place. Also prints the kernel release and the first
+bytes of the probed functions: the kernel emulates some first instructions
+and single-steps the others, which costs a second trap.
+"""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "marker"))
+from tracerrun import ATTACHED  # noqa: E402  (the tracer's line once every probe is live)
+
+PROBED_FUNCS = ("cuLaunchKernel", "cuGraphLaunch", "cuEventSynchronize")
+CLASSES = ("launch", "graph", "sync", "marker")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tracer", default=os.path.join(HERE, "..", "bin", "profilemate-bpf"))
+    p.add_argument("--calls", default="launch,graph,sync,marker",
+                   help="classes to time, comma-separated: " + ", ".join(CLASSES))
+    p.add_argument("--seconds", type=float, default=2.0, help="length of each phase")
+    p.add_argument("--rounds", type=int, default=3, help="traced phases per class, each between two untraced")
+    p.add_argument("--batch", type=int, default=2000, help="calls between clock reads")
+    args = p.parse_args(argv)
+    args.calls = [c.strip() for c in args.calls.split(",") if c.strip()]
+    bad = [c for c in args.calls if c not in CLASSES]
+    if bad or not args.calls:
+        p.error(f"--calls: unknown {', '.join(bad) or 'empty list'} (known: {', '.join(CLASSES)})")
+    if args.seconds <= 0 or args.rounds < 1 or args.batch < 1:
+        p.error("--seconds, --rounds and --batch must be positive")
+    return args
+
+
+def driver():
+    lib = ctypes.CDLL("libcuda.so.1")
+    # The simulated driver (LD_LIBRARY_PATH=build/sim/driver) has no cuInit.
+    if hasattr(lib, "cuInit") and lib.cuInit(0) != 0:
+        sys.exit("hitcost: cuInit failed (no GPU?)")
+    for name, args in (("cuLaunchKernel", [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3),
+                       ("cuGraphLaunch", [ctypes.c_void_p, ctypes.c_void_p]),
+                       ("cuEventSynchronize", [ctypes.c_void_p])):
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = ctypes.c_int, args
+    return lib
+
+
+def marker_probes():
+    """The marker's probe functions (native.Probes), or exit if unbuilt."""
+    from profilemate_marker import native
+    path = native.find_library()
+    if path is None:
+        sys.exit("hitcost: the marker's probe library is not built (make marker)")
+    return native.Probes(path)
+
+
+def calls(lib, probes):
+    """Per class, a function of one call (a step for the marker)."""
+    launch, graph, sync = lib.cuLaunchKernel, lib.cuGraphLaunch, lib.cuEventSynchronize
+    step = [0]
+
+    def marker():
+        # One traced step as the marker fires it: begin, end, the scheduler's
+        # record joined to it by sched_key.
+        step[0] += 1
+        s = step[0]
+        probes.step_begin(s, 64, 64, 0, 0, s)
+        probes.step_end(s, 0, 0)
+        probes.sched_step(s, 100, 64, 0, 0, 64, 8192, 64, 256, -1, -1)
+
+    return {"launch": lambda: launch(None, 1, 1, 1, 1, 1, 1, 0, None, None, None),
+            "graph": lambda: graph(None, None),
+            "sync": lambda: sync(None),
+            "marker": marker}
+
+
+def phase(call, seconds, batch):
+    """Mean ns per call over `seconds` of calls."""
+    calls_done, t0 = 0, time.perf_counter_ns()
+    end = t0 + int(seconds * 1e9)
+    now = t0
+    while now < end:
+        for _ in range(batch):
+            call()
+        calls_done += batch
+        now = time.perf_counter_ns()
+    return (now - t0) / calls_done
+
+
+def traced_phase(args, run):
+    """run() with the tracer attached to this process; returns run's result
+    and the tracer's attach summary line."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tracer = subprocess.Popen(
+            [args.tracer, "--pid", str(os.getpid()), "--duration", f"{args.seconds + 30}s",
+             "--launches=all", "--out", tmp], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        attached = ""
+        for line in tracer.stderr:
+            if ATTACHED.search(line):
+                attached = line.strip()
+                break
+        if not attached:
+            tracer.wait()
+            sys.exit(f"hitcost: the tracer did not attach (exit {tracer.returncode})")
+        time.sleep(0.2)
+        result = run()
+        tracer.terminate()
+        tracer.communicate()
+    return result, attached
+
+
+def measure(args, call):
+    """Untraced and traced phases of call alternating: each traced one is
+    compared with the untraced ones on either side, since a machine whose
+    speed drifts (clocks, neighbours) once gave an untraced first phase 40%
+    slower than the last, and a negative cost from one before/after pair."""
+    run = lambda: phase(call, args.seconds, args.batch)
+    phase(call, min(0.5, args.seconds), args.batch)  # warm up
+    untraced, traced, attached = [run()], [], ""
+    for _ in range(args.rounds):
+        ns, attached = traced_phase(args, run)
+        traced.append(ns)
+        untraced.append(run())
+    added = [t - (untraced[i] + untraced[i + 1]) / 2 for i, t in enumerate(traced)]
+    return dict(untraced_ns=untraced, traced_ns=traced, added_ns=added,
+                added_ns_per_call=statistics.median(added), attach=attached)
+
+
+def first_bytes(lib, name, n=8):
+    try:
+        addr = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+    except AttributeError:
+        return None
+    return ctypes.string_at(addr, n).hex(" ")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    lib = driver()
+    # The marker's library is loaded for every class, so that every traced
+    # phase attaches the same probes.
+    fns = calls(lib, marker_probes())
+    out = {"kernel": platform.release(),
+           "first_bytes": {f: first_bytes(lib, f) for f in PROBED_FUNCS}, "classes": {}}
+    for c in args.calls:
+        r = out["classes"][c] = measure(args, fns[c])
+        print(f"{c}: {statistics.median(r['untraced_ns']):.0f} ns a call untraced, "
+              f"{statistics.median(r['traced_ns']):.0f} traced (medians of {len(r['untraced_ns'])} and "
+              f"{len(r['traced_ns'])} phases): "
+              f"the probes add {r['added_ns_per_call']:.0f} ns a call "
+              f"(rounds: {', '.join(f'{a:.0f}' for a in r['added_ns'])})", flush=True)
+    print("HITCOST " + json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
