@@ -40,7 +40,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "marker"))
+# After PYTHONPATH: an installed marker (its wheel unpacked on a GPU host)
+# comes first, the checkout's in-place build (make marker) otherwise.
+sys.path.append(os.path.join(HERE, "..", "marker"))
 from tracerrun import ATTACHED  # noqa: E402  (the tracer's line once every probe is live)
 
 PROBED_FUNCS = ("cuLaunchKernel", "cuGraphLaunch", "cuEventSynchronize")
