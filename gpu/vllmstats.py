@@ -126,12 +126,6 @@ def _per_pair(pairs, f):
     return out
 
 
-def _ratio_over_runs(by_run):
-    """The Ratio of per-pair ratios {run: [...]}: one run's directly, several
-    runs' pooled by inverse variance."""
-    return pooled_ratio_ci(list(by_run.values()))
-
-
 def overhead(batches):
     """Traced over untraced generated tokens/s and steps/s per pair of
     windows and the speed of server 1 over server 0 (their asymmetry, which
@@ -151,9 +145,9 @@ def overhead(batches):
         a, b = sorted((u, t), key=lambda r: r["server"])
         return rate(b, "gen_tokens") / rate(a, "gen_tokens") if rate(a, "gen_tokens") else 0.0
     asym = _per_pair({k: ws for k, ws in pairs.items() if not _lone(ws[0][0])}, b_over_a)
-    return dict(pairs=len(pairs), tokens=_ratio_over_runs(_per_pair(pairs, ratio("gen_tokens"))),
-                steps=_ratio_over_runs(_per_pair(pairs, ratio("steps"))),
-                cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_), asymmetry=_ratio_over_runs(asym))
+    return dict(pairs=len(pairs), tokens=pooled_ratio_ci(_per_pair(pairs, ratio("gen_tokens")).values()),
+                steps=pooled_ratio_ci(_per_pair(pairs, ratio("steps")).values()),
+                cpu_ms_per_step=mean_ci(cpu), sys_ms_per_step=mean_ci(sys_), asymmetry=pooled_ratio_ci(asym.values()))
 
 
 #: vLLM's counters that a traced window of --load steady also records over
