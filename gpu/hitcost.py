@@ -24,9 +24,10 @@ tracer adds per call in a tight loop, with warm caches. A hit inside a
 running server costs several times as much (the trap path and the programs
 run from cold caches), so these figures rank the classes and bound their
 cost from below; the servers' kernel CPU per step in gpu/vllm_validate.py
-gives the cost in place. Also prints the kernel release and the first
-bytes of the probed functions: the kernel emulates some first instructions
-and single-steps the others, which costs a second trap.
+gives the cost in place. Also prints the kernel release, the first bytes
+of the probed functions (the kernel emulates some first instructions and
+single-steps the others, which costs a second trap) and where the driver
+maps pinned host memory (its VMA's maps line and flags).
 """
 import argparse
 import ctypes
@@ -45,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.append(os.path.join(HERE, "..", "marker"))
 from tracerrun import ATTACHED  # noqa: E402  (the tracer's line once every probe is live)
 
-PROBED_FUNCS = ("cuLaunchKernel", "cuGraphLaunch", "cuEventSynchronize")
+PROBED_FUNCS = ("cuLaunchKernel", "cuGraphLaunch", "cuEventSynchronize", "cuMemcpyDtoHAsync_v2")
 CLASSES = ("launch", "graph", "sync", "marker")
 
 
@@ -161,6 +162,47 @@ def measure(args, call):
                 added_ns_per_call=statistics.median(added), attach=attached)
 
 
+def pinned_mapping(lib):
+    """Where the driver puts pinned host memory: the /proc/self/smaps entry
+    (its maps line and VmFlags) of a 1 MiB cuMemAllocHost_v2 buffer, or the
+    driver's error. vLLM's copies of each step's output go to pinned memory
+    and never wait, where a copy to pageable memory does; a probe could
+    tell them apart by the destination's VMA if pinned memory has one of
+    its own kind."""
+    if hasattr(lib, "cuDevicePrimaryCtxRetain"):  # the real driver: a context first
+        dev, ctx = ctypes.c_int(), ctypes.c_void_p()
+        for rc in (lib.cuDeviceGet(ctypes.byref(dev), 0),
+                   lib.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev),
+                   lib.cuCtxSetCurrent(ctx)):
+            if rc:
+                return {"error": f"no CUDA context (CUresult {rc})"}
+    buf = ctypes.c_void_p()
+    rc = lib.cuMemAllocHost_v2(ctypes.byref(buf), ctypes.c_size_t(1 << 20))
+    if rc:
+        return {"error": f"cuMemAllocHost_v2: CUresult {rc}"}
+    try:
+        return {"address": hex(buf.value), **smaps_entry(buf.value)}
+    finally:
+        lib.cuMemFreeHost(buf)
+
+
+def smaps_entry(addr, path="/proc/self/smaps"):
+    """The maps line and VmFlags of the VMA holding addr ({} if none)."""
+    entry = {}
+    with open(path) as f:
+        for line in f:
+            head = line.split(None, 1)[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                if entry:
+                    break  # past the VMA
+                if lo <= addr < hi:
+                    entry["mapping"] = line.strip()
+            elif entry and line.startswith("VmFlags:"):
+                entry["vm_flags"] = line.split(":", 1)[1].strip()
+    return entry
+
+
 def first_bytes(lib, name, n=8):
     try:
         addr = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
@@ -176,7 +218,9 @@ def main(argv=None):
     # phase attaches the same probes.
     fns = calls(lib, marker_probes())
     out = {"kernel": platform.release(),
-           "first_bytes": {f: first_bytes(lib, f) for f in PROBED_FUNCS}, "classes": {}}
+           "first_bytes": {f: first_bytes(lib, f) for f in PROBED_FUNCS},
+           "pinned": pinned_mapping(lib), "classes": {}}
+    print(f"pinned host memory: {out['pinned']}", flush=True)
     for c in args.calls:
         r = out["classes"][c] = measure(args, fns[c])
         print(f"{c}: {statistics.median(r['untraced_ns']):.0f} ns a call untraced, "

@@ -1,6 +1,7 @@
 """hitcost.py against the simulated driver and the marker's real probe
 library, with the real tracer attached: each class's call must reach a
 probe (a call costs more traced than untraced)."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +13,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 TRACER = os.path.join(ROOT, "bin", "profilemate-bpf")
 SIM_DRIVER = os.path.join(ROOT, "build", "sim", "driver")
+
+sys.path.insert(0, HERE)  # hitcost imports tracerrun from beside it
+_spec = importlib.util.spec_from_file_location("hitcost", os.path.join(HERE, "hitcost.py"))
+hitcost = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hitcost)
 
 
 def run(*args):
@@ -39,6 +45,26 @@ def test_every_class_reaches_its_probes():
         # these calls take about 0.5 µs untraced.
         assert c["added_ns_per_call"] > 300, (name, c)
     assert out["first_bytes"]["cuEventSynchronize"]
+    # The simulated driver's pinned memory is malloc's: an anonymous
+    # private mapping, found with its flags.
+    pinned = out["pinned"]
+    assert pinned["mapping"].split()[1] == "rw-p" and "rd wr" in pinned["vm_flags"], pinned
+    lo, hi = (int(x, 16) for x in pinned["mapping"].split()[0].split("-"))
+    assert lo <= int(pinned["address"], 16) < hi
+
+
+def test_smaps_entry_reads_the_vma_holding_an_address(tmp_path):
+    smaps = tmp_path / "smaps"
+    smaps.write_text(
+        "1000-2000 r-xp 00000000 08:01 12 /usr/lib/a.so\nSize: 4 kB\nVmFlags: rd ex mr mw me\n"
+        "7f0000000000-7f0000100000 rw-s 00000000 00:06 99 /dev/nvidiactl\nSize: 1024 kB\n"
+        "VmFlags: rd wr sh mr mw me ms io pf dc de dd\n"
+        "7f0000200000-7f0000300000 rw-p 00000000 00:00 0\nVmFlags: rd wr mr mw me ac\n")
+    e = hitcost.smaps_entry(0x7f0000000800, str(smaps))
+    assert e == {"mapping": "7f0000000000-7f0000100000 rw-s 00000000 00:06 99 /dev/nvidiactl",
+                 "vm_flags": "rd wr sh mr mw me ms io pf dc de dd"}
+    assert hitcost.smaps_entry(0x1800, str(smaps))["vm_flags"] == "rd ex mr mw me"
+    assert hitcost.smaps_entry(0x3000, str(smaps)) == {}
 
 
 def test_bad_flags_are_refused():
