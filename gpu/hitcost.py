@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # After PYTHONPATH: an installed marker (its wheel unpacked on a GPU host)
 # comes first, the checkout's in-place build (make marker) otherwise.
 sys.path.append(os.path.join(HERE, "..", "marker"))
-from tracerrun import ATTACHED  # noqa: E402  (the tracer's line once every probe is live)
+from tracerrun import Tracer  # noqa: E402  (the tracer as gpu/vllm_validate.py runs it)
 
 PROBED_FUNCS = ("cuLaunchKernel", "cuGraphLaunch", "cuEventSynchronize", "cuMemcpyDtoHAsync_v2")
 CLASSES = ("launch", "graph", "sync", "marker")
@@ -127,22 +126,15 @@ def traced_phase(args, run):
     """run() with the tracer attached to this process; returns run's result
     and the tracer's attach summary line."""
     with tempfile.TemporaryDirectory() as tmp:
-        tracer = subprocess.Popen(
-            [args.tracer, "--pid", str(os.getpid()), "--duration", f"{args.seconds + 30}s",
-             "--launches=all", "--out", tmp], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        attached = ""
-        for line in tracer.stderr:
-            if ATTACHED.search(line):
-                attached = line.strip()
-                break
-        if not attached:
-            tracer.wait()
-            sys.exit(f"hitcost: the tracer did not attach (exit {tracer.returncode})")
+        tracer = Tracer(args.tracer, os.getpid(), tmp, ["--launches=all"], os.path.join(tmp, "tracer.log"))
+        try:
+            tracer.wait_attached()
+        except RuntimeError as e:
+            sys.exit(f"hitcost: {e}")
         time.sleep(0.2)
         result = run()
-        tracer.terminate()
-        tracer.communicate()
-    return result, attached
+        tracer.stop()
+    return result, tracer.attach_line
 
 
 def measure(args, call):

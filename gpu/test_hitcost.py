@@ -1,7 +1,6 @@
 """hitcost.py against the simulated driver and the marker's real probe
 library, with the real tracer attached: each class's call must reach a
 probe (a call costs more traced than untraced)."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,10 +13,8 @@ ROOT = os.path.join(HERE, "..")
 TRACER = os.path.join(ROOT, "bin", "profilemate-bpf")
 SIM_DRIVER = os.path.join(ROOT, "build", "sim", "driver")
 
-sys.path.insert(0, HERE)  # hitcost imports tracerrun from beside it
-_spec = importlib.util.spec_from_file_location("hitcost", os.path.join(HERE, "hitcost.py"))
-hitcost = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hitcost)
+sys.path.insert(0, HERE)
+import hitcost  # noqa: E402
 
 
 def run(*args):

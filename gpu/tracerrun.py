@@ -56,6 +56,7 @@ class Tracer:
                                       "--format", "csv", *flags],
                                      stdout=self.logf, stderr=subprocess.PIPE, text=True)
         self.attached, self.detached = threading.Event(), threading.Event()
+        self.attach_line = ""  # the attach summary, once attached
         # The line after the attach summary: how launches are sampled.
         self.told, self.sampling = threading.Event(), None
         threading.Thread(target=self._drain, daemon=True).start()
@@ -70,6 +71,7 @@ class Tracer:
                     self.sampling = (go_seconds(m[1]), go_seconds(m[2]))
                 self.told.set()
             if ATTACHED.search(line):
+                self.attach_line = line.strip()
                 self.attached.set()
             if "interrupted; writing" in line:  # Run returned: every probe detached
                 self.detached.set()
