@@ -47,36 +47,18 @@ func BenchmarkProbeCostByFirstInstruction(b *testing.B) {
 	// addresses of opts) probed, opts nil: none, and returns the ns per
 	// call of each.
 	run := func(symbols []string, opts *link.UprobeMultiOptions) map[string]float64 {
-		cmd := exec.Command(bin, fmt.Sprint(n))
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		defer cmd.Wait()
-		lines := bufio.NewScanner(stdout)
-		if !lines.Scan() || lines.Text() != "ready" {
-			b.Fatalf("firstinsn said %q", lines.Text())
-		}
+		var attach func(pid int) func()
 		if opts != nil {
-			opts.PID = uint32(cmd.Process.Pid)
-			l, err := ex.UprobeMulti(symbols, prog, opts)
-			if err != nil {
-				b.Fatal(err)
+			attach = func(pid int) func() {
+				opts.PID = uint32(pid)
+				l, err := ex.UprobeMulti(symbols, prog, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return func() { l.Close() }
 			}
-			defer l.Close()
 		}
-		fmt.Fprintln(stdin, "go")
-		got := map[string]float64{}
-		for lines.Scan() {
-			var name string
-			var ns float64
-			if _, err := fmt.Sscanf(lines.Text(), "%s %f", &name, &ns); err != nil {
-				b.Fatalf("firstinsn said %q", lines.Text())
-			}
-			got[name] = ns
-		}
-		return got
+		return timedCalls(b, attach, bin, fmt.Sprint(n))
 	}
 	for i := 0; i < b.N; i++ {
 		base := run(nil, nil)
@@ -89,4 +71,37 @@ func BenchmarkProbeCostByFirstInstruction(b *testing.B) {
 		b.Logf("fi_endbr64 probed past the endbr64, as the tracer does: +%.2f us per call",
 			(tracerWay["fi_endbr64"]-base["fi_endbr64"])/1000)
 	}
+}
+
+// timedCalls runs bin with args, a program that prints "ready", waits for a
+// line on stdin, then times its calls and prints "NAME NS" per kind of call
+// (ns per call). attach, unless nil, probes the process before that line
+// and returns what detaches the probes once the program is done.
+func timedCalls(b *testing.B, attach func(pid int) (detach func()), bin string, args ...string) map[string]float64 {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer cmd.Wait()
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "ready" {
+		b.Fatalf("%s said %q", filepath.Base(bin), lines.Text())
+	}
+	if attach != nil {
+		defer attach(cmd.Process.Pid)()
+	}
+	fmt.Fprintln(stdin, "go")
+	got := map[string]float64{}
+	for lines.Scan() {
+		var name string
+		var ns float64
+		if _, err := fmt.Sscanf(lines.Text(), "%s %f", &name, &ns); err != nil {
+			b.Fatalf("%s said %q", filepath.Base(bin), lines.Text())
+		}
+		got[name] = ns
+	}
+	return got
 }
