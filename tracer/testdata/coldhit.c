@@ -13,7 +13,10 @@
  * Classes, as a vLLM step makes them: launch (cuLaunchKernelEx with an empty
  * grid: one entry probe), graph (cuGraphLaunch with a null graph, rejected
  * at once: one entry probe), sync (cuEventSynchronize with a null event,
- * rejected at once: an entry and a return probe).
+ * rejected at once: an entry and a return probe), and two functions of
+ * this program that begin with the marker's kind of probe site, a 5-byte
+ * NOP (nop5, which Linux 6.18 optimizes into a call and a syscall once
+ * probed), and a 1-byte NOP (nop1, always a trap) for comparison.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +33,15 @@ CUresult cuEventSynchronize(CUevent);
 static const CUlaunchConfig empty_grid = {.gridDimX = 0, .gridDimY = 1, .gridDimZ = 1,
 					  .blockDimX = 1, .blockDimY = 1, .blockDimZ = 1};
 
+#define SITE(name, body)                                \
+	__asm__(".text\n.globl " #name "\n"             \
+		".type " #name ",@function\n" #name ":\n" body \
+		".size " #name ", .-" #name "\n");      \
+	void name(void);
+
+SITE(ch_nop5, ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00\nret\n")
+SITE(ch_nop1, "nop\nret\n")
+
 static void call_launch(void) { cuLaunchKernelEx(&empty_grid, NULL, NULL, NULL); }
 static void call_graph(void) { cuGraphLaunch(NULL, NULL); }
 static void call_sync(void) { cuEventSynchronize(NULL); }
@@ -37,7 +49,8 @@ static void call_sync(void) { cuEventSynchronize(NULL); }
 static const struct {
 	const char *name;
 	void (*call)(void);
-} classes[] = {{"launch", call_launch}, {"graph", call_graph}, {"sync", call_sync}};
+} classes[] = {{"launch", call_launch}, {"graph", call_graph}, {"sync", call_sync},
+	       {"nop5", ch_nop5}, {"nop1", ch_nop1}};
 
 static uint64_t now_ns(void)
 {
