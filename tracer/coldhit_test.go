@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -45,14 +43,7 @@ func BenchmarkColdHitCost(b *testing.B) {
 		{"nop5", "a 5-byte NOP probe site", false},
 		{"nop1", "a 1-byte NOP probe site", false},
 	}
-	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.Kprobe, AttachType: ebpf.AttachTraceUprobeMulti, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer empty.Close()
+	empty := emptyProgram(b)
 	ex, err := link.OpenExecutable(driver)
 	if err != nil {
 		b.Fatal(err)

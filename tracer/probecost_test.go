@@ -26,14 +26,7 @@ func BenchmarkProbeCostByFirstInstruction(b *testing.B) {
 		b.Fatalf("build firstinsn: %v\n%s", err, out)
 	}
 	names := []string{"fi_push", "fi_jmp", "fi_endbr64", "fi_mov", "fi_sub"}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.Kprobe, AttachType: ebpf.AttachTraceUprobeMulti, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prog.Close()
+	prog := emptyProgram(b)
 	ex, err := link.OpenExecutable(bin)
 	if err != nil {
 		b.Fatal(err)
@@ -104,4 +97,19 @@ func timedCalls(b *testing.B, attach func(pid int) (detach func()), bin string, 
 		got[name] = ns
 	}
 	return got
+}
+
+// emptyProgram loads a uprobe program that does nothing, closed with the
+// benchmark: what the kernel's uprobe path costs by itself.
+func emptyProgram(b *testing.B) *ebpf.Program {
+	b.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.Kprobe, AttachType: ebpf.AttachTraceUprobeMulti, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { prog.Close() })
+	return prog
 }

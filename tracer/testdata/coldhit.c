@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "asmfn.h"
 #include "simcuda.h"
 
 CUresult cuLaunchKernelEx(const CUlaunchConfig *, CUfunction, void **, void **);
@@ -33,14 +34,8 @@ CUresult cuEventSynchronize(CUevent);
 static const CUlaunchConfig empty_grid = {.gridDimX = 0, .gridDimY = 1, .gridDimZ = 1,
 					  .blockDimX = 1, .blockDimY = 1, .blockDimZ = 1};
 
-#define SITE(name, body)                                \
-	__asm__(".text\n.globl " #name "\n"             \
-		".type " #name ",@function\n" #name ":\n" body \
-		".size " #name ", .-" #name "\n");      \
-	void name(void);
-
-SITE(ch_nop5, ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00\nret\n")
-SITE(ch_nop1, "nop\nret\n")
+ASM_FN(ch_nop5, ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00\nret\n")
+ASM_FN(ch_nop1, "nop\nret\n")
 
 static void call_launch(void) { cuLaunchKernelEx(&empty_grid, NULL, NULL, NULL); }
 static void call_graph(void) { cuGraphLaunch(NULL, NULL); }

@@ -10,17 +10,13 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define FN(name, body)                                 \
-	__asm__(".text\n.globl " #name "\n"            \
-		".type " #name ",@function\n" #name ":\n" body \
-		".size " #name ", .-" #name "\n");     \
-	void name(void);
+#include "asmfn.h"
 
-FN(fi_push, "push %rbp\npop %rbp\nret\n")
-FN(fi_jmp, "jmp 1f\n1: ret\n")
-FN(fi_endbr64, "endbr64\npush %rbp\npop %rbp\nret\n")
-FN(fi_mov, "mov %rdi, %rax\nret\n")
-FN(fi_sub, "sub $0x28, %rsp\nadd $0x28, %rsp\nret\n")
+ASM_FN(fi_push, "push %rbp\npop %rbp\nret\n")
+ASM_FN(fi_jmp, "jmp 1f\n1: ret\n")
+ASM_FN(fi_endbr64, "endbr64\npush %rbp\npop %rbp\nret\n")
+ASM_FN(fi_mov, "mov %rdi, %rax\nret\n")
+ASM_FN(fi_sub, "sub $0x28, %rsp\nadd $0x28, %rsp\nret\n")
 
 static const struct {
 	const char *name;
