@@ -31,6 +31,9 @@ type Step struct {
 	LaunchesUncounted bool
 	GraphLaunches     uint32 // CUDA graph launches
 	SyncWaitNs        uint64 // time blocked in CUDA synchronization while the step was open
+	// SyncsUncounted: the synchronization probes were not live for the
+	// whole step (they are sampled, or off), so SyncWaitNs is not its wait.
+	SyncsUncounted bool
 
 	// Evicted: flushed unfinished, a newer step of the process needed its
 	// slot. OpenAtEnd: still open when the trace ended. Either way the

@@ -61,9 +61,10 @@ struct {
 struct thread_state {
 	__u64 sync_start_ns;
 	__u32 sync_depth;   /* nesting: a runtime sync calls a driver sync */
+	__u32 sync_epoch;   /* sync_epoch at the entry that sync_depth counts from */
 	__u8 rt_launch;     /* a runtime launch is on its way to the driver */
 	__u8 rt_graph;      /* likewise a runtime graph launch */
-	__u8 _pad[2];
+	__u8 _pad[6];
 };
 
 struct {
@@ -129,6 +130,14 @@ volatile __u32 runtime_launch_probes;
  * launches (live for a second now and then) because each probed launch
  * costs the launching thread about a microsecond. */
 volatile __u32 launch_epoch;
+/* The same for the synchronization probes (entry and return), which are
+ * sampled in the same windows: a graph-mode step makes about six of their
+ * hits, each several microseconds of the calling thread. A synchronization
+ * is timed only when its entry and return both come in one odd epoch: its
+ * return probe may be detached while it blocks, and the entry of a later
+ * window must not count from that call's depth or start. Odd from the end of
+ * the attach on when they are probed all the time. */
+volatile __u32 sync_epoch;
 /* Set by the tracer when the trace ends, before it detaches the probes (which
  * go one link at a time): from then on no step opens, finishes or counts, so
  * the steps still open are read as they stood at the end, and no step takes
@@ -241,6 +250,8 @@ static __always_inline void submit(struct step_record *s)
 {
 	if ((s->launch_epoch & 1) && s->launch_epoch == launch_epoch)
 		s->flags |= STEP_LAUNCHES_COUNTED;
+	if ((s->sync_epoch & 1) && s->sync_epoch == sync_epoch)
+		s->flags |= STEP_SYNCS_COUNTED;
 	if (bpf_ringbuf_output(&events, s, sizeof(*s), wakeup_flags()))
 		count_drop();
 	s->begin_ns = 0; /* the slot is free */
@@ -331,6 +342,7 @@ int usdt_step_begin(struct pt_regs *ctx)
 	s->num_prefill_reqs = arg_u32(ctx, spec, 3);
 	s->num_prefill_tokens = arg_u32(ctx, spec, 4);
 	s->launch_epoch = launch_epoch;
+	s->sync_epoch = sync_epoch;
 	s->begin_ns = bpf_ktime_get_ns();
 	p->newest_step = id;
 	p->step_tid = s->tid;
@@ -583,13 +595,27 @@ int sync_enter(struct pt_regs *ctx)
 {
 	struct proc_state *p = current_proc();
 	struct thread_state *t;
+	__u32 epoch = sync_epoch;
 
 	if (!p || frozen)
 		return 0;
 	arm_from(ctx, p);
+	/* Even: the probes are on their way in or out, and this call's
+	 * return may come after its probe is gone. Nothing is timed then, so
+	 * the process's totals cover the odd epochs, which the tracer adds
+	 * up as the time the probes were live. */
+	if (!(epoch & 1))
+		return 0;
 	t = current_thread();
 	if (!t)
 		return 0;
+	/* The thread's last entry was in another epoch: a call whose return
+	 * probe went before it returned may have left the depth up, which
+	 * would keep every later call of the thread from being timed. */
+	if (t->sync_epoch != epoch) {
+		t->sync_epoch = epoch;
+		t->sync_depth = 0;
+	}
 	if (t->sync_depth++ == 0)
 		t->sync_start_ns = bpf_ktime_get_ns();
 	return 0;
@@ -608,8 +634,11 @@ int sync_exit(struct pt_regs *ctx)
 		return 0;
 	tid = (__u32)bpf_get_current_pid_tgid();
 	t = bpf_map_lookup_elem(&threads, &tid);
-	/* A return without its entry (attached mid-call) has nothing to time. */
-	if (!t || !t->sync_depth || --t->sync_depth)
+	/* A return without its entry (attached mid-call) has nothing to time,
+	 * nor one whose entry came in another epoch: the window it began in
+	 * has closed, and the kernel hands a return to the return probes
+	 * live when it comes, a later window's among them. */
+	if (!t || t->sync_epoch != sync_epoch || !t->sync_depth || --t->sync_depth)
 		return 0;
 	waited = bpf_ktime_get_ns() - t->sync_start_ns;
 	__sync_fetch_and_add(&p->sync_wait_ns, waited);

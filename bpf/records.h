@@ -19,6 +19,7 @@
 /* step_record.flags */
 #define STEP_EVICTED 1 /* flushed unfinished: a newer step needed its slot */
 #define STEP_LAUNCHES_COUNTED 2 /* launch probes were live from begin to end */
+#define STEP_SYNCS_COUNTED 4 /* synchronization probes were live from begin to end */
 
 /* Kinds of the records sent through the ring buffer: every record starts
  * with its kind, so the tracer can tell them apart before it decodes one. */
@@ -45,7 +46,7 @@ struct step_record {
 	__u32 launches;        /* kernel launches, each counted once */
 	__u32 graph_launches;
 	__u32 launch_epoch;    /* launch_epoch at step_begin */
-	__u32 _pad;
+	__u32 sync_epoch;      /* sync_epoch at step_begin */
 };
 _Static_assert(sizeof(struct step_record) == 104, "step_record layout");
 

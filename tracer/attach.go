@@ -27,15 +27,19 @@ type Library struct {
 	ready     bool    // a CUDA library whose probes are all attached (lib_ready)
 	installed bool    // probed where installed, before a process mapped it
 	counted   Classes // the CUDA classes with at least one function probed here
-	launch    *launchProbes
+	// sampled are its launch and synchronization probes.
+	sampled []*sampledProbes
 }
 
-// launchProbes are a library's kernel-launch probes, kept apart from its
-// other probes: launches are sampled, so these come and go during a trace.
-type launchProbes struct {
+// sampledProbes are a library's probes of one of the sampledClasses, kernel
+// launches or synchronizations, kept apart from its other probes: a class
+// that is sampled has its probes come and go during a trace.
+type sampledProbes struct {
+	class   Classes
 	ex      *link.Executable
-	prog    string
-	syms    []string // the functions the kernel accepted probes on
+	prog    string   // the entry program
+	ret     string   // the return program on the same functions; "" for none
+	syms    []string // the functions the kernel accepted every program on
 	offsets map[string]uint64
 	links   []link.Link // nil while not live
 }
@@ -82,6 +86,9 @@ type attacher struct {
 	atRuntimes Classes
 	// leave is the probe classes not attached (Options.LeaveOut).
 	leave Classes
+	// added are the classes of sampled probes attached to a library for
+	// the first time since takeAdded last looked.
+	added Classes
 }
 
 func newAttacher(objs *profilemateObjects, proc Proc, leave Classes) *attacher {
@@ -284,24 +291,23 @@ func (a *attacher) attachSymbols(lib *Library, sets []probeSet) error {
 				lib.Missing = append(lib.Missing, sym)
 			}
 		}
-		if progClass[set.prog] == ClassLaunch {
-			lp := &launchProbes{ex: ex, prog: set.prog, offsets: offsets}
-			lp.syms = a.attachMulti(lib, &lp.links, ex, set.prog, false, found, offsets)
-			lib.Probes += len(lp.syms)
-			lib.launch = lp
-			if len(lp.syms) > 0 {
-				lib.counted |= ClassLaunch
+		class := progClass[set.prog]
+		if sampledClasses.Has(class) {
+			sp := &sampledProbes{class: class, ex: ex, prog: set.prog, ret: set.ret, offsets: offsets}
+			var n int
+			n, sp.syms = a.attachSampled(lib, sp, found)
+			lib.Probes += n
+			lib.sampled = append(lib.sampled, sp)
+			if len(sp.syms) > 0 {
+				lib.counted |= class
+				a.added |= class
 			}
 			continue
 		}
 		probed := a.attachMulti(lib, &a.links, ex, set.prog, false, found, offsets)
 		lib.Probes += len(probed)
-		if set.ret != "" {
-			// A call is timed only with both probes on it.
-			lib.Probes += len(a.attachMulti(lib, &a.links, ex, set.ret, true, probed, offsets))
-		}
 		if len(probed) > 0 {
-			lib.counted |= progClass[set.prog]
+			lib.counted |= class
 		}
 	}
 	if lib.Probes == 0 && len(sets) > 0 {
@@ -351,28 +357,62 @@ func (a *attacher) attachMulti(lib *Library, dst *[]link.Link, ex *link.Executab
 	return probed
 }
 
-// launchesOn probes the launch functions of every library whose launch
-// probes are not live, as found when the library was first probed.
-func (a *attacher) launchesOn() {
+// attachSampled puts sp's programs on syms, the return program first: an
+// entry seen while its return probe is not live yet would leave the
+// thread's synchronization depth up (sync_enter), and the entry goes only
+// where the return went, as a call is timed only with both. It returns how
+// many probes it attached and the functions that have them all.
+func (a *attacher) attachSampled(lib *Library, sp *sampledProbes, syms []string) (probes int, probed []string) {
+	if sp.ret != "" {
+		syms = a.attachMulti(lib, &sp.links, sp.ex, sp.ret, true, syms, sp.offsets)
+		probes += len(syms)
+	}
+	// A return the kernel took on a function whose entry it then refused
+	// (one address, so not seen in practice) stays and times nothing:
+	// sync_exit needs the entry's depth.
+	probed = a.attachMulti(lib, &sp.links, sp.ex, sp.prog, false, syms, sp.offsets)
+	return probes + len(probed), probed
+}
+
+// probesOn puts back the sampled probes of classes in every library where
+// they are not live, on the functions found when the library was first
+// probed.
+func (a *attacher) probesOn(classes Classes) {
 	for _, lib := range a.libraries() {
-		lp := lib.launch
-		if lp == nil || lp.links != nil || len(lp.syms) == 0 {
-			continue
+		for _, sp := range lib.sampled {
+			if classes.Has(sp.class) && sp.links == nil && len(sp.syms) > 0 {
+				a.attachSampled(lib, sp, sp.syms)
+			}
 		}
-		a.attachMulti(lib, &lp.links, lp.ex, lp.prog, false, lp.syms, lp.offsets)
 	}
 }
 
-// launchesOff removes every launch probe.
-func (a *attacher) launchesOff() error {
+// probesOff removes every sampled probe of classes.
+func (a *attacher) probesOff(classes Classes) error {
+	return closeAll(a.takeSampled(classes))
+}
+
+// takeSampled returns the live links of the sampled probes of classes and
+// marks them not live.
+func (a *attacher) takeSampled(classes Classes) []link.Link {
 	var links []link.Link
 	for _, lib := range a.libraries() {
-		if lp := lib.launch; lp != nil {
-			links = append(links, lp.links...)
-			lp.links = nil
+		for _, sp := range lib.sampled {
+			if classes.Has(sp.class) {
+				links = append(links, sp.links...)
+				sp.links = nil
+			}
 		}
 	}
-	return closeAll(links)
+	return links
+}
+
+// takeAdded returns the classes of sampled probes first attached to a
+// library since the last call.
+func (a *attacher) takeAdded() Classes {
+	added := a.added
+	a.added = 0
+	return added
 }
 
 // symbolOffsets returns where to probe each function a library exports: the
@@ -539,7 +579,7 @@ func (a *attacher) libraries() []*Library {
 
 // close detaches every probe; closing a marker link lowers its semaphore.
 func (a *attacher) close() error {
-	err := errors.Join(a.launchesOff(), closeAll(a.links))
+	err := closeAll(append(a.takeSampled(sampledClasses), a.links...))
 	a.links = nil
 	return err
 }

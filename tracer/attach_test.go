@@ -469,21 +469,22 @@ func TestTraceLeavingOutProbeClasses(t *testing.T) {
 // TestTraceSampledLaunches: steps run while the launch probes are live carry
 // exact counts; steps run between sampling windows are marked uncounted and
 // cost no launch probe at all (their count stays 0); the probes come back.
+// The synchronizations, not sampled here, are timed in every step.
 func TestTraceSampledLaunches(t *testing.T) {
 	requireRoot(t)
 	bin, marker := buildWorkload(t)
 	w := startWorkload(t, bin, marker, 3, false)
-	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf, LaunchSample: LaunchSampling{On: time.Hour, Every: 2 * time.Hour}})
+	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf, Sample: Sampling{On: time.Hour, Every: 2 * time.Hour}, Sampled: ClassLaunch})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runTracer(t, tr)
 	fmt.Fprintln(w.stdin, "go") // steps 1-3, probes live
 	w.expect(t, "done")
-	tr.toggleLaunches()              // window ends
+	tr.toggleSampled()               // window ends
 	fmt.Fprintln(w.stdin, "steps 3") // steps 4-6
 	w.expect(t, "done")
-	tr.toggleLaunches()              // the next window
+	tr.toggleSampled()               // the next window
 	fmt.Fprintln(w.stdin, "steps 3") // steps 7-9
 	w.expect(t, "done")
 	time.Sleep(200 * time.Millisecond)
@@ -499,6 +500,9 @@ func TestTraceSampledLaunches(t *testing.T) {
 		if sampled && (s.LaunchesUncounted || s.Launches != wantLaunches) ||
 			!sampled && (!s.LaunchesUncounted || s.Launches != 0) || s.GraphLaunches != 1 {
 			t.Errorf("step %d: launches %d, uncounted %v, graphs %d; sampled %v", s.StepID, s.Launches, s.LaunchesUncounted, s.GraphLaunches, sampled)
+		}
+		if s.SyncsUncounted || s.SyncWaitNs < graphNs/2 {
+			t.Errorf("step %d: sync wait %d ns, uncounted %v; want the graph's wait, counted (syncs are not sampled)", s.StepID, s.SyncWaitNs, s.SyncsUncounted)
 		}
 	}
 }

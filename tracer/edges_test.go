@@ -167,8 +167,9 @@ func TestStepOpenAtEndIsWritten(t *testing.T) {
 		t.Fatalf("the step open when the trace ended was dropped; got steps %v", stepIDs(got))
 	}
 	if !open.OpenAtEnd || open.BeginNs == 0 || open.ForwardEndNs != 0 || open.SampleEndNs != 0 || open.OutputReadyNs != 0 ||
-		open.Launches != wantLaunches || open.GraphLaunches != 1 || open.NumTokens != 130 {
-		t.Errorf("open step: %+v; want it marked open at the end, begun and no later point, %d launches, 1 graph, 130 tokens",
+		open.Launches != wantLaunches || open.GraphLaunches != 1 || open.NumTokens != 130 ||
+		open.LaunchesUncounted || open.SyncsUncounted {
+		t.Errorf("open step: %+v; want it marked open at the end, begun and no later point, %d launches, 1 graph, 130 tokens, launches and syncs counted up to the end",
 			*open, wantLaunches)
 	}
 	if got[len(got)-1].StepID != 4 {

@@ -100,8 +100,8 @@ func timedCalls(b *testing.B, attach func(pid int) (detach func()), bin string, 
 }
 
 // emptyProgram loads a uprobe program that does nothing, closed with the
-// benchmark: what the kernel's uprobe path costs by itself.
-func emptyProgram(b *testing.B) *ebpf.Program {
+// benchmark or test: what the kernel's uprobe path costs by itself.
+func emptyProgram(b testing.TB) *ebpf.Program {
 	b.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type: ebpf.Kprobe, AttachType: ebpf.AttachTraceUprobeMulti, License: "GPL",

@@ -66,16 +66,17 @@ type profilemateStepRecord struct {
 	Launches         uint32
 	GraphLaunches    uint32
 	LaunchEpoch      uint32
-	Pad              uint32
+	SyncEpoch        uint32
 }
 
 type profilemateThreadState struct {
 	_           structs.HostLayout
 	SyncStartNs uint64
 	SyncDepth   uint32
+	SyncEpoch   uint32
 	RtLaunch    uint8
 	RtGraph     uint8
-	Pad         [2]uint8
+	Pad         [6]uint8
 }
 
 type profilemateUsdtArg struct {
@@ -123,6 +124,7 @@ const (
 	profilemateVarFrozen              = "frozen"
 	profilemateVarLaunchEpoch         = "launch_epoch"
 	profilemateVarRuntimeLaunchProbes = "runtime_launch_probes"
+	profilemateVarSyncEpoch           = "sync_epoch"
 	profilemateVarUnusedSchedRecord   = "unused_sched_record"
 )
 
@@ -204,6 +206,7 @@ type profilemateVariableSpecs struct {
 	Frozen              *ebpf.VariableSpec `ebpf:"frozen"`
 	LaunchEpoch         *ebpf.VariableSpec `ebpf:"launch_epoch"`
 	RuntimeLaunchProbes *ebpf.VariableSpec `ebpf:"runtime_launch_probes"`
+	SyncEpoch           *ebpf.VariableSpec `ebpf:"sync_epoch"`
 	UnusedSchedRecord   *ebpf.VariableSpec `ebpf:"unused_sched_record"`
 }
 
@@ -255,6 +258,7 @@ type profilemateVariables struct {
 	Frozen              *ebpf.Variable `ebpf:"frozen"`
 	LaunchEpoch         *ebpf.Variable `ebpf:"launch_epoch"`
 	RuntimeLaunchProbes *ebpf.Variable `ebpf:"runtime_launch_probes"`
+	SyncEpoch           *ebpf.Variable `ebpf:"sync_epoch"`
 	UnusedSchedRecord   *ebpf.Variable `ebpf:"unused_sched_record"`
 }
 

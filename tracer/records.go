@@ -25,8 +25,11 @@ const (
 	schedRecordSize = 104
 )
 
-// stepLaunchesCounted is STEP_LAUNCHES_COUNTED in bpf/records.h.
-const stepLaunchesCounted = 2
+// The flags STEP_LAUNCHES_COUNTED and STEP_SYNCS_COUNTED in bpf/records.h.
+const (
+	stepLaunchesCounted = 2
+	stepSyncsCounted    = 4
+)
 
 // maxKVPermille is full KV-cache usage, as sched_step reports it.
 const maxKVPermille = 1000
@@ -148,6 +151,7 @@ func stepOf(r profilemateStepRecord) analysis.Step {
 		SchedKey: r.SchedKey,
 		Launches: r.Launches, GraphLaunches: r.GraphLaunches, SyncWaitNs: r.SyncWaitNs,
 		LaunchesUncounted: r.Flags&stepLaunchesCounted == 0,
+		SyncsUncounted:    r.Flags&stepSyncsCounted == 0,
 		Evicted:           r.Flags&stepEvicted != 0,
 	}
 }

@@ -70,10 +70,12 @@ func TestReadRecords(t *testing.T) {
 		Kind:   recordStep,
 		StepId: 7, BeginNs: 1000, ForwardEndNs: 2000, SampleEndNs: 3000, OutputReadyNs: 4000,
 		SyncWaitNs: 500, SchedKey: 0x1234_0000_0007, Pid: 42, Tid: 43, NumReqs: 3, NumTokens: 130, NumPrefillReqs: 1,
-		NumPrefillTokens: 128, Launches: 528, GraphLaunches: 2, Flags: stepLaunchesCounted,
+		NumPrefillTokens: 128, Launches: 528, GraphLaunches: 2, Flags: stepLaunchesCounted | stepSyncsCounted,
 	}
 	uncounted := good
 	uncounted.Flags = 0
+	syncsUncounted := good
+	syncsUncounted.Flags = stepLaunchesCounted
 	noBegin := good
 	noBegin.BeginNs = 0
 	wrongKind := good
@@ -83,7 +85,8 @@ func TestReadRecords(t *testing.T) {
 		encodeRecord(t, good)[:40],                            // truncated
 		encodeRecord(t, noBegin),                              // impossible: a step always has a begin
 		append(encodeRecord(t, good), 0, 0, 0, 0, 0, 0, 0, 0), // ring buffer padding is fine
-		encodeRecord(t, uncounted),                            // launch probes not live for all of it
+		encodeRecord(t, uncounted),                            // launch and sync probes not live for all of it
+		encodeRecord(t, syncsUncounted),                       // sync probes not live for all of it
 		encodeRecord(t, wrongKind),                            // a kind this binary does not know
 		{1, 0},                                                // too short for a kind
 		encodeRecord(t, goodSched),
@@ -94,14 +97,18 @@ func TestReadRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if invalid != 5 || len(got.steps) != 3 || len(got.scheds) != 1 {
-		t.Fatalf("invalid %d, steps %d, scheds %d; want 5, 3 and 1", invalid, len(got.steps), len(got.scheds))
+	if invalid != 5 || len(got.steps) != 4 || len(got.scheds) != 1 {
+		t.Fatalf("invalid %d, steps %d, scheds %d; want 5, 4 and 1", invalid, len(got.steps), len(got.scheds))
 	}
 	want := analysis.Step{PID: 42, StepID: 7, BeginNs: 1000, ForwardEndNs: 2000, SampleEndNs: 3000,
 		OutputReadyNs: 4000, NumReqs: 3, NumTokens: 130, NumPrefillReqs: 1, NumPrefillTokens: 128,
 		SchedKey: 0x1234_0000_0007, Launches: 528, GraphLaunches: 2, SyncWaitNs: 500}
 	if got.steps[0] != want {
 		t.Errorf("decoded %+v\nwant    %+v", got.steps[0], want)
+	}
+	want.SyncsUncounted = true
+	if got.steps[3] != want {
+		t.Errorf("decoded %+v\nwant    %+v", got.steps[3], want)
 	}
 	want.LaunchesUncounted = true
 	if got.steps[2] != want {

@@ -34,27 +34,97 @@ var ErrNoProcess = errors.New("no such process")
 type Options struct {
 	PID  int  // any process of the server, normally the API server
 	Proc Proc // where /proc is
-	// LaunchSample, when set, probes kernel launches only On out of every
-	// Every, starting with the trace: the steps of those windows carry
-	// their launch counts, the others none (Step.LaunchesUncounted). The
-	// zero value probes them for the whole trace.
-	LaunchSample LaunchSampling
-	// LeaveOut names probe classes not to attach: ClassLaunch for a trace
-	// without launch counts (a probed launch costs the launching thread
-	// about a microsecond), any class to measure what it costs the server;
-	// the steps then miss what those probes count (and all steps, with
-	// ClassMarker).
+	// Sample, when set, probes the classes in Sampled only On out of
+	// every Every, starting with the trace: the steps of those windows
+	// carry what the classes count, the others do not
+	// (Step.LaunchesUncounted, Step.SyncsUncounted). The other classes
+	// are probed for the whole trace, as every class is with the zero
+	// value.
+	Sample Sampling
+	// Sampled are the classes that follow Sample, of ClassLaunch (a
+	// probed launch costs the launching thread about a microsecond, and
+	// eager steps launch hundreds) and ClassSync (each synchronization
+	// is two probe hits of several microseconds, about six hits a
+	// graph-mode step); others are probed all the time.
+	Sampled Classes
+	// LeaveOut names probe classes not to attach: ClassLaunch or ClassSync
+	// for a trace without launch counts or without sync waits
+	// (--launches=off, --syncs=off), any class to measure what it costs
+	// the server; the steps then miss what those probes count (and all
+	// steps, with ClassMarker).
 	LeaveOut Classes
 	// Logf receives what the tracer finds as it finds it; nil discards.
 	Logf func(format string, args ...any)
 }
 
-// LaunchSampling is how often kernel launches are probed; see
-// Options.LaunchSample.
-type LaunchSampling struct{ On, Every time.Duration }
+// Sampling is how often the sampled probe classes are live; see
+// Options.Sample.
+type Sampling struct{ On, Every time.Duration }
 
-// Sampled reports whether launches are probed only part of the time.
-func (s LaunchSampling) Sampled() bool { return s.On > 0 && s.Every > s.On }
+// Sampled reports whether the probes are live only part of the time.
+func (s Sampling) Sampled() bool { return s.On > 0 && s.Every > s.On }
+
+// sampledClasses are the classes whose probes sampling can take off and
+// put back (attacher.probesOn, probesOff), each with its epoch.
+const sampledClasses = ClassLaunch | ClassSync
+
+// epoch is one of the programs' epoch variables, launch_epoch or
+// sync_epoch: odd while the probes of its class are live. The tracer bumps
+// it after it attached them and before it detaches them, so that a step
+// counted them whole when it began and ended in the same odd epoch (submit
+// in bpf/profilemate.bpf.c); it also keeps how long the epoch was odd,
+// the time the probes were counting.
+type epoch struct {
+	class Classes
+	name  string
+	v     *ebpf.Variable
+	n     uint32
+	since time.Time     // when it last turned odd; zero while even, or once stopped
+	live  time.Duration // odd before since
+}
+
+// set tells the programs the epoch n, which it took at now.
+func (e *epoch) set(n uint32, now time.Time) error {
+	if err := e.v.Set(n); err != nil {
+		return fmt.Errorf("set %s: %w", e.name, err)
+	}
+	switch {
+	case n%2 == 1 && e.n%2 == 0:
+		e.since = now
+	case n%2 == 0:
+		e.stop(now)
+	}
+	e.n = n
+	return nil
+}
+
+// bump moves the epoch on by d (1: into or out of a window; 2: a new one
+// within a window), logging a failure: the programs then keep the old one.
+func (e *epoch) bump(d uint32, logf func(string, ...any)) {
+	if err := e.set(e.n+d, time.Now()); err != nil {
+		logf("%v", err)
+	}
+}
+
+// stop ends the time counted as live at now: the trace is frozen.
+func (e *epoch) stop(now time.Time) {
+	if !e.since.IsZero() {
+		e.live += now.Sub(e.since)
+		e.since = time.Time{}
+	}
+}
+
+// liveFor is how long the epoch was odd up to now.
+func (e *epoch) liveFor(now time.Time) time.Duration {
+	if e.since.IsZero() {
+		return e.live
+	}
+	return e.live + now.Sub(e.since)
+}
+
+// counted reports whether a step that began in epoch begun and ends now
+// had the probes for its whole length.
+func (e *epoch) counted(begun uint32) bool { return begun%2 == 1 && begun == e.n }
 
 // ProcInfo is what the tracer knows of one traced process.
 type ProcInfo struct {
@@ -84,7 +154,9 @@ type Tracer struct {
 	pyDirs   map[int]map[string]bool // per process, the Python dirs looked into
 	lastMaps time.Time
 	invalid  atomic.Uint64
-	epoch    uint32 // launch_epoch: odd while launch probes are live
+	launches epoch   // launch_epoch
+	syncs    epoch   // sync_epoch
+	sampled  Classes // the classes that follow Options.Sample
 }
 
 // Start loads the programs, registers opts.PID and its descendants and
@@ -105,7 +177,12 @@ func Start(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc, opts.LeaveOut), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{}}
+	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc, opts.LeaveOut), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{},
+		launches: epoch{class: ClassLaunch, name: "launch_epoch", v: objs.LaunchEpoch},
+		syncs:    epoch{class: ClassSync, name: "sync_epoch", v: objs.SyncEpoch}}
+	if opts.Sample.Sampled() {
+		t.sampled = opts.Sampled & sampledClasses &^ opts.LeaveOut
+	}
 	if !opts.LeaveOut.Has(ClassFork) {
 		if t.fork, err = link.AttachTracing(link.TracingOptions{Program: objs.OnFork}); err != nil {
 			t.Close()
@@ -131,8 +208,11 @@ func Start(opts Options) (*Tracer, error) {
 		t.addProc(pid)
 	}
 	t.rescanMaps(time.Now(), t.live())
-	if !opts.LeaveOut.Has(ClassLaunch) {
-		if err := t.setEpoch(1); err != nil {
+	// The first window opens once everything is attached: a step begun
+	// before some library's probes were live is not counted.
+	now := time.Now()
+	for _, e := range t.epochs(sampledClasses &^ opts.LeaveOut) {
+		if err := e.set(1, now); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -140,54 +220,70 @@ func Start(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
-// setEpoch tells the programs whether the launch probes are live (odd).
-func (t *Tracer) setEpoch(e uint32) error {
-	if err := t.objs.LaunchEpoch.Set(e); err != nil {
-		return fmt.Errorf("set launch_epoch: %w", err)
-	}
-	t.epoch = e
-	return nil
-}
-
-// launchesAdded follows the attachment of a library's launch probes: steps
-// begun before it did not have them for their whole length, so a new epoch
-// leaves them uncounted; outside a sampling window the probes go at once.
-func (t *Tracer) launchesAdded() {
-	if t.epoch == 0 {
-		return // Start sets the first epoch once everything is attached
-	}
-	if t.epoch%2 == 1 {
-		if err := t.setEpoch(t.epoch + 2); err != nil {
-			t.opts.Logf("%v", err)
+// epochs returns the epochs of classes.
+func (t *Tracer) epochs(classes Classes) []*epoch {
+	var out []*epoch
+	for _, e := range []*epoch{&t.launches, &t.syncs} {
+		if classes.Has(e.class) {
+			out = append(out, e)
 		}
-		return
 	}
-	if err := t.att.launchesOff(); err != nil {
-		t.opts.Logf("remove launch probes: %v", err)
+	return out
+}
+
+// probesAdded follows the attachment of a library's launch or
+// synchronization probes (classes): steps begun before it did not have
+// them for their whole length, so a new epoch leaves them uncounted;
+// outside a sampling window the probes go at once.
+func (t *Tracer) probesAdded(classes Classes) {
+	for _, e := range t.epochs(classes) {
+		switch {
+		case e.n == 0:
+			// Start sets the first epoch once everything is attached.
+		case e.n%2 == 1:
+			e.bump(2, t.opts.Logf)
+		default:
+			if err := t.att.probesOff(e.class); err != nil {
+				t.opts.Logf("remove %v probes: %v", e.class, err)
+			}
+		}
 	}
 }
 
-// toggleLaunches ends a launch-sampling window (steps begun in it are
-// counted, then the probes go) or starts one (the probes come back, then
-// steps begun from now on are counted), and returns the time to the next.
-func (t *Tracer) toggleLaunches() time.Duration {
+// toggleSampled ends a sampling window (steps begun in it are counted, then
+// the sampled probes go) or starts one (the probes come back, then steps
+// begun from now on are counted), and returns the time to the next. The
+// sampled classes share their windows, so their epochs move together.
+func (t *Tracer) toggleSampled() time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.opts.LaunchSample
-	if t.epoch%2 == 1 {
-		if err := t.setEpoch(t.epoch + 1); err != nil {
-			t.opts.Logf("%v", err)
+	s := t.opts.Sample
+	epochs := t.epochs(t.sampled)
+	if epochs[0].n%2 == 1 {
+		for _, e := range epochs {
+			e.bump(1, t.opts.Logf)
 		}
-		if err := t.att.launchesOff(); err != nil {
-			t.opts.Logf("remove launch probes: %v", err)
+		if err := t.att.probesOff(t.sampled); err != nil {
+			t.opts.Logf("remove %v probes: %v", t.sampled, err)
 		}
 		return s.Every - s.On
 	}
-	t.att.launchesOn()
-	if err := t.setEpoch(t.epoch + 1); err != nil {
-		t.opts.Logf("%v", err)
+	t.att.probesOn(t.sampled)
+	for _, e := range epochs {
+		e.bump(1, t.opts.Logf)
 	}
 	return s.On
+}
+
+// SyncLiveNs returns how long the synchronization probes were live and
+// counting, up to the end of the trace (or now, while it runs): the span
+// the processes' synchronization totals (Activity) cover. Under sampling
+// that is the sampled seconds only; with the probes on all the trace, the
+// trace but its attach.
+func (t *Tracer) SyncLiveNs() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return uint64(t.syncs.liveFor(time.Now()))
 }
 
 // addProc starts tracing pid (the fork hook may have done so already).
@@ -254,9 +350,7 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 			if err != nil {
 				t.opts.Logf("cannot probe %v", err)
 			}
-			if lib != nil && lib.launch != nil {
-				t.launchesAdded()
-			}
+			t.probesAdded(t.att.takeAdded())
 			switch {
 			case lib != nil && lib.installed:
 				t.opts.Logf("%s %s loaded by pid %d", lib.Kind, lib.Path, p.PID)
@@ -374,12 +468,12 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	if t.opts.LeaveOut.Has(ClassRescan) {
 		tick.Stop() // the set traced stays what Start found
 	}
-	// Launch sampling: a timer that never fires when launches are probed
-	// all the time or not at all.
+	// Sampling: a timer that never fires when no class is sampled (each
+	// probed all the time or not at all).
 	sample := time.NewTimer(time.Hour)
 	sample.Stop()
-	if t.opts.LaunchSample.Sampled() && !t.opts.LeaveOut.Has(ClassLaunch) {
-		sample.Reset(t.opts.LaunchSample.On)
+	if t.sampled != 0 {
+		sample.Reset(t.opts.Sample.On)
 	}
 	defer sample.Stop()
 	for {
@@ -388,6 +482,8 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			// Freeze the steps first: the probes are detached one link
 			// at a time, and a step_begin gone before the launch probes
 			// would leave a newer step's launches to the one before.
+			// Nothing is counted from then on.
+			t.stopLive()
 			freezeErr := t.objs.Frozen.Set(uint32(1))
 			detachErr := errors.Join(freezeErr, t.att.close())
 			if err := t.reader.Flush(); err != nil {
@@ -404,8 +500,18 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		case now := <-tick.C:
 			t.scan(now)
 		case <-sample.C:
-			sample.Reset(t.toggleLaunches())
+			sample.Reset(t.toggleSampled())
 		}
+	}
+}
+
+// stopLive ends the time the epochs count as live: the trace freezes.
+func (t *Tracer) stopLive() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	for _, e := range t.epochs(sampledClasses) {
+		e.stop(now)
 	}
 }
 
@@ -425,9 +531,11 @@ func (t *Tracer) emitOpenSteps(sink Sink) {
 			}
 			s := stepOf(r)
 			s.OpenAtEnd = true
-			// Its launches were counted up to the freeze if the probes
-			// were live all that time (submit's rule, at the end).
-			s.LaunchesUncounted = r.LaunchEpoch%2 == 0 || r.LaunchEpoch != t.epoch
+			// Its launches and syncs were counted up to the freeze if
+			// their probes were live all that time (submit's rule, at
+			// the end).
+			s.LaunchesUncounted = !t.launches.counted(r.LaunchEpoch)
+			s.SyncsUncounted = !t.syncs.counted(r.SyncEpoch)
 			open = append(open, s)
 		}
 	}

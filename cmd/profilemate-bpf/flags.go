@@ -20,7 +20,7 @@ type config struct {
 	verbose  bool
 	version  bool
 	launches launchMode
-	sample   tracer.LaunchSampling // under --launches=sample
+	sample   tracer.Sampling // under --launches=sample
 	leaveOut tracer.Classes
 	outputs  report.Outputs
 }
@@ -37,15 +37,15 @@ const (
 // defaultSampling is when launches are probed under --launches=sample: each
 // probed launch costs the launching thread about a microsecond, which a
 // server pays only a tenth of the time this way.
-var defaultSampling = tracer.LaunchSampling{On: time.Second, Every: 10 * time.Second}
+var defaultSampling = tracer.Sampling{On: time.Second, Every: 10 * time.Second}
 
 // parseSampling reads --launch-sample ON/EVERY, e.g. 1s/10s.
-func parseSampling(s string) (tracer.LaunchSampling, error) {
+func parseSampling(s string) (tracer.Sampling, error) {
 	on, every, ok := strings.Cut(s, "/")
 	if !ok {
-		return tracer.LaunchSampling{}, fmt.Errorf("want ON/EVERY such as 1s/10s, got %q", s)
+		return tracer.Sampling{}, fmt.Errorf("want ON/EVERY such as 1s/10s, got %q", s)
 	}
-	var l tracer.LaunchSampling
+	var l tracer.Sampling
 	var err error
 	if l.On, err = time.ParseDuration(on); err != nil {
 		return l, err
@@ -81,11 +81,11 @@ func (m *launchMode) Set(s string) error {
 func (m *launchMode) IsBoolFlag() bool { return true }
 
 // sampling is the tracer's launch sampling for the mode.
-func (c config) sampling() tracer.LaunchSampling {
+func (c config) sampling() tracer.Sampling {
 	if c.launches == launchesSampled {
 		return c.sample
 	}
-	return tracer.LaunchSampling{}
+	return tracer.Sampling{}
 }
 
 // counted reports whether launches are probed at all.

@@ -143,7 +143,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if !cfg.launches.counted() {
 		leave |= tracer.ClassLaunch
 	}
-	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, LaunchSample: cfg.sampling(), LeaveOut: leave, Logf: func(format string, a ...any) {
+	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, Sample: cfg.sampling(), Sampled: tracer.ClassLaunch, LeaveOut: leave, Logf: func(format string, a ...any) {
 		fmt.Fprintf(stderr, "  "+format+"\n", a...)
 	}})
 	if err != nil {

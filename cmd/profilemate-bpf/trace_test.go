@@ -98,7 +98,7 @@ func TestLaunchLine(t *testing.T) {
 		{launchesAll, "  kernel launches counted in every step (--launches=all)"},
 		{launchesOff, "  kernel launches not counted (--launches=off)"},
 	} {
-		cfg := config{launches: c.mode, sample: tracer.LaunchSampling{On: 250 * time.Millisecond, Every: 2500 * time.Millisecond}}
+		cfg := config{launches: c.mode, sample: tracer.Sampling{On: 250 * time.Millisecond, Every: 2500 * time.Millisecond}}
 		if got := launchLine(cfg); got != c.want {
 			t.Errorf("--launches=%s: %q, want %q", c.mode, got, c.want)
 		}

@@ -16,6 +16,10 @@
  *   "sched N"  runs N more steps, each stamped with a sched_key and, where
  *              the marker has sched_step, followed by that probe with the
  *              values sched_values gives; prints "done";
+ *   "longsync MS"  outside any step, queues a graph of MS ms of GPU work,
+ *              prints "syncing", waits for it (cudaStreamSynchronize) and
+ *              prints "synced": a synchronization long enough for a test
+ *              to detach the probes while it blocks;
  *   any other  prints "semaphore=" and the semaphore's value.
  *
  *   workload MARKER_SO STEPS FORK
@@ -280,6 +284,13 @@ int main(int argc, char **argv)
 				run_sched_step(i);
 			next += n;
 			printf("done\n");
+		} else if (!strncmp(line, "longsync ", 9)) {
+			struct CUgraphExec_st graph = {.cost_ns = atol(line + 9) * 1000000ULL};
+
+			cudaGraphLaunch(&graph, NULL);
+			printf("syncing\n");
+			cudaStreamSynchronize(NULL);
+			printf("synced\n");
 		} else if (!strncmp(line, "hold", 4)) {
 			run_step(next++, 1, 0);
 			printf("released\n");
