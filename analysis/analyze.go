@@ -22,6 +22,18 @@ type Report struct {
 	// LaunchesSampled says launches were probed only part of the time
 	// (--launches=sample): only some steps carry a count.
 	LaunchesSampled bool
+	// NoSyncProbes says synchronizations were not probed (--syncs=off):
+	// their waits are zero because nobody timed them.
+	NoSyncProbes bool
+	// SyncsSampled says synchronizations were probed only part of the
+	// time (--syncs=sample): only some steps carry a wait, and Activity's
+	// synchronization totals cover only the SyncLiveNs the probes were
+	// live.
+	SyncsSampled bool
+	// SyncLiveNs is how long the synchronization probes were live
+	// (tracer.Tracer.SyncLiveNs), the span Activity's synchronization
+	// totals cover and their share of time is taken over; 0: the trace's.
+	SyncLiveNs uint64
 	// LeftOut names the probe classes a cost measurement left out
 	// (--leave-out), empty in a normal trace.
 	LeftOut string
@@ -49,7 +61,7 @@ type Result struct {
 func Analyze(r Report) Result {
 	procs := newProcesses(r.Processes, r.Activity)
 	scheds := joinScheds(r.Scheds, r.Steps)
-	rows, withoutDuration := buildRows(r.Steps, r.StartNs, procs, r.NoLaunchProbes, scheds)
+	rows, withoutDuration := buildRows(r.Steps, r.StartNs, procs, notProbed{launches: r.NoLaunchProbes, syncs: r.NoSyncProbes}, scheds)
 	sum := summarize(r, rows, withoutDuration, procs)
 	sum.Scheduler = schedulerTotals(scheds)
 	return Result{Rows: rows, Summary: sum, StartNs: r.StartNs}

@@ -26,9 +26,10 @@ var schedHeader = []string{
 // WriteCSV writes the header and one line per row, in the order given. Times
 // in ms have 3 decimals (microseconds), timestamps 6; values that never came
 // (cpu_ms without sample_end, a process's last interval_ms, rank of a process
-// without one, launches when they were not probed) are empty cells, and so is
-// the status of a finished step. The scheduler's columns are empty for a
-// row without a joined sched record and where the marker passed -1.
+// without one, launches and sync_wait_ms where they were not probed for the
+// whole step) are empty cells, and so is the status of a finished step. The
+// scheduler's columns are empty for a row without a joined sched record and
+// where the marker passed -1.
 func WriteCSV(w io.Writer, rows []Row) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(csvHeader); err != nil {
@@ -61,7 +62,7 @@ func csvRecord(r Row) []string {
 		fmtOpt(r.IntervalMs),
 		launchesCell(r),
 		fmtUint(uint64(r.GraphLaunches)),
-		fmtFloat(r.SyncWaitMs, 3),
+		syncWaitCell(r),
 		rank,
 		r.Process,
 		fmtUint(uint64(r.NumPrefillReqs)),
@@ -101,6 +102,13 @@ func launchesCell(r Row) string {
 		return ""
 	}
 	return fmtUint(uint64(r.Launches))
+}
+
+func syncWaitCell(r Row) string {
+	if r.SyncsOff {
+		return ""
+	}
+	return fmtFloat(r.SyncWaitMs, 3)
 }
 
 func fmtFloat(x float64, decimals int) string { return strconv.FormatFloat(x, 'f', decimals, 64) }

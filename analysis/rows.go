@@ -32,6 +32,9 @@ type Row struct {
 	// LaunchesOff: launches were not probed for the whole step (off, or
 	// sampled at other times); the launches cell is empty.
 	LaunchesOff bool
+	// SyncsOff: synchronizations were not timed for the whole step (off,
+	// or sampled at other times); the sync_wait_ms cell is empty.
+	SyncsOff bool
 
 	Rank             int    // -1 when the process has none
 	Process          string // vLLM process title
@@ -95,13 +98,17 @@ func duration(s Step) OptMs {
 	return OptMs{}
 }
 
+// notProbed says which classes of CUDA calls no probe counted in the whole
+// trace (--launches=off, --syncs=off): every row's cell is then empty.
+type notProbed struct{ launches, syncs bool }
+
 // buildRows turns steps, in any order and from any number of processes, into
 // one row per step with a duration, ordered by step_begin. Steps without a
 // duration are not rows, but their step_begin still ends the previous step's
 // interval; their number is returned so outputs can say they existed.
 // startNs is the trace start on the same clock as the steps; scheds gives
 // each row its scheduler step.
-func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool, scheds schedJoin) (rows []Row, withoutDuration int) {
+func buildRows(steps []Step, startNs uint64, procs processes, off notProbed, scheds schedJoin) (rows []Row, withoutDuration int) {
 	order := make([]int, len(steps))
 	for i := range order {
 		order[i] = i
@@ -150,7 +157,8 @@ func buildRows(steps []Step, startNs uint64, procs processes, launchesOff bool, 
 			Launches:         s.Launches,
 			GraphLaunches:    s.GraphLaunches,
 			SyncWaitMs:       float64(s.SyncWaitNs) / nsPerMs,
-			LaunchesOff:      launchesOff || s.LaunchesUncounted,
+			LaunchesOff:      off.launches || s.LaunchesUncounted,
+			SyncsOff:         off.syncs || s.SyncsUncounted,
 			Rank:             p.Rank,
 			Process:          p.Title,
 			NumPrefillReqs:   s.NumPrefillReqs,

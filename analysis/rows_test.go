@@ -57,7 +57,7 @@ func TestDurationFallbacks(t *testing.T) {
 			if got := duration(tt.step); got != tt.wantDur {
 				t.Errorf("duration = %+v, want %+v", got, tt.wantDur)
 			}
-			rows, without := buildRows([]Step{tt.step}, b, nil, false, schedJoin{})
+			rows, without := buildRows([]Step{tt.step}, b, nil, notProbed{}, schedJoin{})
 			if !tt.wantDur.Valid {
 				if len(rows) != 0 || without != 1 {
 					t.Fatalf("got %d rows and %d without duration, want 0 and 1", len(rows), without)
@@ -96,7 +96,7 @@ func TestRowsIntervalsInterleavedPIDs(t *testing.T) {
 		step(10, 2, 12, 0), // no end point: not a row, but ends step 1's interval
 	}
 	procs := newProcesses([]Process{{PID: 10, Title: "VLLM::Worker_TP0", Rank: 0}}, nil)
-	rows, without := buildRows(steps, start, procs, false, schedJoin{})
+	rows, without := buildRows(steps, start, procs, notProbed{}, schedJoin{})
 	if without != 1 {
 		t.Errorf("without duration = %d, want 1", without)
 	}
@@ -133,7 +133,7 @@ func TestRowFields(t *testing.T) {
 		NumReqs: 4, NumTokens: 300, NumPrefillReqs: 1, NumPrefillTokens: 297,
 		Launches: 250, GraphLaunches: 1, SyncWaitNs: 1500_000,
 	}
-	rows, _ := buildRows([]Step{s}, 1000*msNs, nil, false, schedJoin{})
+	rows, _ := buildRows([]Step{s}, 1000*msNs, nil, notProbed{}, schedJoin{})
 	r := rows[0]
 	if r.Phase != PhaseMixed || r.BatchSize != 4 || r.NumTokens != 300 ||
 		r.NumPrefillReqs != 1 || r.NumPrefillTokens != 297 || r.Launches != 250 || r.GraphLaunches != 1 {

@@ -32,7 +32,10 @@ type PhaseStats struct {
 	MeanLaunches       float64 `json:"mean_launches"`
 	LaunchCountedSteps int     `json:"launch_counted_steps"`
 	MeanGraphLaunches  float64 `json:"mean_graph_launches"`
-	MeanSyncWaitMs     float64 `json:"mean_sync_wait_ms"`
+	// MeanSyncWaitMs is over the steps whose synchronizations were timed
+	// (SyncCountedSteps of them: all, or those in the sampled seconds).
+	MeanSyncWaitMs   float64 `json:"mean_sync_wait_ms"`
+	SyncCountedSteps int     `json:"sync_counted_steps"`
 	// TokensPerSec is all tokens over all durations: the mean of the CSV's
 	// throughput column weighted by duration, so one tiny step cannot
 	// dominate it as it would a plain mean of per-step rates.
@@ -99,8 +102,8 @@ func phaseSet(rows []Row) PhaseSet {
 // phaseStats summarizes a non-empty group of rows.
 func phaseStats(p Phase, rows []Row) PhaseStats {
 	durs := make([]float64, len(rows))
-	var sumDur, sumBatch, sumTokens, sumGraphs, sumSync float64
-	var cpu, fwd, ivl, launches mean
+	var sumDur, sumBatch, sumTokens, sumGraphs float64
+	var cpu, fwd, ivl, launches, syncs mean
 	for i, r := range rows {
 		durs[i] = r.DurationMs
 		sumDur += r.DurationMs
@@ -110,7 +113,9 @@ func phaseStats(p Phase, rows []Row) PhaseStats {
 			launches.add(OptMs{Ms: float64(r.Launches), Valid: true})
 		}
 		sumGraphs += float64(r.GraphLaunches)
-		sumSync += r.SyncWaitMs
+		if !r.SyncsOff {
+			syncs.addValue(r.SyncWaitMs)
+		}
 		cpu.add(r.CPUMs)
 		fwd.add(r.ForwardMs)
 		ivl.add(r.IntervalMs)
@@ -134,7 +139,8 @@ func phaseStats(p Phase, rows []Row) PhaseStats {
 		MeanLaunches:       round(launches.mean(), 3),
 		LaunchCountedSteps: launches.n,
 		MeanGraphLaunches:  round(sumGraphs/n, 3),
-		MeanSyncWaitMs:     roundMs(sumSync / n),
+		MeanSyncWaitMs:     roundMs(syncs.mean()),
+		SyncCountedSteps:   syncs.n,
 	}
 	if sumDur > 0 {
 		st.TokensPerSec = round(sumTokens/(sumDur/1e3), 1)

@@ -49,8 +49,9 @@ type Process struct {
 	Rank  int    // tensor-parallel rank parsed from the title; -1 when the title names none
 }
 
-// ProcessActivity is a process's CUDA activity over the whole trace, reported
-// per process whether or not the marker is present.
+// ProcessActivity is a process's CUDA activity over the whole trace (its
+// synchronizations over the time their probes were live, Report.SyncLiveNs),
+// reported per process whether or not the marker is present.
 type ProcessActivity struct {
 	Process
 	Launches      uint64

@@ -55,6 +55,19 @@ type TraceInfo struct {
 	// LaunchesSampled is true when launches were probed in sampled
 	// windows only; per-phase launch means are over the steps counted.
 	LaunchesSampled bool `json:"launches_sampled"`
+	// SyncsProbed is false when synchronizations were not probed
+	// (--syncs=off): no step has a sync wait.
+	SyncsProbed bool `json:"syncs_probed"`
+	// SyncsSampled is true when synchronizations were probed in the
+	// sampled windows only: per-phase sync-wait means are over the steps
+	// counted (sync_counted_steps), and _activity's syncs, sync_wait_ms
+	// and sync_wait_share are of the SyncLiveSec the probes were live,
+	// not of the whole trace.
+	SyncsSampled bool `json:"syncs_sampled"`
+	// SyncLiveSec is how long the synchronization probes were live: the
+	// span _activity's synchronization figures cover (the trace but its
+	// attach when they were not sampled); 0 when not known.
+	SyncLiveSec float64 `json:"sync_live_sec"`
 	// LeftOut lists the probe classes left out to measure their cost
 	// (--leave-out); what they count is missing from the steps.
 	LeftOut string `json:"left_out,omitempty"`
@@ -69,8 +82,10 @@ type ProcessSummary struct {
 	Phases PhaseSet `json:"phases"`
 }
 
-// ActivitySummary is one process's CUDA activity over the whole trace. It is
-// the only timing there is when the marker is absent and no step was seen.
+// ActivitySummary is one process's CUDA activity over the whole trace (its
+// synchronizations over the time their probes were live, TraceInfo's
+// SyncLiveSec). It is the only timing there is when the marker is absent
+// and no step was seen.
 type ActivitySummary struct {
 	PID            uint32  `json:"pid"`
 	Title          string  `json:"title"`
@@ -80,8 +95,9 @@ type ActivitySummary struct {
 	GraphLaunches  uint64  `json:"graph_launches"`
 	Syncs          uint64  `json:"syncs"`
 	SyncWaitMs     float64 `json:"sync_wait_ms"`
-	// SyncWaitShare is sync wait over trace time. Waits of several threads
-	// add up, so it can exceed 1.
+	// SyncWaitShare is sync wait over the time the synchronization probes
+	// were live (the trace's, where that is not known). Waits of several
+	// threads add up, so it can exceed 1.
 	SyncWaitShare float64 `json:"sync_wait_share"`
 }
 
@@ -100,12 +116,24 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 			DroppedRecords:       r.DroppedRecords,
 			LaunchesProbed:       !r.NoLaunchProbes,
 			LaunchesSampled:      r.LaunchesSampled,
+			SyncsProbed:          !r.NoSyncProbes,
+			SyncsSampled:         r.SyncsSampled,
+			SyncLiveSec:          round(float64(r.SyncLiveNs)/1e9, 3),
 			LeftOut:              r.LeftOut,
 		},
 		Processes: processSummaries(rows, procs),
 		Ranks:     rankSpreads(rows, procs),
-		Activity:  activitySummaries(r.Activity, r.durationSec()),
+		Activity:  activitySummaries(r.Activity, r.durationSec(), r.syncSec()),
 	}
+}
+
+// syncSec is how long the synchronization probes were live, in seconds:
+// SyncLiveNs where the tracer said, else the trace's duration.
+func (r Report) syncSec() float64 {
+	if r.SyncLiveNs > 0 {
+		return float64(r.SyncLiveNs) / 1e9
+	}
+	return r.durationSec()
 }
 
 func openAtEnd(steps []Step) int {
@@ -139,7 +167,10 @@ func processSummaries(rows []Row, procs processes) []ProcessSummary {
 	return out
 }
 
-func activitySummaries(acts []ProcessActivity, traceSec float64) []ActivitySummary {
+// activitySummaries summarizes acts, their rates over traceSec and their
+// share of time blocked over syncSec, the time their synchronizations were
+// timed.
+func activitySummaries(acts []ProcessActivity, traceSec, syncSec float64) []ActivitySummary {
 	ps := make([]Process, len(acts))
 	byPID := make(map[uint32]ProcessActivity, len(acts))
 	for i, a := range acts {
@@ -159,7 +190,9 @@ func activitySummaries(acts []ProcessActivity, traceSec float64) []ActivitySumma
 		}
 		if traceSec > 0 {
 			s.LaunchesPerSec = round(float64(a.Launches)/traceSec, 1)
-			s.SyncWaitShare = round(float64(a.SyncWaitNs)/1e9/traceSec, 4)
+		}
+		if syncSec > 0 {
+			s.SyncWaitShare = round(float64(a.SyncWaitNs)/1e9/syncSec, 4)
 		}
 		out[i] = s
 	}

@@ -14,12 +14,13 @@ import (
 // Table is one table of the summary as the console shows it, and as
 // report.html shows the same: a title, a header and lines of cells already
 // formatted. TextCols are the left-aligned (text) columns; the others are
-// numbers.
+// numbers. Note, when set, says how to read some columns, under the table.
 type Table struct {
 	Title    string
 	Header   []string
 	TextCols []int
 	Lines    [][]string
+	Note     string
 }
 
 // Tables are the summary's tables: per phase, one line for all processes
@@ -60,34 +61,53 @@ func phaseTable(s Summary) Table {
 		Title:    "Forward passes (ms)",
 		Header:   []string{"Phase", "Process", "Steps", "Mean", "P50", "P95", "P99", "Max", "Launches/step", "Graphs/step", "Sync ms/step"},
 		TextCols: []int{0, 1},
+		Note:     sampledNote(s.Trace),
 	}
 	for _, all := range s.Phases {
 		var lines [][]string
 		for _, p := range s.Processes {
 			if st, ok := p.Phases.Get(all.Phase); ok {
-				lines = append(lines, phaseLine(st, label(Process{PID: p.PID, Title: p.Title}), s.Trace.LaunchesProbed))
+				lines = append(lines, phaseLine(st, label(Process{PID: p.PID, Title: p.Title}), s.Trace))
 			}
 		}
 		if len(lines) > 1 {
-			lines = append([][]string{phaseLine(all, "all", s.Trace.LaunchesProbed)}, lines...)
+			lines = append([][]string{phaseLine(all, "all", s.Trace)}, lines...)
 		}
 		t.Lines = append(t.Lines, lines...)
 	}
 	return t
 }
 
-func phaseLine(st PhaseStats, process string, launchesProbed bool) []string {
+func phaseLine(st PhaseStats, process string, tr TraceInfo) []string {
 	return []string{
 		string(st.Phase), process, fmt.Sprint(st.Count),
 		ms(st.MeanMs), ms(st.P50Ms), ms(st.P95Ms), ms(st.P99Ms), ms(st.MaxMs),
-		launchesText(fmt.Sprintf("%.1f", st.MeanLaunches), launchesProbed),
-		fmt.Sprintf("%.1f", st.MeanGraphLaunches), ms(st.MeanSyncWaitMs),
+		probedText(fmt.Sprintf("%.1f", st.MeanLaunches), tr.LaunchesProbed),
+		fmt.Sprintf("%.1f", st.MeanGraphLaunches), probedText(ms(st.MeanSyncWaitMs), tr.SyncsProbed),
 	}
 }
 
-// launchesText is "off" in place of a launch count when launches were not
-// probed, so that nobody reads the zero as a measurement.
-func launchesText(count string, probed bool) string {
+// sampledNote says which of the phase table's per-step means are over the
+// steps of the sampled seconds only; empty when neither is sampled.
+func sampledNote(tr TraceInfo) string {
+	var cols, keys []string
+	if tr.LaunchesProbed && tr.LaunchesSampled {
+		cols, keys = append(cols, "Launches/step"), append(keys, "launch_counted_steps")
+	}
+	if tr.SyncsProbed && tr.SyncsSampled {
+		cols, keys = append(cols, "Sync ms/step"), append(keys, "sync_counted_steps")
+	}
+	if len(cols) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: means over the steps of the sampled seconds only (%s in summary.json)",
+		strings.Join(cols, " and "), strings.Join(keys, " and "))
+}
+
+// probedText is "off" in place of a count (of launches, or a sync wait)
+// when its probes were off, so that nobody reads the zero as a
+// measurement.
+func probedText(count string, probed bool) string {
 	if !probed {
 		return "off"
 	}
@@ -187,17 +207,29 @@ func activityTable(s Summary) Table {
 		Title:    "No forward-pass steps seen (marker absent?): CUDA activity per process",
 		Header:   []string{"Process", "Launches", "Launches/s", "Graph launches", "Syncs", "Sync wait ms", "Sync share"},
 		TextCols: []int{0},
+		Note:     SyncsSampledNote(s.Trace),
 	}
+	syncs := s.Trace.SyncsProbed
 	for _, a := range s.Activity {
 		t.Lines = append(t.Lines, []string{
 			label(Process{PID: a.PID, Title: a.Title}),
-			launchesText(fmt.Sprint(a.Launches), s.Trace.LaunchesProbed),
-			launchesText(fmt.Sprintf("%.1f", a.LaunchesPerSec), s.Trace.LaunchesProbed),
-			fmt.Sprint(a.GraphLaunches), fmt.Sprint(a.Syncs),
-			ms(a.SyncWaitMs), fmt.Sprintf("%.1f%%", a.SyncWaitShare*100),
+			probedText(fmt.Sprint(a.Launches), s.Trace.LaunchesProbed),
+			probedText(fmt.Sprintf("%.1f", a.LaunchesPerSec), s.Trace.LaunchesProbed),
+			fmt.Sprint(a.GraphLaunches), probedText(fmt.Sprint(a.Syncs), syncs),
+			probedText(ms(a.SyncWaitMs), syncs), probedText(fmt.Sprintf("%.1f%%", a.SyncWaitShare*100), syncs),
 		})
 	}
 	return t
+}
+
+// SyncsSampledNote says that a process's synchronization totals are of the
+// sampled seconds alone, when they are; empty otherwise.
+func SyncsSampledNote(tr TraceInfo) string {
+	if !tr.SyncsProbed || !tr.SyncsSampled {
+		return ""
+	}
+	return fmt.Sprintf("Syncs and sync wait: in the sampled seconds only, %.1f s of the %.1f s trace; sync share is of those seconds",
+		tr.SyncLiveSec, tr.DurationSec)
 }
 
 // renderTable prints t's title and the table under it with its text columns
@@ -224,7 +256,13 @@ func renderTable(w io.Writer, t Table) error {
 			return err
 		}
 	}
-	return tbl.Render()
+	if err := tbl.Render(); err != nil {
+		return err
+	}
+	if t.Note != "" {
+		fmt.Fprintln(w, t.Note)
+	}
+	return nil
 }
 
 func ms(x float64) string { return fmt.Sprintf("%.2f", x) }

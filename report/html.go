@@ -42,6 +42,7 @@ type htmlData struct {
 	Plots     []htmlPlot
 	Trace     []fact
 	Processes []htmlProcess
+	SyncsNote string // how to read the processes' synchronization columns
 	Libraries []Library
 	Marker    string
 	Timeline  string
@@ -83,6 +84,9 @@ func pageData(res analysis.Result, f Facts, plots []Rendered) htmlData {
 		{"dropped_records", fmt.Sprint(tr.DroppedRecords)},
 		{"launches_probed", fmt.Sprint(tr.LaunchesProbed)},
 		{"launches_sampled", fmt.Sprint(tr.LaunchesSampled)},
+		{"syncs_probed", fmt.Sprint(tr.SyncsProbed)},
+		{"syncs_sampled", fmt.Sprint(tr.SyncsSampled)},
+		{"sync_live_sec", fmt.Sprintf("%.3f", tr.SyncLiveSec)},
 	}
 	if tr.LeftOut != "" {
 		d.Trace = append(d.Trace, fact{"left_out", tr.LeftOut})
@@ -102,12 +106,16 @@ func pageData(res analysis.Result, f Facts, plots []Rendered) htmlData {
 		if !tr.LaunchesProbed {
 			launches = "off"
 		}
+		syncs, wait := fmt.Sprint(a.Syncs), fmt.Sprintf("%.2f", a.SyncWaitMs)
+		if !tr.SyncsProbed {
+			syncs, wait = "off", "off"
+		}
 		d.Processes = append(d.Processes, htmlProcess{
 			Title: orDefault(a.Title, "-"), PID: fmt.Sprint(a.PID), Rank: rank, Steps: fmt.Sprint(steps[a.PID]),
-			Launches: launches, GraphLaunches: fmt.Sprint(a.GraphLaunches), Syncs: fmt.Sprint(a.Syncs),
-			SyncWait: fmt.Sprintf("%.2f", a.SyncWaitMs),
+			Launches: launches, GraphLaunches: fmt.Sprint(a.GraphLaunches), Syncs: syncs, SyncWait: wait,
 		})
 	}
+	d.SyncsNote = analysis.SyncsSampledNote(tr)
 	d.Libraries = slices.Clone(f.Libraries)
 	return d
 }
@@ -173,6 +181,7 @@ Each traced process is a track named by its vLLM title; each step is a slice wit
 {{range .Lines}}<tr>{{range $i, $c := .}}<td class="{{cls $t.Text $i}}">{{$c}}</td>{{end}}</tr>
 {{end}}</tbody>
 </table>
+{{if .Note}}<p class="meta">{{.Note}}.</p>{{end}}
 {{end}}
 {{if .Plots}}<h2>Plots</h2>
 {{range .Plots}}<figure id="{{.Name}}">
@@ -193,6 +202,7 @@ Each traced process is a track named by its vLLM title; each step is a slice wit
 {{range .Processes}}<tr><td class="text">{{.Title}}</td><td class="num">{{.PID}}</td><td class="num">{{.Rank}}</td><td class="num">{{.Steps}}</td><td class="num">{{.Launches}}</td><td class="num">{{.GraphLaunches}}</td><td class="num">{{.Syncs}}</td><td class="num">{{.SyncWait}}</td></tr>
 {{end}}</tbody>
 </table>
+{{if .SyncsNote}}<p class="meta" id="syncs-note">{{.SyncsNote}}.</p>{{end}}
 <h3>Libraries</h3>
 {{if .Libraries}}<table id="libraries">
 <thead><tr><th class="text">Kind</th><th class="text">Path</th><th class="text">Loaded</th><th class="num">Probes</th></tr></thead>

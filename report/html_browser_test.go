@@ -66,6 +66,7 @@ func TestReportInBrowser(t *testing.T) {
 	}
 	for _, s := range []string{
 		"_trace", "duration_sec", "timed_steps", "dropped_records", "launches_probed", "launches_sampled",
+		"syncs_probed", "syncs_sampled", "sync_live_sec",
 		"Marker: found", "timeline.json", "ui.perfetto.dev", "Open trace file", "chrome://tracing",
 		"Trace started 2026-12-01 09:50:00 UTC",
 	} {

@@ -95,6 +95,7 @@ func WriteTimeline(w io.Writer, res analysis.Result, f Facts) error {
 		"trace_start_ns":  res.StartNs,
 		"clock":           "CLOCK_MONOTONIC; ts are microseconds since trace_start_ns",
 		"launches_probed": res.Summary.Trace.LaunchesProbed,
+		"syncs_probed":    res.Summary.Trace.SyncsProbed,
 	})
 	if err != nil {
 		return err
@@ -368,8 +369,13 @@ func (e *eventWriter) step(s timelineStep) {
 		}
 		b = append(b, `,"graph_launches":`...)
 		b = strconv.AppendUint(b, uint64(r.GraphLaunches), 10)
+		// Likewise null where no one timed the step's synchronizations.
 		b = append(b, `,"sync_wait_ms":`...)
-		b = strconv.AppendFloat(b, r.SyncWaitMs, 'f', 3, 64)
+		if !r.SyncsOff {
+			b = strconv.AppendFloat(b, r.SyncWaitMs, 'f', 3, 64)
+		} else {
+			b = append(b, "null"...)
+		}
 		b = append(b, `,"duration_ms":`...)
 		b = strconv.AppendFloat(b, r.DurationMs, 'f', 3, 64)
 		return b

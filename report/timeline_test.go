@@ -122,6 +122,63 @@ func TestTimelineWithoutLaunches(t *testing.T) {
 	}
 }
 
+// TestTimelineWithoutSyncWaits: sync waits that were not timed for the
+// whole step are null, like launches: all of them with --syncs=off, the
+// steps outside the sample with --syncs=sample; otherData says whether
+// synchronizations were probed.
+func TestTimelineWithoutSyncWaits(t *testing.T) {
+	r := asyncTrace(10)
+	r.NoSyncProbes = true
+	var buf bytes.Buffer
+	if err := report.WriteTimeline(&buf, analysis.Analyze(r), facts); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"syncs_probed":false`) {
+		t.Errorf("otherData does not say syncs_probed false: %.300s", buf.String())
+	}
+	tl := timeline(t, analysis.Analyze(r))
+	for _, p := range tl.Processes {
+		for _, s := range p.Steps {
+			if v, ok := s.Args["sync_wait_ms"]; !ok || v != nil {
+				t.Fatalf("sync_wait_ms = %v (present %v) with --syncs=off, want null", v, ok)
+			}
+		}
+	}
+
+	r = asyncTrace(10)
+	r.SyncsSampled = true
+	for i := range r.Steps {
+		r.Steps[i].SyncsUncounted = r.Steps[i].StepID%2 == 0
+	}
+	res := analysis.Analyze(r)
+	want := map[[2]int64]string{} // pid, step -> the row's sync_wait_ms
+	for _, row := range res.Rows {
+		want[[2]int64{int64(row.PID), int64(row.Step)}] = fmt.Sprintf("%.3f", row.SyncWaitMs)
+	}
+	tl = timeline(t, res)
+	for pid, p := range tl.Processes {
+		for _, s := range p.Steps {
+			step := mustInt(t, s.Args["step"])
+			v := s.Args["sync_wait_ms"]
+			switch {
+			case step%2 == 0 && v != nil:
+				t.Errorf("pid %d step %d: sync_wait_ms %v, want null: not counted", pid, step, v)
+			case step%2 == 1 && (v == nil || fmt.Sprintf("%.3f", mustFloat(t, v)) != want[[2]int64{pid, step}]):
+				t.Errorf("pid %d step %d: sync_wait_ms %v, want %s", pid, step, v, want[[2]int64{pid, step}])
+			}
+		}
+	}
+}
+
+func mustFloat(t *testing.T, v any) float64 {
+	t.Helper()
+	f, err := v.(json.Number).Float64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func mustInt(t *testing.T, v any) int64 {
 	t.Helper()
 	n, err := v.(json.Number).Int64()

@@ -65,11 +65,12 @@ type event struct {
 }
 
 // stepArgs are the arguments every step slice must carry, with what kind of
-// JSON value: all numbers but the phase; launches may be null (not probed).
+// JSON value: all numbers but the phase; launches and sync_wait_ms may be
+// null (not probed for the whole step).
 var stepArgs = map[string]string{
 	"step": "number", "phase": "string", "batch_size": "number", "tokens": "number",
 	"prefill_reqs": "number", "prefill_tokens": "number", "launches": "number|null",
-	"graph_launches": "number", "sync_wait_ms": "number", "duration_ms": "number",
+	"graph_launches": "number", "sync_wait_ms": "number|null", "duration_ms": "number",
 }
 
 // partOrder is the order of the parts of a step.
