@@ -57,6 +57,7 @@ func TestExitCodes(t *testing.T) {
 		{"unwritable output", exec.Command(bin, "--pid", pid, "--out", "/proc/1/nope"), exitOutput, "output directory"},
 		{"invalid duration", exec.Command(bin, "--pid", pid, "--duration", "soon"), exitUsage, "see --help"},
 		{"invalid --launches", exec.Command(bin, "--pid", pid, "--launches=maybe"), exitUsage, "see --help"},
+		{"invalid --syncs", exec.Command(bin, "--pid", pid, "--syncs=true"), exitUsage, `invalid value "true" for flag -syncs: want sample, all or off`},
 		{"unknown --leave-out class", exec.Command(bin, "--pid", pid, "--leave-out", "sync,probes"), exitUsage, `unknown probe class "probes"`},
 		{"bad --launch-sample", exec.Command(bin, "--pid", pid, "--launch-sample", "10s/1s"), exitUsage, "0 < ON < EVERY"},
 		{"help", exec.Command(bin, "--help"), exitOK, "--launches=off"},

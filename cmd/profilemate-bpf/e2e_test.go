@@ -178,10 +178,15 @@ func whollyInside(s truthStep, start, end int64) bool {
 	return s.begin >= start+int64(time.Second) && s.ready <= end-int64(500*time.Millisecond)
 }
 
+// coverage is how many truth steps compare checked (inside) and how many
+// of their rows carry a launch count and a sync wait (an empty cell is a
+// step whose launches, or synchronizations, were not counted), and in how
+// many rows one is there without the other.
+type coverage struct{ inside, launches, syncs, apart int }
+
 // compare checks every truth step wholly inside [start, end] against the CSV
-// and returns how many there were and how many of their rows carry a launch
-// count (an empty cell is a step whose launches were not counted).
-func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64, workers int) (inside, counted int) {
+// and returns what it found of the counts' coverage.
+func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64, workers int) (c coverage) {
 	t.Helper()
 	type key struct{ pid, step int }
 	got := map[key][]map[string]string{}
@@ -199,7 +204,7 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 		if !whollyInside(s, start, end) {
 			continue
 		}
-		inside++
+		c.inside++
 		pids[s.pid] = true
 		phases[s.phase]++
 		rs := got[k]
@@ -208,8 +213,14 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 			continue
 		}
 		r := rs[0]
+		if r["sync_wait_ms"] != "" {
+			c.syncs++
+		}
+		if (r["sync_wait_ms"] != "") != (r["launches"] != "") {
+			c.apart++
+		}
 		if r["launches"] != "" {
-			counted++
+			c.launches++
 		} else {
 			r["launches"] = strconv.Itoa(s.launches) // not counted, so not wrong
 		}
@@ -242,10 +253,10 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 			t.Errorf("pid %d step %d traced but not in the truth (a warm-up or dummy run?)", k.pid, k.step)
 		}
 	}
-	t.Logf("%d steps inside the window from %d processes, phases %v; %d (%.1f%%) within 5%% or 0.3 ms of the inner span; %d outside the spans",
-		inside, len(pids), phases, accurate, 100*float64(accurate)/float64(max(inside, 1)), outside)
-	if inside < 100 || len(pids) != workers {
-		t.Fatalf("only %d steps from %d workers inside the window", inside, len(pids))
+	t.Logf("%d steps inside the window from %d processes, phases %v; %d (%.1f%%) within 5%% or 0.3 ms of the inner span; %d outside the spans; %d with launch counts, %d with sync waits",
+		c.inside, len(pids), phases, accurate, 100*float64(accurate)/float64(max(c.inside, 1)), outside, c.launches, c.syncs)
+	if c.inside < 100 || len(pids) != workers {
+		t.Fatalf("only %d steps from %d workers inside the window", c.inside, len(pids))
 	}
 	for _, p := range []string{"prefill", "decode", "mixed"} {
 		if phases[p] == 0 {
@@ -253,28 +264,32 @@ func compare(t *testing.T, truth []truthStep, rows []map[string]string, start, e
 		}
 	}
 	if outside > 0 {
-		t.Errorf("%d of %d steps have a duration outside the spans the server saw around the marker's probes, want none", outside, inside)
+		t.Errorf("%d of %d steps have a duration outside the spans the server saw around the marker's probes, want none", outside, c.inside)
 	}
-	return inside, counted
+	return c
 }
 
-// compareAllCounted is compare for a trace with --launches=all: every row
-// carries its launch count.
+// compareAllCounted is compare for a trace with --launches=all and
+// --syncs=all: every row carries its launch count and its sync wait.
 func compareAllCounted(t *testing.T, truth []truthStep, rows []map[string]string, start, end int64, workers int) {
 	t.Helper()
-	if inside, counted := compare(t, truth, rows, start, end, workers); counted != inside {
-		t.Errorf("%d of %d steps carry a launch count, want all under --launches=all", counted, inside)
+	c := compare(t, truth, rows, start, end, workers)
+	if c.launches != c.inside || c.syncs != c.inside {
+		t.Errorf("of %d steps %d carry a launch count and %d a sync wait, want all under --launches=all --syncs=all", c.inside, c.launches, c.syncs)
 	}
 }
+
+// allCounted are the flags under which compareAllCounted holds.
+var allCounted = []string{"--launches=all", "--syncs=all"}
 
 func TestEndToEndWorkersRunning(t *testing.T) {
 	requireRoot(t)
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30")
 	srv.waitReady(t)
-	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=all")
+	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 4*time.Second, allCounted...)
 	time.Sleep(300 * time.Millisecond) // the truth file is written per step
-	checkLaunchLine(t, out, "  kernel launches counted in every step (--launches=all)")
+	checkLaunchLine(t, out, "  kernel launches counted and GPU waits timed in every step (--launches=all, --syncs=all)")
 	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
 	truth := readTruth(t, srv.truth)
 	compareAllCounted(t, truth, rows, start, end, 2)
@@ -288,8 +303,8 @@ func TestEndToEndWorkersRunning(t *testing.T) {
 }
 
 // checkLaunchLine: the line after the attach summary says how launches are
-// counted; gpu/vllm_validate.py waits for the summary, then reads the
-// sampling from this line to place its windows.
+// counted and GPU waits timed; gpu/vllm_validate.py waits for the summary,
+// then reads the sampling from this line to place its windows.
 func checkLaunchLine(t *testing.T, out, want string) {
 	t.Helper()
 	lines := strings.Split(out, "\n")
@@ -384,7 +399,8 @@ func checkPictures(t *testing.T, dir, out string, rows []map[string]string) {
 
 // TestEndToEndWithoutLaunchCounts: --launches=false on an eager server leaves
 // every launches cell empty and says so in the summary, and times the steps
-// as accurately as ever.
+// as accurately as ever; GPU waits are still timed in the sampled seconds,
+// the first of which starts with the trace.
 func TestEndToEndWithoutLaunchCounts(t *testing.T) {
 	requireRoot(t)
 	bin := buildAll(t)
@@ -392,27 +408,35 @@ func TestEndToEndWithoutLaunchCounts(t *testing.T) {
 	srv.waitReady(t)
 	// --format csv too: a user who wants only the numbers gets only them.
 	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=false", "--format", "csv")
-	checkLaunchLine(t, out, "  kernel launches not counted (--launches=off)")
+	checkLaunchLine(t, out, "  kernel launches not counted (--launches=off); GPU waits timed 1s in every 10s (--syncs=all: every step)")
 	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 2 {
 		t.Errorf("--format csv wrote %v, want the CSV and summary.json alone", names)
 	}
 	time.Sleep(300 * time.Millisecond)
 	truth := readTruth(t, srv.truth)
 	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
+	synced := 0
 	for _, r := range rows {
 		if r["launches"] != "" {
 			t.Fatalf("pid %s step %s: launches %q, want an empty cell", r["pid"], r["step"], r["launches"])
 		}
+		if r["sync_wait_ms"] != "" {
+			synced++
+		}
+	}
+	if synced == 0 || synced == len(rows) {
+		t.Errorf("%d of %d rows carry a sync wait, want those of the trace's first second", synced, len(rows))
 	}
 	compare(t, truth, rows, start, end, 2)
 	var summary struct {
 		Trace struct {
 			LaunchesProbed *bool `json:"launches_probed"`
+			SyncsSampled   bool  `json:"syncs_sampled"`
 		} `json:"_trace"`
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
-	if err := json.Unmarshal(b, &summary); err != nil || summary.Trace.LaunchesProbed == nil || *summary.Trace.LaunchesProbed {
-		t.Errorf("summary.json _trace.launches_probed: want false: %v %s", err, b)
+	if err := json.Unmarshal(b, &summary); err != nil || summary.Trace.LaunchesProbed == nil || *summary.Trace.LaunchesProbed || !summary.Trace.SyncsSampled {
+		t.Errorf("summary.json _trace.launches_probed, syncs_sampled: want false, true: %v %s", err, b)
 	}
 }
 
@@ -421,7 +445,7 @@ func TestEndToEndWorkersSpawnedAfterAttach(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--runner", "mixed", "--duration", "30", "--start-delay", "2", "--start-method", "spawn")
 	time.Sleep(200 * time.Millisecond) // the API server is up; EngineCore not yet
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 9*time.Second, "--launches=all")
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 9*time.Second, allCounted...)
 	time.Sleep(300 * time.Millisecond)
 	truth := readTruth(t, srv.truth)
 	// The workers load the marker as they start, and run their first step
@@ -443,36 +467,59 @@ func TestEndToEndWorkersSpawnedAfterAttach(t *testing.T) {
 	compareAllCounted(t, truth, readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
 }
 
-// TestEndToEndSampledLaunches: under --launches=sample the steps of the
-// sampled windows carry exact launch counts (compare checks them against
-// the truth), the others an empty cell, and the summary says so.
-func TestEndToEndSampledLaunches(t *testing.T) {
+// TestEndToEndSampledLaunchesAndSyncs: by default launches and GPU waits
+// are sampled in the same windows: the steps of the sampled windows carry
+// exact launch counts (compare checks them against the truth) and their
+// sync waits, the others empty cells in both columns; the summary says so
+// and how long the synchronization probes were live.
+func TestEndToEndSampledLaunchesAndSyncs(t *testing.T) {
 	requireRoot(t)
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--eager", "--duration", "30")
 	srv.waitReady(t)
 	dir, start, end, out := runTracerOutput(t, bin, srv.cmd.Process.Pid, 6*time.Second, "--launch-sample", "500ms/1500ms")
-	checkLaunchLine(t, out, "  kernel launches counted 500ms in every 1.5s (--launches=all counts them in every step)")
+	checkLaunchLine(t, out, "  kernel launches counted 500ms in every 1.5s and GPU waits timed in the same seconds (--launches=all, --syncs=all: every step)")
 	time.Sleep(300 * time.Millisecond)
-	inside, counted := compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
+	c := compare(t, readTruth(t, srv.truth), readCSV(t, filepath.Join(dir, "forward_pass_timing.csv")), start, end, 2)
 	// A third of the time sampled; steps straddling a window's edge are
 	// not counted, so somewhat fewer than a third.
-	if share := float64(counted) / float64(inside); share < 0.1 || share > 0.45 {
-		t.Errorf("%d of %d steps carry a launch count (%.0f%%), want about a third", counted, inside, 100*share)
+	for _, n := range []struct {
+		what    string
+		counted int
+	}{{"a launch count", c.launches}, {"a sync wait", c.syncs}} {
+		if share := float64(n.counted) / float64(c.inside); share < 0.1 || share > 0.45 {
+			t.Errorf("%d of %d steps carry %s (%.0f%%), want about a third", n.counted, c.inside, n.what, 100*share)
+		}
+	}
+	// The two epochs move microseconds apart: only a step begun or ended
+	// between them has one without the other.
+	if c.apart > 4 {
+		t.Errorf("%d steps carry a launch count without a sync wait or the reverse, want the windows to be the same", c.apart)
 	}
 	var summary struct {
 		Trace struct {
-			Sampled bool `json:"launches_sampled"`
+			Sampled      bool    `json:"launches_sampled"`
+			SyncsSampled bool    `json:"syncs_sampled"`
+			SyncLiveSec  float64 `json:"sync_live_sec"`
 		} `json:"_trace"`
 		Decode struct {
-			Counted int `json:"launch_counted_steps"`
-			Count   int `json:"count"`
+			Counted     int `json:"launch_counted_steps"`
+			SyncCounted int `json:"sync_counted_steps"`
+			Count       int `json:"count"`
 		} `json:"decode"`
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
-	if err := json.Unmarshal(b, &summary); err != nil || !summary.Trace.Sampled ||
-		summary.Decode.Counted == 0 || summary.Decode.Counted >= summary.Decode.Count {
-		t.Errorf("summary.json: want launches_sampled and some, not all, decode steps counted: %v %s", err, b)
+	if err := json.Unmarshal(b, &summary); err != nil || !summary.Trace.Sampled || !summary.Trace.SyncsSampled ||
+		summary.Decode.Counted == 0 || summary.Decode.Counted >= summary.Decode.Count ||
+		summary.Decode.SyncCounted == 0 || summary.Decode.SyncCounted >= summary.Decode.Count {
+		t.Errorf("summary.json: want launches and syncs sampled and some, not all, decode steps counted: %v %s", err, b)
+	}
+	// Four windows of 0.5 s in the 6 s trace.
+	if live := summary.Trace.SyncLiveSec; live < 1.8 || live > 2.2 {
+		t.Errorf("_trace.sync_live_sec %v, want the 2 s of the four windows", live)
+	}
+	if !strings.Contains(out, "Sync ms/step: means over the steps of the sampled seconds only") {
+		t.Errorf("the console does not say the sync waits were sampled")
 	}
 }
 
@@ -485,7 +532,7 @@ func TestEndToEndDataParallel(t *testing.T) {
 	bin := buildAll(t)
 	srv := startServer(t, "--workers", "2", "--data-parallel", "2", "--duration", "30")
 	srv.waitReady(t, "server_dp0.json", "server_dp1.json")
-	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second, "--launches=all")
+	dir, start, end := runTracer(t, bin, srv.cmd.Process.Pid, 4*time.Second, allCounted...)
 	time.Sleep(300 * time.Millisecond)
 	rows := readCSV(t, filepath.Join(dir, "forward_pass_timing.csv"))
 	compareAllCounted(t, readTruth(t, srv.truth), rows, start, end, 4)

@@ -20,7 +20,8 @@ type config struct {
 	verbose  bool
 	version  bool
 	launches launchMode
-	sample   tracer.Sampling // under --launches=sample
+	syncs    syncMode
+	sample   tracer.Sampling // under --launches=sample and --syncs=sample
 	leaveOut tracer.Classes
 	outputs  report.Outputs
 }
@@ -34,9 +35,19 @@ const (
 	launchesOff     launchMode = "off"    // never
 )
 
-// defaultSampling is when launches are probed under --launches=sample: each
-// probed launch costs the launching thread about a microsecond, which a
-// server pays only a tenth of the time this way.
+// syncMode is --syncs: how GPU waits (CUDA synchronizations) are timed.
+type syncMode string
+
+const (
+	syncsSampled syncMode = "sample" // in the launches' sampled seconds (the default)
+	syncsAll     syncMode = "all"    // every step
+	syncsOff     syncMode = "off"    // never
+)
+
+// defaultSampling is when launches are probed under --launches=sample and
+// synchronizations under --syncs=sample: each probed launch costs the
+// launching thread about a microsecond, each synchronization two probe
+// hits of several, which a server pays only a tenth of the time this way.
 var defaultSampling = tracer.Sampling{On: time.Second, Every: 10 * time.Second}
 
 // parseSampling reads --launch-sample ON/EVERY, e.g. 1s/10s.
@@ -80,22 +91,69 @@ func (m *launchMode) Set(s string) error {
 // IsBoolFlag lets a bare --launches mean --launches=all.
 func (m *launchMode) IsBoolFlag() bool { return true }
 
-// sampling is the tracer's launch sampling for the mode.
-func (c config) sampling() tracer.Sampling {
+// counted reports whether launches are probed at all.
+func (m launchMode) counted() bool { return m != launchesOff }
+
+func (m *syncMode) String() string { return string(*m) }
+
+// Set takes sample, all or off.
+func (m *syncMode) Set(s string) error {
+	switch s {
+	case "sample":
+		*m = syncsSampled
+	case "all":
+		*m = syncsAll
+	case "off":
+		*m = syncsOff
+	default:
+		return fmt.Errorf("want sample, all or off, got %q", s)
+	}
+	return nil
+}
+
+// timed reports whether synchronizations are probed at all.
+func (m syncMode) timed() bool { return m != syncsOff }
+
+// sampled are the probe classes that follow the sampling windows.
+func (c config) sampled() tracer.Classes {
+	var classes tracer.Classes
 	if c.launches == launchesSampled {
+		classes |= tracer.ClassLaunch
+	}
+	if c.syncs == syncsSampled {
+		classes |= tracer.ClassSync
+	}
+	return classes
+}
+
+// sampling is the tracer's sampling window: --launch-sample where a class
+// is sampled, none where every class is probed all the time or not at all.
+func (c config) sampling() tracer.Sampling {
+	if c.sampled() != 0 {
 		return c.sample
 	}
 	return tracer.Sampling{}
 }
 
-// counted reports whether launches are probed at all.
-func (m launchMode) counted() bool { return m != launchesOff }
+// leave are the probe classes the tracer does not attach: those
+// --leave-out names, and launches and synchronizations where they are off.
+func (c config) leave() tracer.Classes {
+	leave := c.leaveOut
+	if !c.launches.counted() {
+		leave |= tracer.ClassLaunch
+	}
+	if !c.syncs.timed() {
+		leave |= tracer.ClassSync
+	}
+	return leave
+}
 
 const usageText = `profilemate-bpf: time every forward pass of a running vLLM server, without
 restarting it and without adding synchronization.
 
 Usage:
-  sudo profilemate-bpf --pid N [--duration 30s] [--out DIR] [--format all|csv] [--launches=sample|all|off] [-v]
+  sudo profilemate-bpf --pid N [--duration 30s] [--out DIR] [--format all|csv] [--launches=sample|all|off]
+                       [--syncs=sample|all|off] [--launch-sample ON/EVERY] [-v]
   sudo profilemate-bpf check [--pid N]
   profilemate-bpf --version
 
@@ -123,6 +181,13 @@ every ten (--launches=sample): those steps carry their launch counts, the
 others leave the cell empty. --launches=all counts them in every step, at that
 cost; --launches=off (or =false) never.
 
+Timing a GPU wait (a CUDA synchronization or device-to-host copy) costs the
+waiting thread two probe hits of several microseconds, about six hits a step
+with CUDA graphs. So GPU waits are timed in the same sampled seconds
+(--syncs=sample): the other steps leave sync_wait_ms empty. --syncs=all times
+them in every step; --syncs=off never. --launch-sample ON/EVERY (default
+1s/10s) sets those seconds for both.
+
 Flags:
 `
 
@@ -138,7 +203,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	format := fs.String("format", "all", "what to write besides the CSV and summary.json: `all`, csv (nothing else), or a list of timeline, plots, report")
 	c.launches = launchesSampled
 	fs.Var(&c.launches, "launches", "count kernel launches per step: `sample` (1 s in every 10; the default), all (every step, about 1 µs per launch), off")
-	sample := fs.String("launch-sample", fmt.Sprintf("%v/%v", defaultSampling.On, defaultSampling.Every), "under --launches=sample, probe launches `ON/EVERY`")
+	c.syncs = syncsSampled
+	fs.Var(&c.syncs, "syncs", "time GPU waits (CUDA synchronizations) per step: `sample` (in the same sampled seconds as launches, 1 s in every 10; the default), all (every step, two probe hits of several µs per wait), off")
+	sample := fs.String("launch-sample", fmt.Sprintf("%v/%v", defaultSampling.On, defaultSampling.Every), "under --launches=sample and --syncs=sample, count launches and time GPU waits `ON/EVERY`")
 	leaveOut := fs.String("leave-out", "", "measuring the tracer's own cost: leave out these probe `CLASSES` ("+strings.Join(tracer.ClassNames(), ",")+"); the results miss what they count")
 	fs.BoolVar(&c.verbose, "verbose", false, "print a line per forward pass as it happens")
 	fs.BoolVar(&c.verbose, "v", false, "shorthand for --verbose")
@@ -176,6 +243,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.leaveOut.Has(tracer.ClassLaunch) {
 		c.launches = launchesOff
+	}
+	if c.leaveOut.Has(tracer.ClassSync) {
+		c.syncs = syncsOff
 	}
 	if c.duration <= 0 {
 		return c, fail(exitUsage, fmt.Errorf("--duration must be positive, got %v", c.duration))

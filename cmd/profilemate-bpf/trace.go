@@ -139,11 +139,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// The trace starts when probes start going in: a step that begins while
 	// the rest attach is inside it.
 	startNs := monotonicNs()
-	leave := cfg.leaveOut
-	if !cfg.launches.counted() {
-		leave |= tracer.ClassLaunch
-	}
-	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, Sample: cfg.sampling(), Sampled: tracer.ClassLaunch, LeaveOut: leave, Logf: func(format string, a ...any) {
+	tr, err := tracer.Start(tracer.Options{PID: cfg.pid, Sample: cfg.sampling(), Sampled: cfg.sampled(), LeaveOut: cfg.leave(), Logf: func(format string, a ...any) {
 		fmt.Fprintf(stderr, "  "+format+"\n", a...)
 	}})
 	if err != nil {
@@ -160,7 +156,7 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	status, hint := markerStatus(libs)
 	// gpu/vllm_validate.py and scripts/probe-cost.py read this line and
 	// the next (launchLine) to know that every probe is live and how
-	// launches are sampled.
+	// launches (and with them GPU waits) are sampled.
 	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), status)
 	fmt.Fprintln(stderr, launchLine(cfg))
 	if cfg.leaveOut != 0 {
@@ -214,7 +210,10 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		}
 	}
 	facts := report.Facts{Server: serverName(title, cfg.pid), Start: t0, Version: version, Marker: status}
-	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs, NoLaunchProbes: !cfg.launches.counted(), LaunchesSampled: cfg.launches == launchesSampled, LeftOut: cfg.leaveOut.String()}, facts, cfg.outputs)
+	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs,
+		NoLaunchProbes: !cfg.launches.counted(), LaunchesSampled: cfg.launches == launchesSampled,
+		NoSyncProbes: !cfg.syncs.timed(), SyncsSampled: cfg.syncs == syncsSampled,
+		LeftOut: cfg.leaveOut.String()}, facts, cfg.outputs)
 }
 
 // serverName names the traced server in titles: the traced process's title
@@ -235,15 +234,34 @@ func serverName(title string, pid int) string {
 	return fmt.Sprintf("%s (pid %d)", title, pid)
 }
 
-// launchLine says how kernel launches are counted in this trace, the line
-// after the attach summary in every mode.
+// launchLine says how kernel launches are counted and GPU waits timed in
+// this trace, the line after the attach summary in every mode. Where
+// launches are sampled it starts "kernel launches counted ON in every
+// EVERY ", which gpu/tracerrun.py reads the sampling from.
 func launchLine(cfg config) string {
-	switch cfg.launches {
-	case launchesOff:
-		return "  kernel launches not counted (--launches=off)"
-	case launchesSampled:
-		return fmt.Sprintf("  kernel launches counted %v in every %v (--launches=all counts them in every step)", cfg.sample.On, cfg.sample.Every)
-	default:
-		return "  kernel launches counted in every step (--launches=all)"
+	window := fmt.Sprintf("%v in every %v", cfg.sample.On, cfg.sample.Every)
+	if string(cfg.launches) == string(cfg.syncs) {
+		switch cfg.launches {
+		case launchesSampled:
+			return fmt.Sprintf("  kernel launches counted %s and GPU waits timed in the same seconds (--launches=all, --syncs=all: every step)", window)
+		case launchesAll:
+			return "  kernel launches counted and GPU waits timed in every step (--launches=all, --syncs=all)"
+		default:
+			return "  kernel launches not counted and GPU waits not timed (--launches=off, --syncs=off)"
+		}
 	}
+	return "  " + probingClause("kernel launches", "counted", "--launches", string(cfg.launches), window) +
+		"; " + probingClause("GPU waits", "timed", "--syncs", string(cfg.syncs), window)
+}
+
+// probingClause says how what is probed under flag's mode (sample, all or
+// off): verb in window, in every step, or not at all.
+func probingClause(what, verb, flag, mode, window string) string {
+	switch mode {
+	case "sample":
+		return fmt.Sprintf("%s %s %s (%s=all: every step)", what, verb, window, flag)
+	case "all":
+		return fmt.Sprintf("%s %s in every step (%s=all)", what, verb, flag)
+	}
+	return fmt.Sprintf("%s not %s (%s=off)", what, verb, flag)
 }

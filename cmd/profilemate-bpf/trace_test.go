@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,18 +90,34 @@ func TestEdgeNote(t *testing.T) {
 	}
 }
 
+// TestLaunchLine: the line after the attach summary says, for every
+// combination of --launches and --syncs, how each is probed, and where
+// launches are sampled it keeps the form gpu/tracerrun.py reads the
+// sampling from (SAMPLING there: "kernel launches counted ON in every
+// EVERY" followed by a space).
 func TestLaunchLine(t *testing.T) {
 	for _, c := range []struct {
-		mode launchMode
-		want string
+		launches launchMode
+		syncs    syncMode
+		want     string
 	}{
-		{launchesSampled, "  kernel launches counted 250ms in every 2.5s (--launches=all counts them in every step)"},
-		{launchesAll, "  kernel launches counted in every step (--launches=all)"},
-		{launchesOff, "  kernel launches not counted (--launches=off)"},
+		{launchesSampled, syncsSampled, "  kernel launches counted 250ms in every 2.5s and GPU waits timed in the same seconds (--launches=all, --syncs=all: every step)"},
+		{launchesAll, syncsAll, "  kernel launches counted and GPU waits timed in every step (--launches=all, --syncs=all)"},
+		{launchesOff, syncsOff, "  kernel launches not counted and GPU waits not timed (--launches=off, --syncs=off)"},
+		{launchesSampled, syncsAll, "  kernel launches counted 250ms in every 2.5s (--launches=all: every step); GPU waits timed in every step (--syncs=all)"},
+		{launchesSampled, syncsOff, "  kernel launches counted 250ms in every 2.5s (--launches=all: every step); GPU waits not timed (--syncs=off)"},
+		{launchesAll, syncsSampled, "  kernel launches counted in every step (--launches=all); GPU waits timed 250ms in every 2.5s (--syncs=all: every step)"},
+		{launchesAll, syncsOff, "  kernel launches counted in every step (--launches=all); GPU waits not timed (--syncs=off)"},
+		{launchesOff, syncsSampled, "  kernel launches not counted (--launches=off); GPU waits timed 250ms in every 2.5s (--syncs=all: every step)"},
+		{launchesOff, syncsAll, "  kernel launches not counted (--launches=off); GPU waits timed in every step (--syncs=all)"},
 	} {
-		cfg := config{launches: c.mode, sample: tracer.Sampling{On: 250 * time.Millisecond, Every: 2500 * time.Millisecond}}
+		cfg := config{launches: c.launches, syncs: c.syncs, sample: tracer.Sampling{On: 250 * time.Millisecond, Every: 2500 * time.Millisecond}}
 		if got := launchLine(cfg); got != c.want {
-			t.Errorf("--launches=%s: %q, want %q", c.mode, got, c.want)
+			t.Errorf("--launches=%s --syncs=%s: %q, want %q", c.launches, c.syncs, got, c.want)
+		}
+		sampling := regexp.MustCompile(`kernel launches counted (\S+) in every (\S+) `).FindStringSubmatch(launchLine(cfg))
+		if (sampling != nil) != (c.launches == launchesSampled) || sampling != nil && (sampling[1] != "250ms" || sampling[2] != "2.5s") {
+			t.Errorf("--launches=%s --syncs=%s: gpu/tracerrun.py would read the sampling as %q", c.launches, c.syncs, sampling)
 		}
 	}
 }
