@@ -68,7 +68,7 @@ fuzz:
 	go test ./tracer -run '^$$' -fuzz FuzzDecodeSched -fuzztime 30s
 
 bench: build sim
-	go test -p 1 ./tracer ./cmd/profilemate-bpf -run '^$$' -bench . -benchtime 1x -count 1 -v | grep -E 'cold hits|launch:|launches [a-z]+:|per probed call|as the tracer does|us per (step|scheduler step)|^ok|FAIL'
+	go test -p 1 ./tracer ./cmd/profilemate-bpf -run '^$$' -bench . -benchtime 1x -count 1 -v | grep -E 'cold hits|launch:|launches [a-z]+, syncs [a-z]+:|per probed call|as the tracer does|us per (step|scheduler step)|^ok|FAIL'
 
 install: build marker
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/profilemate-bpf

@@ -126,7 +126,7 @@ def traced_phase(args, run):
     """run() with the tracer attached to this process; returns run's result
     and the tracer's attach summary line."""
     with tempfile.TemporaryDirectory() as tmp:
-        tracer = Tracer(args.tracer, os.getpid(), tmp, ["--launches=all"], os.path.join(tmp, "tracer.log"))
+        tracer = Tracer(args.tracer, os.getpid(), tmp, ["--launches=all", "--syncs=all"], os.path.join(tmp, "tracer.log"))
         try:
             tracer.wait_attached()
         except RuntimeError as e:

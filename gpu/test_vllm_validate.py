@@ -217,6 +217,18 @@ def test_go_durations_and_the_window_offset_that_keeps_the_launch_duty():
         assert min(1, o + w) - o == pytest.approx(w / 10)
 
 
+def test_the_sampling_is_read_off_the_line_after_the_attach_summary():
+    """The tracer's line names the window of launches, or of GPU waits where
+    launches are not sampled (the sampled classes share their windows)."""
+    read = lambda line: tracerrun.SAMPLING.search(line) and tracerrun.SAMPLING.search(line).groups()
+    assert read("  kernel launches counted 1s in every 10s and GPU waits timed in the same seconds "
+                "(--launches=all, --syncs=all: every step)") == ("1s", "10s")
+    assert read("  kernel launches not counted (--launches=off); GPU waits timed 500ms in every 5s "
+                "(--syncs=all: every step)") == ("500ms", "5s")
+    assert read("  kernel launches counted 1s in every 10s (--launches=all counts them in every step)") == ("1s", "10s")
+    assert not read("  kernel launches counted and GPU waits timed in every step (--launches=all, --syncs=all)")
+
+
 def test_steady_load_cycles_the_requests_and_reports_a_failure():
     class Server:
         name, log = "s", "s.log"

@@ -15,9 +15,11 @@ import threading
 #: ("27 probes attached in 135 ms; marker found"); each library's own line
 #: before it ("...: 3 probes attached (found in pid 716)") is not that.
 ATTACHED = re.compile(r"\d+ probes attached in \d+ ms")
-#: The line after it on launch sampling, e.g. "kernel launches counted 1s in
-#: every 10s".
-SAMPLING = re.compile(r"kernel launches counted (\S+) in every (\S+)")
+#: The line after it on sampling, e.g. "kernel launches counted 1s in every
+#: 10s and GPU waits timed in the same seconds", or with launches not
+#: sampled "...; GPU waits timed 1s in every 10s": the sampled probes share
+#: their windows.
+SAMPLING = re.compile(r"(?:kernel launches counted|GPU waits timed) (\S+) in every (\S+)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 

@@ -88,6 +88,8 @@ from windows import batch_window, steady_window  # noqa: E402
 CONFIGS = {
     "default": [],
     "launches-all": ["--launches=all"],
+    # The default before GPU waits were sampled: every synchronization timed.
+    "syncs-all": ["--syncs=all"],
     "launches-off": ["--launches=false"],
     "no-marker": ["--leave-out=marker"],
     "no-sync": ["--leave-out=sync"],

@@ -10,10 +10,11 @@ import (
 
 // BenchmarkTracerOverhead prints the tracer's overhead on the simulated
 // server as the ratio of step rates traced / untraced, in graph and eager
-// mode, with launches sampled (the default, here a tenth of each window as
-// in a long trace), counted in every step, and not counted. Untraced and
-// traced windows alternate on one running server, so both see the same
-// machine and the same workload.
+// mode, with launches and GPU waits sampled (the default, here a tenth of
+// each window as in a long trace), launches sampled and every GPU wait
+// timed (the default before GPU waits were sampled), both in every step,
+// and launches not counted. Untraced and traced windows alternate on one
+// running server, so both see the same machine and the same workload.
 //
 // The simulated GPU paces the steps, so the rate hides the probes' cost;
 // the server's CPU time per step shows it: counting every launch in eager
@@ -24,17 +25,18 @@ func BenchmarkTracerOverhead(b *testing.B) {
 	bin := buildAll(b)
 	const window = 3 * time.Second
 	for _, v := range []struct {
-		mode, launches string
-		flags          []string
+		mode, launches, syncs string
+		flags                 []string
 	}{
-		{"graph", "sampled", []string{"--launch-sample", "300ms/3s"}},
-		{"graph", "all", []string{"--launches=all"}},
-		{"eager", "sampled", []string{"--launch-sample", "300ms/3s"}},
-		{"eager", "all", []string{"--launches=all"}},
-		{"eager", "off", []string{"--launches=off"}},
+		{"graph", "sampled", "sampled", []string{"--launch-sample", "300ms/3s"}},
+		{"graph", "sampled", "all", []string{"--launch-sample", "300ms/3s", "--syncs=all"}},
+		{"graph", "all", "all", []string{"--launches=all", "--syncs=all"}},
+		{"eager", "sampled", "sampled", []string{"--launch-sample", "300ms/3s"}},
+		{"eager", "all", "all", []string{"--launches=all", "--syncs=all"}},
+		{"eager", "off", "sampled", []string{"--launches=off", "--launch-sample", "300ms/3s"}},
 	} {
 		mode := v.mode
-		b.Run(mode+"-"+v.launches, func(b *testing.B) {
+		b.Run(mode+"-launches-"+v.launches+"-syncs-"+v.syncs, func(b *testing.B) {
 			args := []string{"--workers", "1", "--duration", "120"}
 			if mode == "eager" {
 				args = append(args, "--eager")
@@ -89,9 +91,9 @@ func BenchmarkTracerOverhead(b *testing.B) {
 			extra := mean(cpuTraced) - mean(cpuUntraced)
 			b.ReportMetric(mean(traced)/mean(untraced), "traced/untraced")
 			b.ReportMetric(extra, "extra-cpu-µs/step")
-			b.Logf("%s mode, launches %s: %.0f steps/s untraced, %.0f traced: ratio %.3f (overhead %.1f%%); "+
+			b.Logf("%s mode, launches %s, syncs %s: %.0f steps/s untraced, %.0f traced: ratio %.3f (overhead %.1f%%); "+
 				"server CPU %.0f µs/step untraced, %+.1f traced",
-				mode, v.launches, mean(untraced), mean(traced), mean(traced)/mean(untraced), 100*(1-mean(traced)/mean(untraced)),
+				mode, v.launches, v.syncs, mean(untraced), mean(traced), mean(traced)/mean(untraced), 100*(1-mean(traced)/mean(untraced)),
 				mean(cpuUntraced), extra)
 		})
 	}

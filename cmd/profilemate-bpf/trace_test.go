@@ -92,9 +92,9 @@ func TestEdgeNote(t *testing.T) {
 
 // TestLaunchLine: the line after the attach summary says, for every
 // combination of --launches and --syncs, how each is probed, and where
-// launches are sampled it keeps the form gpu/tracerrun.py reads the
-// sampling from (SAMPLING there: "kernel launches counted ON in every
-// EVERY" followed by a space).
+// either is sampled it keeps the form gpu/tracerrun.py reads the sampling
+// from (SAMPLING there: "kernel launches counted ON in every EVERY" or
+// "GPU waits timed ON in every EVERY", followed by a space).
 func TestLaunchLine(t *testing.T) {
 	for _, c := range []struct {
 		launches launchMode
@@ -115,8 +115,8 @@ func TestLaunchLine(t *testing.T) {
 		if got := launchLine(cfg); got != c.want {
 			t.Errorf("--launches=%s --syncs=%s: %q, want %q", c.launches, c.syncs, got, c.want)
 		}
-		sampling := regexp.MustCompile(`kernel launches counted (\S+) in every (\S+) `).FindStringSubmatch(launchLine(cfg))
-		if (sampling != nil) != (c.launches == launchesSampled) || sampling != nil && (sampling[1] != "250ms" || sampling[2] != "2.5s") {
+		sampling := regexp.MustCompile(`(?:kernel launches counted|GPU waits timed) (\S+) in every (\S+) `).FindStringSubmatch(launchLine(cfg))
+		if (sampling != nil) != (c.launches == launchesSampled || c.syncs == syncsSampled) || sampling != nil && (sampling[1] != "250ms" || sampling[2] != "2.5s") {
 			t.Errorf("--launches=%s --syncs=%s: gpu/tracerrun.py would read the sampling as %q", c.launches, c.syncs, sampling)
 		}
 	}
