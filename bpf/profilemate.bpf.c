@@ -23,19 +23,27 @@
  * be preempted for any time between the two calls.
  *
  * Complete steps only: a process's steps open once it is armed, that is once
- * every CUDA probe it can hit is live. Two ways arm it: the tracer, after it
- * attached every CUDA library the process maps (armed_procs, for the exec
- * generation it looked at), and the process itself, on its first call into a
- * CUDA library whose probes are all attached (lib_ready, keyed by the link's
- * cookie): a worker started during the trace on libraries already probed is
- * armed by its warm-up, before its first step. Every launch, graph launch and
+ * every CUDA probe it can hit is live. Each link is one process's own (the
+ * tracer creates it with the process's PID), so readiness is per process.
+ * Two ways arm it: the tracer, after it attached every CUDA library the
+ * process maps for it (armed_procs, for the exec generation it looked at),
+ * and the process itself, on its first call into a CUDA library whose links
+ * for that process are all attached (lib_ready, keyed by the process and
+ * the link's cookie, the library's id): a worker started during the trace
+ * gets the libraries already probed before it maps them, and is armed by
+ * its warm-up, before its first step. Every launch, graph launch and
  * synchronization reaches the driver, so the driver being live is what
- * counts (the runtime, where launches are counted there). Forked children
- * inherit it with their parent's mappings; exec drops it.
+ * counts (the runtime, where launches are counted there). Neither forks nor
+ * exec keep it: a child has none of its parent's links (the breakpoints it
+ * inherits run no program for it) until the tracer attaches its own, and
+ * exec maps new libraries.
  *
  * Needs: BPF cookies (5.15), ring buffers (5.8), tp_btf (5.5), uprobe
  * ref_ctr_offset (4.20), uprobe_multi links (6.6: one link per program
- * and library, detached with one RCU wait instead of one per probe).
+ * and library, detached with one RCU wait instead of one per probe) filtered
+ * by process (6.10: 46ba0e49b642 made the filter the whole thread group, so
+ * that a process's every thread runs the programs, and the breakpoints and
+ * semaphores go into that process alone).
  * Built with bpf2go -target amd64.
  */
 #include <stdbool.h>
@@ -99,13 +107,13 @@ struct {
 	__type(value, struct usdt_spec);
 } usdt_specs SEC(".maps");
 
-
-/* CUDA libraries whose probes are all attached: LIB_READY_* by library id,
- * the cookie of each of the library's links. Set by the tracer. */
+/* CUDA libraries whose probes are all attached for a process: LIB_READY_* by
+ * tgid << 32 | library id, the id being the cookie of each of the library's
+ * links. Set by the tracer once a process's links on the library are in. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
 	__type(value, __u32);
 } lib_ready SEC(".maps");
 
@@ -179,16 +187,18 @@ static __always_inline bool is_armed(struct proc_state *p, __u32 tgid)
 }
 
 /* A CUDA probe fired in process p: if every probe of its library is attached
- * and that library is where the process's CUDA calls are counted, p is armed. */
+ * for p and that library is where the process's CUDA calls are counted, p is
+ * armed. */
 static __always_inline void arm_from(struct pt_regs *ctx, struct proc_state *p)
 {
-	__u32 id, want = runtime_launch_probes ? LIB_READY_RUNTIME : LIB_READY_DRIVER;
+	__u32 want = runtime_launch_probes ? LIB_READY_RUNTIME : LIB_READY_DRIVER;
+	__u64 key;
 	__u32 *ready;
 
 	if (p->armed)
 		return;
-	id = bpf_get_attach_cookie(ctx);
-	ready = bpf_map_lookup_elem(&lib_ready, &id);
+	key = (bpf_get_current_pid_tgid() & ~0xffffffffULL) | (__u32)bpf_get_attach_cookie(ctx);
+	ready = bpf_map_lookup_elem(&lib_ready, &key);
 	if (ready && *ready == want)
 		p->armed = 1;
 }
@@ -521,8 +531,6 @@ static __always_inline int driver_launch(struct pt_regs *ctx, bool graph)
 	struct proc_state *p = current_proc();
 	struct thread_state *t = NULL;
 
-	/* Every launch of every process mapping the driver comes here: the
-	 * untraced leave after one lookup. */
 	if (!p || frozen)
 		return 0;
 	arm_from(ctx, p);
@@ -661,7 +669,10 @@ struct task_struct {
 } __attribute__((preserve_access_index));
 
 /* Children of traced processes are traced from their first instruction:
- * vLLM forks and spawns its engine and workers, and restarts workers. */
+ * vLLM forks and spawns its engine and workers, and restarts workers. A
+ * child is not armed with its parent: the probes it inherits by fork are
+ * its parent's links, which run no program for it, until the tracer
+ * attaches its own. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -669,22 +680,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 pid = BPF_CORE_READ(child, pid);
 	__u32 tgid = BPF_CORE_READ(child, tgid);
 
-	struct proc_state *pp, *cp;
-	bool armed;
-
 	if (pid != tgid) /* a new thread, not a new process */
 		return 0;
-	pp = bpf_map_lookup_elem(&procs, &ptgid);
-	if (!pp)
-		return 0;
-	/* The child has its parent's mappings, probed or not, until it execs. */
-	armed = is_armed(pp, ptgid);
-	bpf_map_update_elem(&procs, &tgid, &zero_proc, BPF_NOEXIST);
-	if (armed) {
-		cp = bpf_map_lookup_elem(&procs, &tgid);
-		if (cp)
-			cp->armed = 1;
-	}
+	if (bpf_map_lookup_elem(&procs, &ptgid))
+		bpf_map_update_elem(&procs, &tgid, &zero_proc, BPF_NOEXIST);
 	return 0;
 }
 

@@ -96,7 +96,7 @@ struct proc_state {
 };
 _Static_assert(sizeof(struct proc_state) == 64 + MAX_OPEN_STEPS * 104, "proc_state layout");
 
-/* lib_ready values: every probe of the CUDA library with that id is attached. */
+/* lib_ready values: every probe of the CUDA library is attached for the process. */
 #define LIB_READY_DRIVER 1
 #define LIB_READY_RUNTIME 2
 

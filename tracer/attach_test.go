@@ -93,19 +93,19 @@ func (w *workload) expect(t testing.TB, prefix string) string {
 // returns what the tracer recorded, the workload's report line and its
 // semaphore once the tracer closed. (That they also go back to 0 when the
 // tracer process is killed is checked end to end in cmd/profilemate-bpf.)
-func traceWorkload(t *testing.T, steps int, fork bool, env ...string) (got []analysis.Step, done, after string) {
-	return traceWorkloadWith(t, Options{}, steps, fork, env...)
+func traceWorkload(t *testing.T, steps int, env ...string) (got []analysis.Step, done, after string) {
+	return traceWorkloadWith(t, Options{}, steps, env...)
 }
 
 // traceWorkloadWith is traceWorkload with opts (PID and Logf are filled in).
-func traceWorkloadWith(t *testing.T, opts Options, steps int, fork bool, env ...string) (got []analysis.Step, done, after string) {
+func traceWorkloadWith(t *testing.T, opts Options, steps int, env ...string) (got []analysis.Step, done, after string) {
 	requireRoot(t)
 	bin, marker := buildWorkload(t)
 	if len(env) > 0 && env[0] == lateMarker {
 		// The in-tree marker, where PYTHONPATH=<repo>/marker finds it.
 		env = append(env, "PYTHONPATH="+filepath.Dir(filepath.Dir(marker)))
 	}
-	w := startWorkload(t, bin, marker, steps, fork, env...)
+	w := startWorkload(t, bin, marker, steps, false, env...)
 	opts.PID = w.cmd.Process.Pid
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
@@ -117,7 +117,6 @@ func traceWorkloadWith(t *testing.T, opts Options, steps int, fork bool, env ...
 	stop := runTracer(t, tr)
 	fmt.Fprintln(w.stdin, "go")
 	done = w.expect(t, "done")
-	time.Sleep(300 * time.Millisecond) // let a forked child's pid be scanned
 	got = stop()
 	procs := tr.Processes()
 	if err := tr.Close(); err != nil {
@@ -168,7 +167,7 @@ func checkSteps(t *testing.T, got []analysis.Step, pid uint32, steps int) {
 // does) and must count once; straight driver launches count once; the
 // semaphore is raised while attached and lowered by Close.
 func TestTraceCountsEachLaunchOnce(t *testing.T) {
-	got, done, after := traceWorkload(t, 20, false)
+	got, done, after := traceWorkload(t, 20)
 	var child, maxSem int
 	fmt.Sscanf(done, "done child=%d max_semaphore=%d", &child, &maxSem)
 	if maxSem < 1 {
@@ -201,27 +200,6 @@ func TestStepEndReplacesThreeProbes(t *testing.T) {
 	}
 }
 
-// TestTraceFollowsForkAfterAttach: a process forked after the tracer attached
-// is traced from its first step.
-func TestTraceFollowsForkAfterAttach(t *testing.T) {
-	got, done, _ := traceWorkload(t, 10, true)
-	var child, maxSem int
-	fmt.Sscanf(done, "done child=%d max_semaphore=%d", &child, &maxSem)
-	if child <= 0 {
-		t.Fatalf("workload did not fork: %q", done)
-	}
-	pids := map[uint32]bool{}
-	for _, s := range got {
-		pids[s.PID] = true
-	}
-	if !pids[uint32(child)] || len(pids) != 2 {
-		t.Fatalf("steps from pids %v, want the parent and child %d", pids, child)
-	}
-	for pid := range pids {
-		checkSteps(t, got, pid, 10)
-	}
-}
-
 const lateMarker = "WORKLOAD_LATE_MARKER=1"
 
 // TestTraceMarkerLoadedAfterAttach: a process that loads the marker after
@@ -231,7 +209,7 @@ const lateMarker = "WORKLOAD_LATE_MARKER=1"
 // next rescan of its maps finds it. The kernel raises the semaphore as the
 // process maps the library.
 func TestTraceMarkerLoadedAfterAttach(t *testing.T) {
-	got, done, after := traceWorkload(t, 10, false, lateMarker)
+	got, done, after := traceWorkload(t, 10, lateMarker)
 	var child, maxSem int
 	fmt.Sscanf(done, "done child=%d max_semaphore=%d", &child, &maxSem)
 	if maxSem < 1 || after != "semaphore=0" {
@@ -291,7 +269,7 @@ func TestRuntimeLaunchesWhereDriverCannotBeProbed(t *testing.T) {
 			driverProbes[i].symbols = []string{"cuLaunchKernel_not_exported"}
 		}
 	}
-	got, _, _ := traceWorkload(t, 5, false)
+	got, _, _ := traceWorkload(t, 5)
 	if len(got) != 5 {
 		t.Fatalf("%d steps, want 5", len(got))
 	}
@@ -344,7 +322,7 @@ func traceWorkloadLogged(t *testing.T, steps int) (got []analysis.Step, logs []s
 	got, _, _ = traceWorkloadWith(t, Options{Logf: func(f string, a ...any) {
 		logs = append(logs, fmt.Sprintf(f, a...))
 		t.Logf(f, a...)
-	}}, steps, false)
+	}}, steps)
 	return got, logs
 }
 
@@ -370,7 +348,7 @@ func checkLines(t *testing.T, what string, logs []string, prefix, about, want st
 // counted, through the runtime or the driver, while steps, graph launches and
 // synchronization are traced as usual.
 func TestTraceWithoutLaunchProbes(t *testing.T) {
-	got, _, after := traceWorkloadWith(t, Options{LeaveOut: ClassLaunch}, 5, false)
+	got, _, after := traceWorkloadWith(t, Options{LeaveOut: ClassLaunch}, 5)
 	if after != "semaphore=0" {
 		t.Errorf("after Close: %q, want the semaphore back at 0", after)
 	}
@@ -450,7 +428,7 @@ func TestSimCUDAStartsLikeTheRealOne(t *testing.T) {
 // attached, and the others still count (the cost breakdown of the real-vLLM
 // validation rests on this).
 func TestTraceLeavingOutProbeClasses(t *testing.T) {
-	got, _, _ := traceWorkloadWith(t, Options{LeaveOut: ClassSync | ClassGraph | ClassFork | ClassRescan}, 5, false)
+	got, _, _ := traceWorkloadWith(t, Options{LeaveOut: ClassSync | ClassGraph | ClassFork | ClassRescan}, 5)
 	if len(got) != 5 {
 		t.Fatalf("%d steps, want 5", len(got))
 	}
@@ -460,7 +438,7 @@ func TestTraceLeavingOutProbeClasses(t *testing.T) {
 				s.StepID, s.Launches, s.GraphLaunches, s.SyncWaitNs, wantLaunches, s)
 		}
 	}
-	got, _, after := traceWorkloadWith(t, Options{LeaveOut: ClassMarker}, 5, false)
+	got, _, after := traceWorkloadWith(t, Options{LeaveOut: ClassMarker}, 5)
 	if len(got) != 0 || after != "semaphore=0" {
 		t.Errorf("marker left out: %d steps, %q; want none, and the semaphore never raised", len(got), after)
 	}

@@ -190,7 +190,7 @@ func stepIDs(steps []analysis.Step) []uint64 {
 // before its forward_end is recorded as not known (0), and the step still
 // ends with its own output_ready.
 func TestStepEndTimesOutsideTheStepAreDropped(t *testing.T) {
-	got, _, _ := traceWorkload(t, 6, false, "WORKLOAD_BAD_TIMES=1")
+	got, _, _ := traceWorkload(t, 6, "WORKLOAD_BAD_TIMES=1")
 	if len(got) != 6 {
 		t.Fatalf("%d steps, want 6", len(got))
 	}

@@ -177,14 +177,12 @@ func probeAlongside(t *testing.T, tr *Tracer, sym string) {
 		if lib.Kind != LibDriver {
 			continue
 		}
-		ex, err := link.OpenExecutable(lib.host)
+		// Without a PID: on every process mapping the file.
+		ex, err := link.OpenExecutable(lib.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		offsets, err := symbolOffsets(lib.host)
-		if err != nil {
-			t.Fatal(err)
-		}
+		offsets := lib.offsets
 		l, err := ex.UprobeMulti(nil, emptyProgram(t), &link.UprobeMultiOptions{Addresses: []uint64{offsets[sym]}})
 		if err != nil {
 			t.Fatal(err)

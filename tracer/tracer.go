@@ -1,7 +1,8 @@
 // Package tracer loads profilemate's eBPF programs, finds the processes of a
 // vLLM server and the CUDA and marker libraries they map, attaches probes
-// once per library, keeps the set of traced processes current and reads the
-// per-step and per-schedule records from the ring buffer.
+// to each library for each traced process (so that no other process on the
+// host pays for them), keeps the set of traced processes current and reads
+// the per-step and per-schedule records from the ring buffer.
 package tracer
 
 import (
@@ -160,9 +161,9 @@ type Tracer struct {
 }
 
 // Start loads the programs, registers opts.PID and its descendants and
-// attaches to the libraries they map. Processes the tree starts later are
-// traced from their first instruction (a fork hook adds them) and their
-// libraries are probed by Run.
+// attaches to the libraries they map, for each of them. Processes the tree
+// starts later are traced from their first instruction (a fork hook adds
+// them), and Run attaches their own probes at its next look.
 func Start(opts Options) (*Tracer, error) {
 	if opts.Proc.Root == "" {
 		opts.Proc.Root = "/proc"
@@ -231,17 +232,22 @@ func (t *Tracer) epochs(classes Classes) []*epoch {
 	return out
 }
 
-// probesAdded follows the attachment of a library's launch or
-// synchronization probes (classes): steps begun before it did not have
-// them for their whole length, so a new epoch leaves them uncounted;
-// outside a sampling window the probes go at once.
-func (t *Tracer) probesAdded(classes Classes) {
+// probesAdded follows the attachment of launch or synchronization probes
+// (classes) for some processes. Outside a sampling window they go at once.
+// Inside one, the steps a process armed already began before did not have
+// them for their whole length (spoilt: the classes attached for such a
+// process), so a new epoch leaves them uncounted; a process not armed yet
+// has no counted step to spoil (a worker starting), and the steps of the
+// others keep their epoch.
+func (t *Tracer) probesAdded(classes, spoilt Classes) {
 	for _, e := range t.epochs(classes) {
 		switch {
 		case e.n == 0:
 			// Start sets the first epoch once everything is attached.
 		case e.n%2 == 1:
-			e.bump(2, t.opts.Logf)
+			if spoilt.Has(e.class) {
+				e.bump(2, t.opts.Logf)
+			}
 		default:
 			if err := t.att.probesOff(e.class); err != nil {
 				t.opts.Logf("remove %v probes: %v", e.class, err)
@@ -333,9 +339,7 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 			gen = st.ExecGen
 		}
 		if !t.opts.Proc.Alive(p.PID) {
-			p.Exited = true
-			delete(t.pyDirs, p.PID)
-			t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
+			t.exited(p)
 			continue
 		}
 		maps, err := t.opts.Proc.Maps(p.PID)
@@ -346,25 +350,35 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 			p.Title = title
 		}
 		for _, m := range maps {
-			lib, err := t.att.attach(p.PID, m)
+			lib, attached, err := t.att.attach(p.PID, m)
 			if err != nil {
 				t.opts.Logf("cannot probe %v", err)
 			}
 			t.probesAdded(t.att.takeAdded())
 			switch {
-			case lib != nil && lib.installed:
+			case lib != nil && !attached:
 				t.opts.Logf("%s %s loaded by pid %d", lib.Kind, lib.Path, p.PID)
 			case lib != nil:
 				t.logAttached(lib, fmt.Sprintf("found in pid %d", p.PID))
 			}
 		}
 		t.findInstalledMarkers(p.PID, maps)
-		if live := t.att.live(maps); known && live && st.Armed == 0 && p.armedGen != gen+1 {
+		if live := t.att.live(p.PID, maps); known && live && st.Armed == 0 && p.armedGen != gen+1 {
 			if err := t.objs.ArmedProcs.Put(uint32(p.PID), gen+1); err == nil {
 				p.armedGen = gen + 1
 			}
 		}
 	}
+}
+
+// exited marks p exited and detaches its probes.
+func (t *Tracer) exited(p *ProcInfo) {
+	p.Exited = true
+	delete(t.pyDirs, p.PID)
+	if err := t.att.forget(p.PID); err != nil {
+		t.opts.Logf("detach the probes of pid %d: %v", p.PID, err)
+	}
+	t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
 }
 
 // armed reports whether the programs let process p's steps open, from its
@@ -405,6 +419,11 @@ func (t *Tracer) logAttached(lib *Library, where string) {
 		return
 	}
 	t.opts.Logf("%s %s: %d probes attached (%s)", lib.Kind, lib.Path, lib.Probes, where)
+	// What the library lacks is the same for every process.
+	if lib.reported {
+		return
+	}
+	lib.reported = true
 	for _, f := range lib.Failed {
 		t.opts.Logf("  not probed, its calls are not counted: %s", f)
 	}
@@ -446,10 +465,29 @@ func (t *Tracer) scan(now time.Time) {
 	switch {
 	case len(fresh) > 0 || now.Sub(t.lastMaps) >= time.Second:
 		t.rescanMaps(now, t.live())
+		t.attachKnown(fresh)
 	case len(unarmed) > 0:
 		// Their steps are left out until their CUDA libraries are
 		// probed: look for those at every tick.
 		t.rescanMaps(time.Time{}, unarmed)
+	}
+}
+
+// attachKnown probes the CUDA libraries probed so far for the processes
+// the fork hook added (pids), where they do not map them yet.
+func (t *Tracer) attachKnown(pids []int) {
+	for _, pid := range pids {
+		if p := t.procs[pid]; p == nil || p.Exited {
+			continue // not traced (the tracer itself), or gone
+		}
+		libs, err := t.att.attachKnown(pid)
+		if err != nil {
+			t.opts.Logf("cannot probe %v", err)
+		}
+		t.probesAdded(t.att.takeAdded())
+		for _, lib := range libs {
+			t.logAttached(lib, fmt.Sprintf("for pid %d, started during the trace, before it maps it", pid))
+		}
 	}
 }
 
@@ -569,6 +607,14 @@ func (t *Tracer) Processes() []ProcInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out
+}
+
+// Attached returns how many probes are attached now, counted in each
+// process they are attached for, and for how many processes.
+func (t *Tracer) Attached() (probes, procs int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.att.probed()
 }
 
 // Libraries returns the probed libraries.

@@ -6,8 +6,12 @@
  * stdin runs STEPS forward passes, each with a known number of launches
  * through every path (runtime, runtime ExC, driver straight, graph) and one
  * synchronization that waits for a known amount of queued GPU work. With
- * FORK=1 it forks after "go" (after the tracer attached) and the child runs
- * the same steps. It prints the largest step_begin semaphore value it saw,
+ * FORK=1 it forks after "go" (after the tracer attached) and prints
+ * "forked child=PID"; the child stops itself (SIGSTOP), runs the same steps
+ * once continued, stops again and then runs STEPS more (ids going on), so
+ * that a test can run its steps while the tracer has attached some of its
+ * probes and not others, and then once all are. It prints the largest
+ * step_begin semaphore value it saw,
  * then answers each further line on stdin, until end of input:
  *   "steps N"  runs N more steps (step ids go on) and prints "done";
  *   "hold"     begins one more step, runs it up to forward_end, prints
@@ -48,6 +52,7 @@
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -264,9 +269,16 @@ int main(int argc, char **argv)
 	}
 	long steps = atol(argv[2]);
 	pid_t child = atoi(argv[3]) ? fork() : -1;
-	unsigned max_sem = run_steps(1, steps);
-	if (child == 0)
+	if (child == 0) {
+		raise(SIGSTOP);
+		run_steps(1, steps);
+		raise(SIGSTOP);
+		run_steps(steps + 1, steps);
 		_exit(0);
+	}
+	if (child > 0)
+		printf("forked child=%d\n", child);
+	unsigned max_sem = run_steps(1, steps);
 	if (child > 0)
 		waitpid(child, NULL, 0);
 	printf("done child=%d max_semaphore=%u\n", child > 0 ? child : 0, max_sem);
