@@ -3,13 +3,87 @@ package tracer
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/profilemate/profilemate-bpf/analysis"
 )
+
+// int3 is the breakpoint the kernel plants where a uprobe is.
+const int3 = 0xcc
+
+// TestUntracedNeighbourPaysNoProbes: two processes map the same CUDA
+// libraries and the same marker, as two vLLM servers on one host do, and
+// the tracer is given the first. The second has no breakpoint planted and
+// its step_begin semaphore stays 0, so its marker does no traced work and
+// none of the tracer's programs runs for its steps, while the first's steps
+// are traced as always. After the trace both semaphores are 0 again and the
+// traced process keeps running.
+func TestUntracedNeighbourPaysNoProbes(t *testing.T) {
+	requireRoot(t)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enable the kernel's eBPF run counts: %v", err)
+	}
+	defer stats.Close()
+	bin, marker := buildWorkload(t)
+	traced := startWorkload(t, bin, marker, 1, false)
+	neighbour := startWorkload(t, bin, marker, 1, false)
+	tr, err := Start(Options{PID: traced.cmd.Process.Pid, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	stop := runTracer(t, tr)
+	for _, w := range []*workload{traced, neighbour} {
+		fmt.Fprintln(w.stdin, "go")
+		w.expect(t, "done")
+	}
+
+	drv, off := driverProbe(t, tr, "cuLaunchKernelEx")
+	if b := textByte(t, traced.cmd.Process.Pid, drv, off); b != int3 {
+		t.Fatalf("traced process: %#x at its cuLaunchKernelEx probe, want the breakpoint %#x: the case is not reproduced", b, int3)
+	}
+	if b := textByte(t, neighbour.cmd.Process.Pid, drv, off); b == int3 {
+		t.Errorf("neighbour: the breakpoint is planted at its cuLaunchKernelEx too")
+	}
+	if sem := semaphore(t, neighbour); sem != "semaphore=0" {
+		t.Errorf("neighbour while tracing: %q, want its semaphore at 0", sem)
+	}
+	if sem := semaphore(t, traced); sem != "semaphore=1" {
+		t.Errorf("traced process while tracing: %q, want its semaphore raised", sem)
+	}
+	wholeStep := map[string]float64{"step_begin": 1, "step_end": 1, "launch": wantLaunches, "graph": 1, "sync_enter": 1, "sync_exit": 1}
+	for name, n := range hitsPerStep(t, tr, neighbour, 20) {
+		if n != 0 {
+			t.Errorf("neighbour: %s ran %.2f times a step, want 0", name, n)
+		}
+	}
+	for name, n := range hitsPerStep(t, tr, traced, 20) {
+		if n != wholeStep[name] {
+			t.Errorf("traced process: %s ran %.2f times a step, want %v", name, n, wholeStep[name])
+		}
+	}
+	got := stop()
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkStepRange(t, got, uint32(traced.cmd.Process.Pid), 1, 21) // none of the neighbour's
+
+	for _, w := range []*workload{traced, neighbour} {
+		if sem := semaphore(t, w); sem != "semaphore=0" {
+			t.Errorf("pid %d after the trace: %q, want its semaphore back at 0", w.cmd.Process.Pid, sem)
+		}
+	}
+	fmt.Fprintln(traced.stdin, "steps 3")
+	traced.expect(t, "done")
+}
 
 // TestTraceFollowsForkAfterAttach: a process forked after the tracer
 // attached inherits its parent's breakpoints, which run nothing for it: it
@@ -91,6 +165,58 @@ func ofPID(steps []analysis.Step, pid int) []analysis.Step {
 		}
 	}
 	return out
+}
+
+// driverProbe returns the traced driver's file and the offset of the probe
+// on its function sym.
+func driverProbe(t *testing.T, tr *Tracer, sym string) (path string, off uint64) {
+	t.Helper()
+	for _, lib := range tr.Libraries() {
+		if lib.Kind != LibDriver {
+			continue
+		}
+		offsets, err := symbolOffsets(lib.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lib.Path, offsets[sym]
+	}
+	t.Fatal("no driver probed")
+	return "", 0
+}
+
+// textByte reads the byte at file offset off of the executable mapping of
+// path in process pid.
+func textByte(t *testing.T, pid int, path string, off uint64) byte {
+	t.Helper()
+	maps, err := Proc{Root: "/proc"}.Maps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range maps {
+		if m.Path != path || !strings.Contains(m.Perms, "x") || off < m.Offset || off >= m.Offset+(m.End-m.Start) {
+			continue
+		}
+		mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		b := make([]byte, 1)
+		if _, err := mem.ReadAt(b, int64(m.Start+off-m.Offset)); err != nil {
+			t.Fatal(err)
+		}
+		return b[0]
+	}
+	t.Fatalf("pid %d maps no code of %s at offset %#x", pid, path, off)
+	return 0
+}
+
+// semaphore asks the workload for its step_begin semaphore.
+func semaphore(t *testing.T, w *workload) string {
+	t.Helper()
+	fmt.Fprintln(w.stdin, "semaphore?")
+	return w.expect(t, "semaphore=")
 }
 
 // waitState waits for process pid to be in state (as /proc/PID/stat says).
