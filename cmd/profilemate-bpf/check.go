@@ -36,16 +36,20 @@ func (l checkLine) String() string {
 	return s
 }
 
-// minKernel is the oldest kernel with every feature the programs use
-// (uprobe_multi links, 6.6).
-var minKernel = [2]int{6, 6}
+// minKernel is the oldest kernel with every feature the tracer uses:
+// uprobe_multi links (6.6) filtered by process (6.10). The tracer creates
+// each link for one traced process, so that no other process on the host
+// gets its breakpoints; before 6.10 (46ba0e49b642) such a link ran its
+// program for the process's main thread only, and the other threads' CUDA
+// calls (vLLM's output thread waits for every step's output) went unseen.
+var minKernel = [2]int{6, 10}
 
 func checkKernelRelease(release string) checkLine {
 	var major, minor int
 	_, err := fmt.Sscanf(release, "%d.%d", &major, &minor)
 	ok := err == nil && (major > minKernel[0] || major == minKernel[0] && minor >= minKernel[1])
 	return checkLine{ok: ok, what: "kernel " + release,
-		fix: fmt.Sprintf("needs Linux %d.%d or newer", minKernel[0], minKernel[1])}
+		fix: fmt.Sprintf("needs Linux %d.%d or newer (uprobe_multi links filtered to one process's threads)", minKernel[0], minKernel[1])}
 }
 
 func checkBTF(path string) checkLine {

@@ -149,15 +149,13 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	attachTime := time.Since(t0)
 
 	libs := tr.Libraries()
-	probes := 0
-	for _, l := range libs {
-		probes += l.Probes
-	}
+	probes, procs := tr.Attached()
 	status, hint := markerStatus(libs)
 	// gpu/vllm_validate.py and scripts/probe-cost.py read this line and
 	// the next (launchLine) to know that every probe is live and how
-	// launches (and with them GPU waits) are sampled.
-	fmt.Fprintf(stderr, "  %d probes attached in %d ms; marker %s\n", probes, attachTime.Milliseconds(), status)
+	// launches (and with them GPU waits) are sampled. Each process has
+	// its own probes, so they are counted in each.
+	fmt.Fprintf(stderr, "  %d probes attached in %d ms (%s); marker %s\n", probes, attachTime.Milliseconds(), inProcesses(procs), status)
 	fmt.Fprintln(stderr, launchLine(cfg))
 	if cfg.leaveOut != 0 {
 		fmt.Fprintf(stderr, "  left out to measure their cost: %v\n", cfg.leaveOut)
@@ -264,4 +262,12 @@ func probingClause(what, verb, flag, mode, window string) string {
 		return fmt.Sprintf("%s %s in every step (%s=all)", what, verb, flag)
 	}
 	return fmt.Sprintf("%s not %s (%s=off)", what, verb, flag)
+}
+
+// inProcesses says into how many traced processes the probes went.
+func inProcesses(n int) string {
+	if n == 1 {
+		return "in 1 traced process"
+	}
+	return fmt.Sprintf("in %d traced processes", n)
 }
