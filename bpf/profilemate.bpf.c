@@ -661,6 +661,20 @@ int sync_exit(struct pt_regs *ctx)
 	return 0;
 }
 
+/* Hits of the tracer's start-up check (tracer/pidfilter.go): a link filtered
+ * to the tracer's own process, on a function of its own that another of its
+ * threads calls. Before Linux 6.10 (46ba0e49b642, backported to some stable
+ * kernels) the filter matched the thread, not the process: the programs
+ * would then miss every thread of a server but its main one. */
+volatile __u64 pid_filter_hits;
+
+SEC("uprobe.multi")
+int pid_filter_probe(struct pt_regs *ctx)
+{
+	__sync_fetch_and_add(&pid_filter_hits, 1);
+	return 0;
+}
+
 /* Only the fields read here; CO-RE relocates them against the running
  * kernel's BTF, so no vmlinux.h is needed. */
 struct task_struct {

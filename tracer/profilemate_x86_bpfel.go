@@ -111,6 +111,7 @@ const (
 	profilemateProgDrvLaunch          = "drv_launch"
 	profilemateProgOnExec             = "on_exec"
 	profilemateProgOnFork             = "on_fork"
+	profilemateProgPidFilterProbe     = "pid_filter_probe"
 	profilemateProgRtGraphLaunch      = "rt_graph_launch"
 	profilemateProgRtLaunch           = "rt_launch"
 	profilemateProgSyncEnter          = "sync_enter"
@@ -123,6 +124,7 @@ const (
 	profilemateProgUsdtStepEnd        = "usdt_step_end"
 	profilemateVarFrozen              = "frozen"
 	profilemateVarLaunchEpoch         = "launch_epoch"
+	profilemateVarPidFilterHits       = "pid_filter_hits"
 	profilemateVarRuntimeLaunchProbes = "runtime_launch_probes"
 	profilemateVarSyncEpoch           = "sync_epoch"
 	profilemateVarUnusedSchedRecord   = "unused_sched_record"
@@ -174,6 +176,7 @@ type profilemateProgramSpecs struct {
 	DrvLaunch       *ebpf.ProgramSpec `ebpf:"drv_launch"`
 	OnExec          *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnFork          *ebpf.ProgramSpec `ebpf:"on_fork"`
+	PidFilterProbe  *ebpf.ProgramSpec `ebpf:"pid_filter_probe"`
 	RtGraphLaunch   *ebpf.ProgramSpec `ebpf:"rt_graph_launch"`
 	RtLaunch        *ebpf.ProgramSpec `ebpf:"rt_launch"`
 	SyncEnter       *ebpf.ProgramSpec `ebpf:"sync_enter"`
@@ -205,6 +208,7 @@ type profilemateMapSpecs struct {
 type profilemateVariableSpecs struct {
 	Frozen              *ebpf.VariableSpec `ebpf:"frozen"`
 	LaunchEpoch         *ebpf.VariableSpec `ebpf:"launch_epoch"`
+	PidFilterHits       *ebpf.VariableSpec `ebpf:"pid_filter_hits"`
 	RuntimeLaunchProbes *ebpf.VariableSpec `ebpf:"runtime_launch_probes"`
 	SyncEpoch           *ebpf.VariableSpec `ebpf:"sync_epoch"`
 	UnusedSchedRecord   *ebpf.VariableSpec `ebpf:"unused_sched_record"`
@@ -257,6 +261,7 @@ func (m *profilemateMaps) Close() error {
 type profilemateVariables struct {
 	Frozen              *ebpf.Variable `ebpf:"frozen"`
 	LaunchEpoch         *ebpf.Variable `ebpf:"launch_epoch"`
+	PidFilterHits       *ebpf.Variable `ebpf:"pid_filter_hits"`
 	RuntimeLaunchProbes *ebpf.Variable `ebpf:"runtime_launch_probes"`
 	SyncEpoch           *ebpf.Variable `ebpf:"sync_epoch"`
 	UnusedSchedRecord   *ebpf.Variable `ebpf:"unused_sched_record"`
@@ -270,6 +275,7 @@ type profilematePrograms struct {
 	DrvLaunch       *ebpf.Program `ebpf:"drv_launch"`
 	OnExec          *ebpf.Program `ebpf:"on_exec"`
 	OnFork          *ebpf.Program `ebpf:"on_fork"`
+	PidFilterProbe  *ebpf.Program `ebpf:"pid_filter_probe"`
 	RtGraphLaunch   *ebpf.Program `ebpf:"rt_graph_launch"`
 	RtLaunch        *ebpf.Program `ebpf:"rt_launch"`
 	SyncEnter       *ebpf.Program `ebpf:"sync_enter"`
@@ -288,6 +294,7 @@ func (p *profilematePrograms) Close() error {
 		p.DrvLaunch,
 		p.OnExec,
 		p.OnFork,
+		p.PidFilterProbe,
 		p.RtGraphLaunch,
 		p.RtLaunch,
 		p.SyncEnter,

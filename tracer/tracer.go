@@ -178,6 +178,12 @@ func Start(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Each link is one traced process's: right only where the kernel's
+	// process filter lets every thread of the process run the programs.
+	if err := checkPIDFilter(objs); err != nil {
+		objs.Close()
+		return nil, err
+	}
 	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc, opts.LeaveOut), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{},
 		launches: epoch{class: ClassLaunch, name: "launch_epoch", v: objs.LaunchEpoch},
 		syncs:    epoch{class: ClassSync, name: "sync_epoch", v: objs.SyncEpoch}}

@@ -36,20 +36,18 @@ func (l checkLine) String() string {
 	return s
 }
 
-// minKernel is the oldest kernel with every feature the tracer uses:
-// uprobe_multi links (6.6) filtered by process (6.10). The tracer creates
-// each link for one traced process, so that no other process on the host
-// gets its breakpoints; before 6.10 (46ba0e49b642) such a link ran its
-// program for the process's main thread only, and the other threads' CUDA
-// calls (vLLM's output thread waits for every step's output) went unseen.
-var minKernel = [2]int{6, 10}
+// minKernel is the oldest kernel with every feature the tracer uses
+// (uprobe_multi links, 6.6). Its links are each one traced process's, which
+// also needs the process filter's fix (6.10, backported to some stable
+// kernels): "uprobe_multi filtered by process" checks that itself.
+var minKernel = [2]int{6, 6}
 
 func checkKernelRelease(release string) checkLine {
 	var major, minor int
 	_, err := fmt.Sscanf(release, "%d.%d", &major, &minor)
 	ok := err == nil && (major > minKernel[0] || major == minKernel[0] && minor >= minKernel[1])
 	return checkLine{ok: ok, what: "kernel " + release,
-		fix: fmt.Sprintf("needs Linux %d.%d or newer (uprobe_multi links filtered to one process's threads)", minKernel[0], minKernel[1])}
+		fix: fmt.Sprintf("needs Linux %d.%d or newer", minKernel[0], minKernel[1])}
 }
 
 func checkBTF(path string) checkLine {
@@ -195,7 +193,8 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if privileged {
 		lines = append(lines,
 			checkFeature("BPF ring buffer", features.HaveMapType(ebpf.RingBuf), "needs Linux 5.8 or newer"),
-			checkFeature("eBPF programs load", tracer.CheckLoad(), "see the message; the kernel may lack a feature or forbid eBPF (kernel.unprivileged_bpf_disabled, lockdown)"))
+			checkFeature("eBPF programs load", tracer.CheckLoad(), "see the message; the kernel may lack a feature or forbid eBPF (kernel.unprivileged_bpf_disabled, lockdown)"),
+			checkFeature("uprobe_multi filtered by process fires in all its threads", tracer.CheckPIDFilter(), "needs Linux 6.10, or a stable kernel with the fix 46ba0e49b642"))
 	}
 	if *pid != 0 {
 		lines = append(lines, checkServer(tracer.Proc{Root: "/proc"}, *pid)...)
