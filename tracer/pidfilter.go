@@ -28,7 +28,9 @@ func pidFilterTarget(x int) int { return x*3 + 1 }
 // and calls it from a thread other than the main one: the tracer creates
 // each link for one traced process (no other process on the host gets its
 // breakpoints), which is right only where such a link fires in every thread
-// of the process.
+// of the process. It returns ErrPIDFilterByThread where nothing fired, and
+// another error where the check itself could not be made (this program's
+// file not found in its maps, a probe refused on its code).
 func checkPIDFilter(objs *profilemateObjects) error {
 	off, err := selfFileOffset(reflect.ValueOf(pidFilterTarget).Pointer())
 	if err != nil {

@@ -180,9 +180,15 @@ func Start(opts Options) (*Tracer, error) {
 	}
 	// Each link is one traced process's: right only where the kernel's
 	// process filter lets every thread of the process run the programs.
-	if err := checkPIDFilter(objs); err != nil {
+	// A check that could not be made (e.g. this program's file deleted
+	// since it started) does not stop the trace: only a filter seen to
+	// miss a thread does.
+	switch err := checkPIDFilter(objs); {
+	case errors.Is(err, ErrPIDFilterByThread):
 		objs.Close()
 		return nil, err
+	case err != nil:
+		opts.Logf("%v", err)
 	}
 	t := &Tracer{opts: opts, objs: objs, att: newAttacher(objs, opts.Proc, opts.LeaveOut), procs: map[int]*ProcInfo{}, pyDirs: map[int]map[string]bool{},
 		launches: epoch{class: ClassLaunch, name: "launch_epoch", v: objs.LaunchEpoch},
