@@ -41,6 +41,22 @@ func hitsPerStep(t *testing.T, tr *Tracer, w *workload, n int) map[string]float6
 	return per
 }
 
+// wholeStepHits are the program runs of one workload step with every probe
+// live: 9 launches, a graph launch, a synchronization's entry and return,
+// step_begin and step_end (hitsPerStep's names).
+var wholeStepHits = map[string]float64{"step_begin": 1, "step_end": 1, "launch": wantLaunches, "graph": 1, "sync_enter": 1, "sync_exit": 1}
+
+// enableRunCounts turns the kernel's eBPF run counts on for the test
+// (hitsPerStep reads them); they cost each program run a clock read.
+func enableRunCounts(t *testing.T) {
+	t.Helper()
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enable the kernel's eBPF run counts: %v", err)
+	}
+	t.Cleanup(func() { stats.Close() })
+}
+
 // TestSampledProbesDoNotFireBetweenWindows: between sampling windows the
 // launch and synchronization probes are gone, not merely ignored by their
 // programs, so a step pays only the marker's and the graph launch's hits:
@@ -50,11 +66,7 @@ func hitsPerStep(t *testing.T, tr *Tracer, w *workload, n int) map[string]float6
 // come back here.
 func TestSampledProbesDoNotFireBetweenWindows(t *testing.T) {
 	requireRoot(t)
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		t.Fatalf("enable the kernel's eBPF run counts: %v", err)
-	}
-	defer stats.Close()
+	enableRunCounts(t)
 	bin, marker := buildWorkload(t)
 	w := startWorkload(t, bin, marker, 1, false)
 	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf, Sample: window, Sampled: ClassLaunch | ClassSync})
@@ -67,12 +79,11 @@ func TestSampledProbesDoNotFireBetweenWindows(t *testing.T) {
 	fmt.Fprintln(w.stdin, "go")
 	w.expect(t, "done")
 
-	inWindow := map[string]float64{"step_begin": 1, "step_end": 1, "launch": wantLaunches, "graph": 1, "sync_enter": 1, "sync_exit": 1}
 	between := map[string]float64{"step_begin": 1, "step_end": 1, "launch": 0, "graph": 1, "sync_enter": 0, "sync_exit": 0}
 	for _, phase := range []struct {
 		name string
 		want map[string]float64
-	}{{"in the first window", inWindow}, {"between windows", between}, {"in the next window", inWindow}} {
+	}{{"in the first window", wholeStepHits}, {"between windows", between}, {"in the next window", wholeStepHits}} {
 		if phase.name != "in the first window" {
 			tr.toggleSampled()
 		}

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
-
 	"github.com/profilemate/profilemate-bpf/analysis"
 )
 
@@ -27,11 +24,7 @@ const int3 = 0xcc
 // traced process keeps running.
 func TestUntracedNeighbourPaysNoProbes(t *testing.T) {
 	requireRoot(t)
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		t.Fatalf("enable the kernel's eBPF run counts: %v", err)
-	}
-	defer stats.Close()
+	enableRunCounts(t)
 	bin, marker := buildWorkload(t)
 	traced := startWorkload(t, bin, marker, 1, false)
 	neighbour := startWorkload(t, bin, marker, 1, false)
@@ -59,15 +52,14 @@ func TestUntracedNeighbourPaysNoProbes(t *testing.T) {
 	if sem := semaphore(t, traced); sem != "semaphore=1" {
 		t.Errorf("traced process while tracing: %q, want its semaphore raised", sem)
 	}
-	wholeStep := map[string]float64{"step_begin": 1, "step_end": 1, "launch": wantLaunches, "graph": 1, "sync_enter": 1, "sync_exit": 1}
 	for name, n := range hitsPerStep(t, tr, neighbour, 20) {
 		if n != 0 {
 			t.Errorf("neighbour: %s ran %.2f times a step, want 0", name, n)
 		}
 	}
 	for name, n := range hitsPerStep(t, tr, traced, 20) {
-		if n != wholeStep[name] {
-			t.Errorf("traced process: %s ran %.2f times a step, want %v", name, n, wholeStep[name])
+		if n != wholeStepHits[name] {
+			t.Errorf("traced process: %s ran %.2f times a step, want %v", name, n, wholeStepHits[name])
 		}
 	}
 	got := stop()

@@ -32,34 +32,42 @@ func pidFilterTarget(x int) int { return x*3 + 1 }
 // another error where the check itself could not be made (this program's
 // file not found in its maps, a probe refused on its code).
 func checkPIDFilter(objs *profilemateObjects) error {
+	hits, err := pidFilterHits(objs)
+	switch {
+	case err != nil:
+		return fmt.Errorf("check the kernel's uprobe_multi process filter: %w", err)
+	case hits == 0:
+		return ErrPIDFilterByThread
+	}
+	return nil
+}
+
+// pidFilterHits is how many times the check's link fired for the one call
+// made on another thread.
+func pidFilterHits(objs *profilemateObjects) (uint64, error) {
 	off, err := selfFileOffset(reflect.ValueOf(pidFilterTarget).Pointer())
 	if err != nil {
-		return fmt.Errorf("check the kernel's uprobe_multi process filter: %w", err)
+		return 0, err
 	}
 	ex, err := link.OpenExecutable("/proc/self/exe")
 	if err != nil {
-		return fmt.Errorf("check the kernel's uprobe_multi process filter: %w", err)
+		return 0, err
 	}
 	if err := objs.PidFilterHits.Set(uint64(0)); err != nil {
-		return fmt.Errorf("check the kernel's uprobe_multi process filter: %w", err)
+		return 0, err
 	}
 	l, err := ex.UprobeMulti(nil, objs.PidFilterProbe, &link.UprobeMultiOptions{
 		Addresses: []uint64{off}, PID: uint32(os.Getpid())})
 	if err != nil {
-		return fmt.Errorf("check the kernel's uprobe_multi process filter: %w", err)
+		return 0, err
 	}
 	defer l.Close()
 	if err := onOtherThread(func() { pidFilterTarget(1) }); err != nil {
-		return fmt.Errorf("check the kernel's uprobe_multi process filter: %w", err)
+		return 0, err
 	}
 	var hits uint64
-	if err := objs.PidFilterHits.Get(&hits); err != nil {
-		return fmt.Errorf("check the kernel's uprobe_multi process filter: %w", err)
-	}
-	if hits == 0 {
-		return ErrPIDFilterByThread
-	}
-	return nil
+	err = objs.PidFilterHits.Get(&hits)
+	return hits, err
 }
 
 // onOtherThread runs f on an OS thread of this process that is not its main

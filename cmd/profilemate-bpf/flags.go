@@ -72,20 +72,28 @@ func parseSampling(s string) (tracer.Sampling, error) {
 
 func (m *launchMode) String() string { return string(*m) }
 
+// parseMode reads a --launches or --syncs value: sample, all or off; with
+// bools, true and false too, meaning all and off.
+func parseMode(s string, bools bool) (string, error) {
+	switch {
+	case s == "sample", s == "all", s == "off":
+		return s, nil
+	case bools && s == "true":
+		return "all", nil
+	case bools && s == "false":
+		return "off", nil
+	}
+	return "", fmt.Errorf("want sample, all or off, got %q", s)
+}
+
 // Set takes sample, all or off; true and false (the flag was a boolean
 // once) mean all and off.
 func (m *launchMode) Set(s string) error {
-	switch s {
-	case "sample":
-		*m = launchesSampled
-	case "all", "true":
-		*m = launchesAll
-	case "off", "false":
-		*m = launchesOff
-	default:
-		return fmt.Errorf("want sample, all or off, got %q", s)
+	v, err := parseMode(s, true)
+	if err == nil {
+		*m = launchMode(v)
 	}
-	return nil
+	return err
 }
 
 // IsBoolFlag lets a bare --launches mean --launches=all.
@@ -98,17 +106,11 @@ func (m *syncMode) String() string { return string(*m) }
 
 // Set takes sample, all or off.
 func (m *syncMode) Set(s string) error {
-	switch s {
-	case "sample":
-		*m = syncsSampled
-	case "all":
-		*m = syncsAll
-	case "off":
-		*m = syncsOff
-	default:
-		return fmt.Errorf("want sample, all or off, got %q", s)
+	v, err := parseMode(s, false)
+	if err == nil {
+		*m = syncMode(v)
 	}
-	return nil
+	return err
 }
 
 // timed reports whether synchronizations are probed at all.
