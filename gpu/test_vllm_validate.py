@@ -217,6 +217,55 @@ def test_go_durations_and_the_window_offset_that_keeps_the_launch_duty():
         assert min(1, o + w) - o == pytest.approx(w / 10)
 
 
+def test_a_traced_batch_begins_where_it_holds_the_launch_duty(monkeypatch):
+    """A batch of the seconds the last one took starts where a window of
+    that length holds the sampling's share of probed launches (0.75 s after
+    the attach for 2.5 s in a 1s-in-10s trace), not over the trace's first
+    probed second; without sampling, or before a batch's length is known,
+    after the settle."""
+    import windows
+
+    class FakeServer:
+        def metrics(self):
+            return {}
+
+        def cpu_seconds(self):
+            return (0.0, 0.0)
+
+        def run_batch(self, reqs, concurrency):
+            started.append(time.monotonic())
+            return 2.5, 100
+
+    class FakeTracer:
+        def __init__(self, sampling):
+            self.sampling = sampling
+
+        def wait_attached(self):
+            attached.append(time.monotonic())
+
+        def duty_offset(self, window):
+            return tracerrun.duty_offset(window, self.sampling)
+
+        def stop(self):
+            return 0.0
+
+        def results(self):
+            return {}
+
+    monkeypatch.setattr(windows.vllmserve, "delta", lambda m0, m1: {k: 0 for k in (
+        vllmserve.STEPS, vllmserve.STEP_TOKENS, vllmserve.PROMPT, vllmserve.GENERATED,
+        vllmserve.PREEMPTIONS, vllmserve.DRAFTS, vllmserve.ACCEPTED)})
+    for sampling, expect, want in (((1, 10), 2.5, 0.75), ((1, 10), None, 0.2), (None, 2.5, 0.2),
+                                   ((1, 10), 12, 0.2)):
+        started, attached = [], []
+        recs = windows.batch_window([FakeServer(), FakeServer()], 1, [], 1, FakeTracer(sampling),
+                                    settle=0.2, expect=expect)
+        assert [r["offset_s"] for r in recs] == [want, want], (sampling, expect)
+        waited = min(started) - attached[0]
+        assert want - 0.01 <= waited < want + 0.15, (sampling, expect, waited)
+        assert [r["traced"] for r in recs] == [False, True]
+
+
 def test_the_sampling_is_read_off_the_line_after_the_attach_summary():
     """The tracer's line names the window of launches, or of GPU waits where
     launches are not sampled (the sampled classes share their windows)."""

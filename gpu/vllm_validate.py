@@ -31,10 +31,18 @@ times the seconds measured is 0.107 s for 10 s windows, 0.067 s for lease
 6's 2.5 s ones (which began at once) and about 0.085 s with their 0.75 s
 offset. --load batch runs the same batch on both at once instead, which
 makes the agreement exact: a batch begins and ends with the server idle, so
-the tracer's steps and vLLM's counters cover the same steps. But a trace
-probes launches in its first second, so every batch has them probed over
-its prefill-heavy start, not over a tenth of its steps spread at random as
-in a long trace.
+the tracer's steps and vLLM's counters cover the same steps. A traced
+batch begins where a window as long as the mode's last untraced batch
+holds the launch sampling's steady share, as a steady window does (the
+batches of leases 2-4 began 0.5 s after the attach and so had launches
+probed over their prefill-heavy start, 20-40% of their time). Over the leases so far
+batches were the quieter design: one pair (about 6.8 s) spread by
+0.055-0.080 in graph mode (leases 2-4), steady 2.5 s windows (5.6-7 s a
+pair) by 0.090-0.132 (leases 6, 9, 10), i.e. a variance of the mean times
+the seconds measured of 0.02-0.044 s against 0.057-0.122 s: a ±1%
+interval in about 22 minutes of measuring instead of about an hour. The
+leases differ in day and host as well as in design; the next lease
+measuring a default should run batches to tell the two apart.
 
 --servers 1 starts one server per mode instead and traces it in one window
 of each pair, not in the other, the order alternating from pair to pair.
@@ -228,12 +236,14 @@ def pin_cpus(pin):
     return a, b
 
 
-def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None):
+def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None, batch_secs=None):
     """One pair of windows of cfg: with two servers each is traced in one of
     them, so that a difference between the servers cancels; with one
     (--servers 1) it is traced in one and not in the other. The order
     alternates from pair to pair. steady: the SteadyLoads of --load steady
-    (None: batch windows)."""
+    (None: batch windows). batch_secs: {mode: seconds its last untraced
+    batch took}, which a traced batch's start is timed by and which its
+    untraced windows keep up to date."""
     base, _, binname = cfg.partition("@")
     flags = CONFIGS[base]
     binary = tracers[binname or "default"]
@@ -252,7 +262,10 @@ def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None):
         if steady:
             recs = steady_window(servers, traced, args.window, loads, tr, sample_kv=mode in SAMPLE_KV)
         else:
-            recs = batch_window(servers, traced, reqs, args.concurrency, tr, sample_kv=mode in SAMPLE_KV)
+            recs = batch_window(servers, traced, reqs, args.concurrency, tr, sample_kv=mode in SAMPLE_KV,
+                                expect=(batch_secs or {}).get(mode))
+            if batch_secs is not None:
+                batch_secs[mode] = max(r["wall_s"] for r in recs if not r["traced"])
         for rec in recs:
             rec.update(mode=mode, config=cfg, pair=pair, window=w, load=args.load, servers=len(servers),
                        t=time.time())
@@ -260,9 +273,10 @@ def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None):
     log(f"{mode} {cfg} pair {pair + 1}: {rec['wall_s']:.2f} s, {rec['steps']:.0f} steps")
 
 
-def measure_plan(plan, servers, args, reqs, tracers, sink, path):
+def measure_plan(plan, servers, args, reqs, tracers, sink, path, batch_secs=None):
     """Rounds of the plan (see rounds) until args.pairs rounds are done or
-    args.minutes have passed; the table so far after every few rounds."""
+    args.minutes have passed; the table so far after every few rounds.
+    batch_secs: see run_pair."""
     end = time.monotonic() + args.minutes * 60 if args.minutes else None
     done = {}
     order = [(m, e[0]) for m, cfgs in plan for e in cfgs]
@@ -274,7 +288,7 @@ def measure_plan(plan, servers, args, reqs, tracers, sink, path):
                     log(f"--minutes {args.minutes:g} passed: stopping in round {r + 1}")
                     return
                 pair = done.get((mode, cfg), 0)
-                run_pair(servers[mode], mode, cfg, pair, args, reqs, tracers, sink, steady)
+                run_pair(servers[mode], mode, cfg, pair, args, reqs, tracers, sink, steady, batch_secs)
                 done[(mode, cfg)] = pair + 1
             if (r + 1) % 5 == 0 and r + 1 < args.pairs:
                 print(vllmstats.table(load(path), order), flush=True)
@@ -383,10 +397,12 @@ def main(argv=None):
             def sink(rec):
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
+            batch_secs = {}  # how long each mode's batch takes, for the traced windows' start
             for mode in servers:
                 for _ in range(2):  # warm-up: first shapes, first graphs
-                    batch_window(servers[mode], 0, reqs, args.concurrency)
-            measure_plan(plan, servers, args, reqs, tracers, sink, path)
+                    recs = batch_window(servers[mode], 0, reqs, args.concurrency)
+                batch_secs[mode] = max(r["wall_s"] for r in recs)
+            measure_plan(plan, servers, args, reqs, tracers, sink, path, batch_secs)
     finally:
         for pair_of_servers in servers.values():
             for s in pair_of_servers:

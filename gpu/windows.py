@@ -46,16 +46,25 @@ def measure(server, reqs, concurrency, out, key, sample_kv=False):
     out[key].update(kv_summary(kv))
 
 
-def batch_window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5, sample_kv=False):
+def batch_window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle=0.5, sample_kv=False, expect=None):
     """One window of --load batch: the same batch on both servers at once,
     the one at index traced with tracer attached (None: neither, an A/A
     window). Running both at once puts them under the same machine: this
     host's CPUs change speed by tens of percent from one second to the
     next, which a comparison of batches run one after the other cannot tell
-    from the tracer's cost."""
+    from the tracer's cost. The batch begins settle seconds after the
+    attach, or, where the tracer samples launches and expect (the batch's
+    seconds, as the last ones took) is given, where a window of that length
+    holds the sampling's steady share (tracerrun.duty_offset): a trace
+    probes launches in its first second, which would otherwise cover the
+    batch's prefill-heavy start far beyond a tenth of its steps."""
+    offset = 0.0
     if tracer:
         tracer.wait_attached()
-    time.sleep(settle)  # the tracer's periodic work runs from here on, as in a long trace
+        attached = time.monotonic()
+        offset = (tracer.duty_offset(expect) if expect else 0.0) or settle
+        # The tracer's periodic work runs from here on, as in a long trace.
+        time.sleep(max(0.0, offset - (time.monotonic() - attached)))
     out, mach0 = {}, machine_cpu()
     threads = [threading.Thread(target=measure, args=(s, reqs, concurrency, out, i, sample_kv))
                for i, s in enumerate(pair_of_servers)]
@@ -67,7 +76,7 @@ def batch_window(pair_of_servers, traced, reqs, concurrency, tracer=None, settle
     if len(out) != len(pair_of_servers):
         raise RuntimeError("a batch failed (see the server logs)")
     for i, rec in out.items():
-        rec.update(server=i, traced=i == traced, **machine_span(mach0, mach1))
+        rec.update(server=i, traced=i == traced, offset_s=offset, **machine_span(mach0, mach1))
     if tracer:
         out[traced]["tracer_cpu_s"] = tracer.stop()
         out[traced].update(tracer.results())
