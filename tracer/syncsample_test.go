@@ -29,8 +29,8 @@ func toggle(tr *Tracer) func() { return func() { tr.toggleSampled() } }
 // wait and are counted; the steps between windows carry none and are not;
 // a step that straddles a window's end, or its start, is not counted, even
 // where its synchronization came while the probes were live. The process's
-// totals hold the synchronizations of the windows alone, and SyncLiveNs the
-// time the windows were open.
+// totals hold the synchronizations of the windows alone, and SyncLiveNs and
+// LaunchLiveNs the time the windows were open.
 func TestSampledSyncsTimedInWindowsOnly(t *testing.T) {
 	requireRoot(t)
 	bin, marker := buildWorkload(t)
@@ -94,6 +94,9 @@ func TestSampledSyncsTimedInWindowsOnly(t *testing.T) {
 	least := close1.Sub(started) + close2.Sub(opened2) + end.Sub(opened3)
 	if live := time.Duration(tr.SyncLiveNs()); live < least || live > most {
 		t.Errorf("sync probes live %v, want between %v and %v (the three windows)", live, least, most)
+	}
+	if live := time.Duration(tr.LaunchLiveNs()); live < least || live > most {
+		t.Errorf("launch probes live %v, want between %v and %v (the three windows)", live, least, most)
 	}
 }
 

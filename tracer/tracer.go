@@ -304,6 +304,17 @@ func (t *Tracer) SyncLiveNs() uint64 {
 	return uint64(t.syncs.liveFor(time.Now()))
 }
 
+// LaunchLiveNs returns how long the kernel-launch probes were live and
+// counting, up to the end of the trace (or now, while it runs): the span
+// the processes' launch totals (Activity) cover, as SyncLiveNs is for
+// their synchronizations. Under sampling that is the sampled seconds
+// only; 0 when launches were not probed.
+func (t *Tracer) LaunchLiveNs() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return uint64(t.launches.liveFor(time.Now()))
+}
+
 // addProc starts tracing pid (the fork hook may have done so already).
 func (t *Tracer) addProc(pid int) {
 	// The tracer may itself run below the PID it was given (a test, a
