@@ -20,8 +20,13 @@ type Report struct {
 	// (--launches=false): their counts are zero because nobody counted.
 	NoLaunchProbes bool
 	// LaunchesSampled says launches were probed only part of the time
-	// (--launches=sample): only some steps carry a count.
+	// (--launches=sample): only some steps carry a count, and Activity's
+	// launch totals cover only the LaunchLiveNs the probes were live.
 	LaunchesSampled bool
+	// LaunchLiveNs is how long the kernel-launch probes were live
+	// (tracer.Tracer.LaunchLiveNs), the span Activity's launch totals
+	// cover and their rate is taken over; 0: the trace's.
+	LaunchLiveNs uint64
 	// NoSyncProbes says synchronizations were not probed (--syncs=off):
 	// their waits are zero because nobody timed them.
 	NoSyncProbes bool

@@ -53,8 +53,15 @@ type TraceInfo struct {
 	// (--launches=false): every launch count is then 0 for want of counting.
 	LaunchesProbed bool `json:"launches_probed"`
 	// LaunchesSampled is true when launches were probed in sampled
-	// windows only; per-phase launch means are over the steps counted.
+	// windows only: per-phase launch means are over the steps counted
+	// (launch_counted_steps), and _activity's launches and
+	// launches_per_sec are of the LaunchLiveSec the probes were live, not
+	// of the whole trace.
 	LaunchesSampled bool `json:"launches_sampled"`
+	// LaunchLiveSec is how long the kernel-launch probes were live: the
+	// span _activity's launch figures cover (the trace but its attach
+	// when they were not sampled); 0 when not known or not probed.
+	LaunchLiveSec float64 `json:"launch_live_sec"`
 	// SyncsProbed is false when synchronizations were not probed
 	// (--syncs=off): no step has a sync wait.
 	SyncsProbed bool `json:"syncs_probed"`
@@ -83,14 +90,16 @@ type ProcessSummary struct {
 }
 
 // ActivitySummary is one process's CUDA activity over the whole trace (its
-// synchronizations over the time their probes were live, TraceInfo's
-// SyncLiveSec). It is the only timing there is when the marker is absent
-// and no step was seen.
+// launches and synchronizations over the time their probes were live,
+// TraceInfo's LaunchLiveSec and SyncLiveSec). It is the only timing there
+// is when the marker is absent and no step was seen.
 type ActivitySummary struct {
-	PID            uint32  `json:"pid"`
-	Title          string  `json:"title"`
-	Rank           int     `json:"rank"`
-	Launches       uint64  `json:"launches"`
+	PID      uint32 `json:"pid"`
+	Title    string `json:"title"`
+	Rank     int    `json:"rank"`
+	Launches uint64 `json:"launches"`
+	// LaunchesPerSec is launches over the time the launch probes were
+	// live (the trace's, where that is not known).
 	LaunchesPerSec float64 `json:"launches_per_sec"`
 	GraphLaunches  uint64  `json:"graph_launches"`
 	Syncs          uint64  `json:"syncs"`
@@ -116,6 +125,7 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 			DroppedRecords:       r.DroppedRecords,
 			LaunchesProbed:       !r.NoLaunchProbes,
 			LaunchesSampled:      r.LaunchesSampled,
+			LaunchLiveSec:        round(float64(r.LaunchLiveNs)/1e9, 3),
 			SyncsProbed:          !r.NoSyncProbes,
 			SyncsSampled:         r.SyncsSampled,
 			SyncLiveSec:          round(float64(r.SyncLiveNs)/1e9, 3),
@@ -123,7 +133,7 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 		},
 		Processes: processSummaries(rows, procs),
 		Ranks:     rankSpreads(rows, procs),
-		Activity:  activitySummaries(r.Activity, r.durationSec(), r.syncSec()),
+		Activity:  activitySummaries(r.Activity, r.launchSec(), r.syncSec()),
 	}
 }
 
@@ -132,6 +142,15 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 func (r Report) syncSec() float64 {
 	if r.SyncLiveNs > 0 {
 		return float64(r.SyncLiveNs) / 1e9
+	}
+	return r.durationSec()
+}
+
+// launchSec is how long the kernel-launch probes were live, in seconds:
+// LaunchLiveNs where the tracer said, else the trace's duration.
+func (r Report) launchSec() float64 {
+	if r.LaunchLiveNs > 0 {
+		return float64(r.LaunchLiveNs) / 1e9
 	}
 	return r.durationSec()
 }
@@ -167,10 +186,10 @@ func processSummaries(rows []Row, procs processes) []ProcessSummary {
 	return out
 }
 
-// activitySummaries summarizes acts, their rates over traceSec and their
-// share of time blocked over syncSec, the time their synchronizations were
-// timed.
-func activitySummaries(acts []ProcessActivity, traceSec, syncSec float64) []ActivitySummary {
+// activitySummaries summarizes acts, their launch rates over launchSec, the
+// time their launches were counted, and their share of time blocked over
+// syncSec, the time their synchronizations were timed.
+func activitySummaries(acts []ProcessActivity, launchSec, syncSec float64) []ActivitySummary {
 	ps := make([]Process, len(acts))
 	byPID := make(map[uint32]ProcessActivity, len(acts))
 	for i, a := range acts {
@@ -188,8 +207,8 @@ func activitySummaries(acts []ProcessActivity, traceSec, syncSec float64) []Acti
 			Syncs:         a.Syncs,
 			SyncWaitMs:    roundMs(float64(a.SyncWaitNs) / nsPerMs),
 		}
-		if traceSec > 0 {
-			s.LaunchesPerSec = round(float64(a.Launches)/traceSec, 1)
+		if launchSec > 0 {
+			s.LaunchesPerSec = round(float64(a.Launches)/launchSec, 1)
 		}
 		if syncSec > 0 {
 			s.SyncWaitShare = round(float64(a.SyncWaitNs)/1e9/syncSec, 4)

@@ -31,7 +31,7 @@ func writeResults(dir string, stdout, stderr io.Writer, tr *tracer.Tracer, col *
 	}
 	r.Steps, r.Scheds = col.all()
 	r.Activity, r.DroppedRecords = tr.Activity(), dropped+invalid
-	r.SyncLiveNs = tr.SyncLiveNs()
+	r.SyncLiveNs, r.LaunchLiveNs = tr.SyncLiveNs(), tr.LaunchLiveNs()
 	r.StepsBeforeProbes = tr.StepsBeforeProbes()
 	res := analysis.Analyze(r)
 	files, err := analysis.Write(dir, res)
