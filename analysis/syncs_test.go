@@ -126,31 +126,38 @@ func TestSyncsNotProbedShowOff(t *testing.T) {
 }
 
 // With sampling the console says which means are of the sampled seconds,
-// under the phase table, and, without steps, that the processes'
-// synchronization figures are of those seconds alone.
+// under the phase table, and, without steps, that the processes' launch
+// and synchronization figures are of those seconds alone: one note for
+// both when they shared their windows, as they do by default.
 func TestSampledNotesInTheTable(t *testing.T) {
+	const (
+		syncNote   = "Syncs and sync wait: in the sampled seconds only, 0.5 s of the 2.0 s trace; sync share is of those seconds"
+		launchNote = "Launches: in the sampled seconds only, 0.5 s of the 2.0 s trace; launches/s is their rate over those seconds"
+	)
 	for _, c := range []struct {
-		name              string
-		launches, syncs   bool
-		want              string
-		wantInActivityToo bool
+		name            string
+		launches, syncs bool
+		launchLiveNs    uint64
+		want, activity  string
 	}{
-		{"both sampled", true, true, "Launches/step and Sync ms/step: means over the steps of the sampled seconds only (launch_counted_steps and sync_counted_steps in summary.json)", true},
-		{"syncs sampled", false, true, "Sync ms/step: means over the steps of the sampled seconds only (sync_counted_steps in summary.json)", true},
-		{"launches sampled", true, false, "Launches/step: means over the steps of the sampled seconds only (launch_counted_steps in summary.json)", false},
-		{"neither", false, false, "", false},
+		{"both sampled", true, true, 500 * msNs, "Launches/step and Sync ms/step: means over the steps of the sampled seconds only (launch_counted_steps and sync_counted_steps in summary.json)",
+			"Launches, syncs and sync wait: in the sampled seconds only, 0.5 s of the 2.0 s trace; launches/s and sync share are of those seconds"},
+		{"both sampled, live apart", true, true, 300 * msNs, "Launches/step and Sync ms/step: means over the steps of the sampled seconds only (launch_counted_steps and sync_counted_steps in summary.json)",
+			"Launches: in the sampled seconds only, 0.3 s of the 2.0 s trace; launches/s is their rate over those seconds. " + syncNote},
+		{"syncs sampled", false, true, 0, "Sync ms/step: means over the steps of the sampled seconds only (sync_counted_steps in summary.json)", syncNote},
+		{"launches sampled", true, false, 500 * msNs, "Launches/step: means over the steps of the sampled seconds only (launch_counted_steps in summary.json)", launchNote},
+		{"neither", false, false, 0, "", ""},
 	} {
 		r := syncsSampledReport()
-		r.SyncsSampled, r.LaunchesSampled = c.syncs, c.launches
+		r.SyncsSampled, r.LaunchesSampled, r.LaunchLiveNs = c.syncs, c.launches, c.launchLiveNs
 		out := render(t, r)
 		if note := "\n" + c.want + "\n"; c.want != "" && !strings.Contains(out, note) || c.want == "" && strings.Contains(out, "sampled seconds") {
 			t.Errorf("%s: want the note %q under the phase table:\n%s", c.name, c.want, out)
 		}
 		r.Steps = nil
 		out = render(t, r)
-		note := "Syncs and sync wait: in the sampled seconds only, 0.5 s of the 2.0 s trace; sync share is of those seconds"
-		if strings.Contains(out, note) != c.wantInActivityToo {
-			t.Errorf("%s: activity table note %v, want %v:\n%s", c.name, !c.wantInActivityToo, c.wantInActivityToo, out)
+		if note := "\n" + c.activity + "\n"; c.activity != "" && !strings.Contains(out, note) || c.activity == "" && strings.Contains(out, "sampled seconds") {
+			t.Errorf("%s: want the note %q under the activity table:\n%s", c.name, c.activity, out)
 		}
 	}
 	// The activity table's share is of the live seconds: 50 ms in 0.5 s.

@@ -207,7 +207,7 @@ func activityTable(s Summary) Table {
 		Title:    "No forward-pass steps seen (marker absent?): CUDA activity per process",
 		Header:   []string{"Process", "Launches", "Launches/s", "Graph launches", "Syncs", "Sync wait ms", "Sync share"},
 		TextCols: []int{0},
-		Note:     SyncsSampledNote(s.Trace),
+		Note:     ActivitySampledNote(s.Trace),
 	}
 	syncs := s.Trace.SyncsProbed
 	for _, a := range s.Activity {
@@ -222,14 +222,28 @@ func activityTable(s Summary) Table {
 	return t
 }
 
-// SyncsSampledNote says that a process's synchronization totals are of the
-// sampled seconds alone, when they are; empty otherwise.
-func SyncsSampledNote(tr TraceInfo) string {
-	if !tr.SyncsProbed || !tr.SyncsSampled {
-		return ""
+// ActivitySampledNote says that a process's launch and synchronization
+// totals are of the sampled seconds alone, and their rate and share of
+// time of those seconds, when they are; empty otherwise. Sampled together
+// (the default), both share their windows and one note says it of both.
+func ActivitySampledNote(tr TraceInfo) string {
+	launches, syncs := tr.LaunchesProbed && tr.LaunchesSampled, tr.SyncsProbed && tr.SyncsSampled
+	in := func(liveSec float64) string {
+		return fmt.Sprintf("in the sampled seconds only, %.1f s of the %.1f s trace", liveSec, tr.DurationSec)
 	}
-	return fmt.Sprintf("Syncs and sync wait: in the sampled seconds only, %.1f s of the %.1f s trace; sync share is of those seconds",
-		tr.SyncLiveSec, tr.DurationSec)
+	launchNote := "Launches: " + in(tr.LaunchLiveSec) + "; launches/s is their rate over those seconds"
+	syncNote := "Syncs and sync wait: " + in(tr.SyncLiveSec) + "; sync share is of those seconds"
+	switch {
+	case launches && syncs && in(tr.LaunchLiveSec) == in(tr.SyncLiveSec):
+		return "Launches, syncs and sync wait: " + in(tr.SyncLiveSec) + "; launches/s and sync share are of those seconds"
+	case launches && syncs:
+		return launchNote + ". " + syncNote
+	case launches:
+		return launchNote
+	case syncs:
+		return syncNote
+	}
+	return ""
 }
 
 // renderTable prints t's title and the table under it with its text columns

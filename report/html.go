@@ -35,19 +35,19 @@ type htmlProcess struct {
 }
 
 type htmlData struct {
-	Title     string
-	Server    string
-	Start     string
-	Tables    []htmlTable
-	Plots     []htmlPlot
-	Trace     []fact
-	Processes []htmlProcess
-	SyncsNote string // how to read the processes' synchronization columns
-	Libraries []Library
-	Marker    string
-	Timeline  string
-	NoSteps   bool
-	Version   string
+	Title        string
+	Server       string
+	Start        string
+	Tables       []htmlTable
+	Plots        []htmlPlot
+	Trace        []fact
+	Processes    []htmlProcess
+	ActivityNote string // how to read the processes' launch and synchronization columns
+	Libraries    []Library
+	Marker       string
+	Timeline     string
+	NoSteps      bool
+	Version      string
 }
 
 func pageData(res analysis.Result, f Facts, plots []Rendered) htmlData {
@@ -115,7 +115,7 @@ func pageData(res analysis.Result, f Facts, plots []Rendered) htmlData {
 			Launches: launches, GraphLaunches: fmt.Sprint(a.GraphLaunches), Syncs: syncs, SyncWait: wait,
 		})
 	}
-	d.SyncsNote = analysis.SyncsSampledNote(tr)
+	d.ActivityNote = analysis.ActivitySampledNote(tr)
 	d.Libraries = slices.Clone(f.Libraries)
 	return d
 }
@@ -202,7 +202,7 @@ Each traced process is a track named by its vLLM title; each step is a slice wit
 {{range .Processes}}<tr><td class="text">{{.Title}}</td><td class="num">{{.PID}}</td><td class="num">{{.Rank}}</td><td class="num">{{.Steps}}</td><td class="num">{{.Launches}}</td><td class="num">{{.GraphLaunches}}</td><td class="num">{{.Syncs}}</td><td class="num">{{.SyncWait}}</td></tr>
 {{end}}</tbody>
 </table>
-{{if .SyncsNote}}<p class="meta" id="syncs-note">{{.SyncsNote}}.</p>{{end}}
+{{if .ActivityNote}}<p class="meta" id="activity-note">{{.ActivityNote}}.</p>{{end}}
 <h3>Libraries</h3>
 {{if .Libraries}}<table id="libraries">
 <thead><tr><th class="text">Kind</th><th class="text">Path</th><th class="text">Loaded</th><th class="num">Probes</th></tr></thead>
