@@ -84,6 +84,7 @@ func pageData(res analysis.Result, f Facts, plots []Rendered) htmlData {
 		{"dropped_records", fmt.Sprint(tr.DroppedRecords)},
 		{"launches_probed", fmt.Sprint(tr.LaunchesProbed)},
 		{"launches_sampled", fmt.Sprint(tr.LaunchesSampled)},
+		{"launch_live_sec", fmt.Sprintf("%.3f", tr.LaunchLiveSec)},
 		{"syncs_probed", fmt.Sprint(tr.SyncsProbed)},
 		{"syncs_sampled", fmt.Sprint(tr.SyncsSampled)},
 		{"sync_live_sec", fmt.Sprintf("%.3f", tr.SyncLiveSec)},

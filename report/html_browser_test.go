@@ -65,7 +65,7 @@ func TestReportInBrowser(t *testing.T) {
 		t.Errorf("libraries table %v", libs)
 	}
 	for _, s := range []string{
-		"_trace", "duration_sec", "timed_steps", "dropped_records", "launches_probed", "launches_sampled",
+		"_trace", "duration_sec", "timed_steps", "dropped_records", "launches_probed", "launches_sampled", "launch_live_sec",
 		"syncs_probed", "syncs_sampled", "sync_live_sec",
 		"Marker: found", "timeline.json", "ui.perfetto.dev", "Open trace file", "chrome://tracing",
 		"Trace started 2026-12-01 09:50:00 UTC",

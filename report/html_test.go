@@ -18,20 +18,21 @@ func page(t *testing.T, r analysis.Report) string {
 	return buf.String()
 }
 
-// TestReportSaysWhenSyncsWereSampled: report.html names the sync facts of
-// _trace, says under the summary which means are of the sampled seconds,
-// and under the processes table that their launches, syncs and waits are
-// of those seconds alone; with synchronizations off the processes show
-// "off".
+// TestReportSaysWhenSyncsWereSampled: report.html names the launch and
+// sync facts of _trace, says under the summary which means are of the
+// sampled seconds, and under the processes table that their launches,
+// syncs and waits are of those seconds alone; with synchronizations off
+// the processes show "off".
 func TestReportSaysWhenSyncsWereSampled(t *testing.T) {
 	r := asyncTrace(20)
-	r.LaunchesSampled, r.SyncsSampled, r.SyncLiveNs, r.LaunchLiveNs = true, true, 25*msNs, 25*msNs
+	r.LaunchesSampled, r.SyncsSampled, r.SyncLiveNs, r.LaunchLiveNs = true, true, 25*msNs, 24*msNs
 	for i := range r.Steps {
 		r.Steps[i].SyncsUncounted = r.Steps[i].StepID > 10
 	}
 	html := page(t, r)
 	for _, want := range []string{
 		"<dt>syncs_probed</dt><dd>true</dd>", "<dt>syncs_sampled</dt><dd>true</dd>", "<dt>sync_live_sec</dt><dd>0.025</dd>",
+		"<dt>launches_sampled</dt><dd>true</dd>", "<dt>launch_live_sec</dt><dd>0.024</dd>",
 		"Launches/step and Sync ms/step: means over the steps of the sampled seconds only",
 		`<p class="meta" id="activity-note">Launches, syncs and sync wait: in the sampled seconds only, `,
 	} {
