@@ -471,7 +471,8 @@ func TestEndToEndWorkersSpawnedAfterAttach(t *testing.T) {
 // are sampled in the same windows: the steps of the sampled windows carry
 // exact launch counts (compare checks them against the truth) and their
 // sync waits, the others empty cells in both columns; the summary says so
-// and how long the synchronization probes were live.
+// and how long the launch and synchronization probes were live, and each
+// process's launch rate is over those seconds, not over the whole trace.
 func TestEndToEndSampledLaunchesAndSyncs(t *testing.T) {
 	requireRoot(t)
 	bin := buildAll(t)
@@ -498,10 +499,16 @@ func TestEndToEndSampledLaunchesAndSyncs(t *testing.T) {
 	}
 	var summary struct {
 		Trace struct {
-			Sampled      bool    `json:"launches_sampled"`
-			SyncsSampled bool    `json:"syncs_sampled"`
-			SyncLiveSec  float64 `json:"sync_live_sec"`
+			Sampled       bool    `json:"launches_sampled"`
+			SyncsSampled  bool    `json:"syncs_sampled"`
+			SyncLiveSec   float64 `json:"sync_live_sec"`
+			LaunchLiveSec float64 `json:"launch_live_sec"`
 		} `json:"_trace"`
+		Activity []struct {
+			PID            int     `json:"pid"`
+			Launches       uint64  `json:"launches"`
+			LaunchesPerSec float64 `json:"launches_per_sec"`
+		} `json:"_activity"`
 		Decode struct {
 			Counted     int `json:"launch_counted_steps"`
 			SyncCounted int `json:"sync_counted_steps"`
@@ -517,6 +524,27 @@ func TestEndToEndSampledLaunchesAndSyncs(t *testing.T) {
 	// Four windows of 0.5 s in the 6 s trace.
 	if live := summary.Trace.SyncLiveSec; live < 1.8 || live > 2.2 {
 		t.Errorf("_trace.sync_live_sec %v, want the 2 s of the four windows", live)
+	}
+	if live := summary.Trace.LaunchLiveSec; live < 1.8 || live > 2.2 {
+		t.Errorf("_trace.launch_live_sec %v, want the 2 s of the four windows", live)
+	} else {
+		// The launches were counted in those seconds alone: their rate is
+		// over them (to the rounding of both figures), not over the 6 s
+		// trace.
+		launched := 0
+		for _, a := range summary.Activity {
+			if a.Launches == 0 {
+				continue
+			}
+			launched++
+			if want := float64(a.Launches) / live; math.Abs(a.LaunchesPerSec-want) > 0.05+want*1e-3 {
+				t.Errorf("_activity pid %d: launches_per_sec %v, want its %d launches over the %v s, %.1f",
+					a.PID, a.LaunchesPerSec, a.Launches, live, want)
+			}
+		}
+		if launched == 0 {
+			t.Errorf("_activity: no process launched a kernel: %s", b)
+		}
 	}
 	if !strings.Contains(out, "Sync ms/step: means over the steps of the sampled seconds only") {
 		t.Errorf("the console does not say the sync waits were sampled")
