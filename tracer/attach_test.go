@@ -32,7 +32,7 @@ func buildWorkload(t testing.TB) (bin, marker string) {
 	bin = filepath.Join(t.TempDir(), "workload")
 	cmd := exec.Command("gcc", "-O1", "-o", bin, "testdata/workload.c",
 		"-I"+filepath.Join(repo, "simserver", "csrc"),
-		"-L"+rt, "-l:libcudart.so.13", "-L"+drv, "-l:libcuda.so.1", "-ldl",
+		"-L"+rt, "-l:libcudart.so.13", "-L"+drv, "-l:libcuda.so.1", "-ldl", "-pthread",
 		"-Wl,-rpath,"+rt+":"+drv)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build workload: %v\n%s", err, out)

@@ -24,9 +24,20 @@
  *              prints "syncing", waits for it (cudaStreamSynchronize) and
  *              prints "synced": a synchronization long enough for a test
  *              to detach the probes while it blocks;
+ *   "exec"     prints "execing tid=TID" and executes itself again from its
+ *              main thread, with the same arguments but FORK 0: the new
+ *              image maps the libraries and the marker again, prints
+ *              "ready", and its steps' ids go on from where they were;
+ *   "threadexec"  the same from a second thread, so that the thread that
+ *              calls execve is not the process's leader (the kernel makes
+ *              it the leader, with the process's PID, and the old leader
+ *              task exits);
  *   any other  prints "semaphore=" and the semaphore's value.
  *
  *   workload MARKER_SO STEPS FORK
+ *
+ * WORKLOAD_FIRST_STEP, when set, is the id of its first step (1 else): an
+ * image run by "exec" goes on from the steps of the one before.
  *
  * With WORKLOAD_LATE_MARKER set it loads the marker only after "go", as a
  * vLLM worker imports it after it starts, and runs its first step at once.
@@ -48,12 +59,14 @@
  * printing the mean nanoseconds per call, step or sched_step.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -244,6 +257,36 @@ static void run_sched_step(long i)
 			   spec, spec < 0 ? -1 : 3);
 }
 
+static char **args;
+
+/* Executes the workload again, its steps going on from next; from a thread
+ * other than the main one with thread set. */
+static void *reexec(void *next)
+{
+	char first[32];
+
+	snprintf(first, sizeof(first), "%ld", (long)next);
+	setenv("WORKLOAD_FIRST_STEP", first, 1);
+	printf("execing tid=%ld\n", (long)syscall(SYS_gettid));
+	execv(args[0], (char *[]){args[0], args[1], args[2], "0", NULL});
+	fprintf(stderr, "workload: exec %s: %m\n", args[0]);
+	exit(2);
+}
+
+static void reexec_from(long next, int thread)
+{
+	pthread_t th;
+
+	if (!thread)
+		reexec((void *)next);
+	if (pthread_create(&th, NULL, reexec, (void *)next)) {
+		fprintf(stderr, "workload: pthread_create failed\n");
+		exit(2);
+	}
+	pthread_join(th, NULL); /* the exec ends this thread first */
+	exit(2);
+}
+
 int main(int argc, char **argv)
 {
 	char line[64];
@@ -252,7 +295,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: workload MARKER_SO STEPS FORK\n");
 		return 2;
 	}
+	args = argv;
 	int late = getenv("WORKLOAD_LATE_MARKER") != NULL;
+	long first = getenv("WORKLOAD_FIRST_STEP") ? atol(getenv("WORKLOAD_FIRST_STEP")) : 1;
 	bad_times = getenv("WORKLOAD_BAD_TIMES") != NULL;
 	if (!late)
 		load_marker(argv[1]);
@@ -271,19 +316,19 @@ int main(int argc, char **argv)
 	pid_t child = atoi(argv[3]) ? fork() : -1;
 	if (child == 0) {
 		raise(SIGSTOP);
-		run_steps(1, steps);
+		run_steps(first, steps);
 		raise(SIGSTOP);
-		run_steps(steps + 1, steps);
+		run_steps(first + steps, steps);
 		_exit(0);
 	}
 	if (child > 0)
 		printf("forked child=%d\n", child);
-	unsigned max_sem = run_steps(1, steps);
+	unsigned max_sem = run_steps(first, steps);
 	if (child > 0)
 		waitpid(child, NULL, 0);
 	printf("done child=%d max_semaphore=%u\n", child > 0 ? child : 0, max_sem);
 
-	long next = steps + 1;
+	long next = first + steps;
 	while (fgets(line, sizeof(line), stdin)) {
 		if (!strncmp(line, "steps ", 6)) {
 			long n = atol(line + 6);
@@ -303,6 +348,8 @@ int main(int argc, char **argv)
 			printf("syncing\n");
 			cudaStreamSynchronize(NULL);
 			printf("synced\n");
+		} else if (!strncmp(line, "exec", 4) || !strncmp(line, "threadexec", 10)) {
+			reexec_from(next, line[0] == 't');
 		} else if (!strncmp(line, "hold", 4)) {
 			run_step(next++, 1, 0);
 			printf("released\n");
