@@ -72,8 +72,12 @@ type markerSite struct {
 // raises the marker's semaphores, only in that process (and runs the
 // programs only for its threads), so that another server on the host that
 // maps the same libcuda or the same marker pays nothing. The kernel keeps
-// a reference to the process's task per link, and a link follows the task
-// through exec.
+// a reference to the task that leads the process when the link is made,
+// and plants the probes only in that task's mm: an exec from the leader
+// keeps the task, but one from another thread makes that thread the leader
+// and the old task exits, leaving the link nothing to plant in the new
+// image. So a process's links are dropped at its exec and made anew
+// (Tracer.execed).
 type procProbes struct {
 	ex      *link.Executable // the file through the process's /proc/PID/root
 	links   []link.Link      // probes live for the whole trace
@@ -328,8 +332,9 @@ const (
 // process the fork hook added, where it does not map them yet: a worker
 // spawned during the trace maps the libraries of the server's other
 // processes as it starts, and has its probes as it maps them (the kernel
-// plants a link's probes at the process's mmap, and a link follows its
-// process through exec), so that its warm-up's first CUDA call arms it
+// plants a link's probes at the process's mmap; after an exec the tracer
+// makes its links anew, see procProbes), so that its warm-up's first CUDA
+// call arms it
 // (lib_ready) before its first step. A library is probed only where the
 // process's root has that same file. It returns the libraries probed.
 func (a *attacher) attachKnown(pid int) ([]*Library, error) {
@@ -831,8 +836,9 @@ func (pr *procProbes) take() []link.Link {
 	return links
 }
 
-// forget detaches the probes of a traced process that exited: the kernel
-// holds a reference to its task for each of its links until they close.
+// forget detaches the probes of a traced process that exited (the kernel
+// holds a reference to its task for each of its links until they close),
+// or that exec'd, whose links may plant nothing in its new image.
 func (a *attacher) forget(pid int) error {
 	var links []link.Link
 	for _, lib := range a.libraries() {

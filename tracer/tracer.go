@@ -134,6 +134,10 @@ type ProcInfo struct {
 	Exited bool
 
 	armedGen uint32 // the exec generation the tracer armed, plus one; 0: none
+	// linkedGen is the exec generation read before its links were made
+	// (in it or a later one): an exec since drops them, and its libraries
+	// are probed again (rescanMaps, execed).
+	linkedGen uint32
 }
 
 // Label is the process as the analysis names it: title and tensor-parallel rank.
@@ -328,6 +332,12 @@ func (t *Tracer) addProc(pid int) {
 		return
 	}
 	p := &ProcInfo{PID: pid, Title: t.opts.Proc.Title(pid)}
+	// The fork hook may have added it, and it may have exec'd since: its
+	// links, none yet, are made in the generation it is in now.
+	var st profilemateProcState
+	if t.objs.Procs.Lookup(uint32(pid), &st) == nil {
+		p.linkedGen = st.ExecGen
+	}
 	t.procs[pid] = p
 	t.opts.Logf("process %d %s", pid, p.Title)
 }
@@ -365,6 +375,11 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 			t.exited(p)
 			continue
 		}
+		execed := known && gen != p.linkedGen
+		if execed {
+			t.execed(p)
+			p.linkedGen = gen
+		}
 		maps, err := t.opts.Proc.Maps(p.PID)
 		if err != nil {
 			continue
@@ -386,6 +401,10 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 			}
 		}
 		t.findInstalledMarkers(p.PID, maps)
+		if execed {
+			// The new image may map them later, as a fresh process would.
+			t.attachKnown([]int{p.PID})
+		}
 		if live := t.att.live(p.PID, maps); known && live && st.Armed == 0 && p.armedGen != gen+1 {
 			if err := t.objs.ArmedProcs.Put(uint32(p.PID), gen+1); err == nil {
 				p.armedGen = gen + 1
@@ -402,6 +421,27 @@ func (t *Tracer) exited(p *ProcInfo) {
 		t.opts.Logf("detach the probes of pid %d: %v", p.PID, err)
 	}
 	t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
+}
+
+// execed drops the links of p, which exec'd since they were made, for its
+// libraries to be probed again from its new maps. A link made with the PID
+// holds the task that led the process then, and the kernel plants its
+// probes only in that task's mm (uprobe_multi_link_filter in
+// kernel/trace/bpf_trace.c). An exec from the leader keeps the task; one
+// from another thread makes that thread the leader and the old leader
+// exits, its mm NULL: the old links plant nothing in the new image, which
+// would run untraced while its libraries count as probed. New links
+// resolve the PID to the new leader. Which thread exec'd is not known
+// here, so a leader's exec is probed again too; a step its new image
+// opened meanwhile (armed by lib_ready) has its epoch spoilt, as with any
+// probes attached for an armed process. The Python dirs looked into were
+// the old image's.
+func (t *Tracer) execed(p *ProcInfo) {
+	delete(t.pyDirs, p.PID)
+	if err := t.att.forget(p.PID); err != nil {
+		t.opts.Logf("detach the probes of pid %d: %v", p.PID, err)
+	}
+	t.opts.Logf("process %d exec'd; probing its libraries again", p.PID)
 }
 
 // armed reports whether the programs let process p's steps open, from its
@@ -497,7 +537,8 @@ func (t *Tracer) scan(now time.Time) {
 }
 
 // attachKnown probes the CUDA libraries probed so far for the processes
-// the fork hook added (pids), where they do not map them yet.
+// the fork hook added (pids), or that exec'd, where they do not map them
+// yet.
 func (t *Tracer) attachKnown(pids []int) {
 	for _, pid := range pids {
 		if p := t.procs[pid]; p == nil || p.Exited {
@@ -509,7 +550,7 @@ func (t *Tracer) attachKnown(pids []int) {
 		}
 		t.probesAdded(t.att.takeAdded())
 		for _, lib := range libs {
-			t.logAttached(lib, fmt.Sprintf("for pid %d, started during the trace, before it maps it", pid))
+			t.logAttached(lib, fmt.Sprintf("for pid %d, new or exec'd during the trace, before it maps it", pid))
 		}
 	}
 }
