@@ -138,6 +138,9 @@ type ProcInfo struct {
 	// (in it or a later one): an exec since drops them, and its libraries
 	// are probed again (rescanMaps, execed).
 	linkedGen uint32
+	// final is its state in the programs when it exited, its entry then
+	// removed (exited).
+	final *profilemateProcState
 }
 
 // Label is the process as the analysis names it: title and tensor-parallel rank.
@@ -156,6 +159,7 @@ type Tracer struct {
 
 	mu       sync.Mutex
 	procs    map[int]*ProcInfo
+	gone     []*ProcInfo             // exited processes whose PID a newer one took
 	pyDirs   map[int]map[string]bool // per process, the Python dirs looked into
 	lastMaps time.Time
 	invalid  atomic.Uint64
@@ -319,11 +323,14 @@ func (t *Tracer) LaunchLiveNs() uint64 {
 	return uint64(t.launches.liveFor(time.Now()))
 }
 
-// addProc starts tracing pid (the fork hook may have done so already).
+// addProc starts tracing pid (the fork hook may have done so already). A
+// process known to have exited with that PID is kept apart: this is a new
+// one that took its PID.
 func (t *Tracer) addProc(pid int) {
 	// The tracer may itself run below the PID it was given (a test, a
 	// shell); tracing itself would only count its own noise.
-	if _, ok := t.procs[pid]; ok || pid == os.Getpid() {
+	old := t.procs[pid]
+	if old != nil && !old.Exited || pid == os.Getpid() {
 		return
 	}
 	var zero profilemateProcState
@@ -337,6 +344,9 @@ func (t *Tracer) addProc(pid int) {
 	var st profilemateProcState
 	if t.objs.Procs.Lookup(uint32(pid), &st) == nil {
 		p.linkedGen = st.ExecGen
+	}
+	if old != nil {
+		t.gone = append(t.gone, old)
 	}
 	t.procs[pid] = p
 	t.opts.Logf("process %d %s", pid, p.Title)
@@ -413,12 +423,27 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 	}
 }
 
-// exited marks p exited and detaches its probes.
+// exited marks p exited and detaches its probes. Its state in the
+// programs is kept with it, and its entries removed: PIDs are reused (they
+// wrap at pid_max, 32768 on many hosts), and the fork hook gives a new
+// process of the tree a fresh entry only where there is none, which the
+// next scan then takes for a new process (addProc); the tracer's arming
+// would arm it at once.
 func (t *Tracer) exited(p *ProcInfo) {
 	p.Exited = true
 	delete(t.pyDirs, p.PID)
 	if err := t.att.forget(p.PID); err != nil {
 		t.opts.Logf("detach the probes of pid %d: %v", p.PID, err)
+	}
+	var st profilemateProcState
+	if t.objs.Procs.Lookup(uint32(p.PID), &st) == nil {
+		p.final = &st
+	}
+	if err := t.objs.Procs.Delete(uint32(p.PID)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.opts.Logf("forget pid %d: %v", p.PID, err)
+	}
+	if err := t.objs.ArmedProcs.Delete(uint32(p.PID)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.opts.Logf("forget the arming of pid %d: %v", p.PID, err)
 	}
 	t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
 }
@@ -516,7 +541,9 @@ func (t *Tracer) scan(now time.Time) {
 	for it.Next(&key, &val) {
 		p, ok := t.procs[int(key)]
 		switch {
-		case !ok:
+		case !ok || p.Exited:
+			// An exited process's entry is gone (exited): this is a
+			// new process with its PID.
 			fresh = append(fresh, int(key))
 		case !p.Exited && !p.armed(&val):
 			unarmed = append(unarmed, p)
@@ -624,7 +651,7 @@ func (t *Tracer) emitOpenSteps(sink Sink) {
 	var open []analysis.Step
 	for _, p := range t.Processes() {
 		var st profilemateProcState
-		if err := t.objs.Procs.Lookup(uint32(p.PID), &st); err != nil {
+		if !t.stateOf(p, &st) {
 			continue
 		}
 		for _, r := range st.Open {
@@ -654,23 +681,37 @@ func (t *Tracer) StepsBeforeProbes() uint64 {
 	var n uint64
 	for _, p := range t.Processes() {
 		var st profilemateProcState
-		if err := t.objs.Procs.Lookup(uint32(p.PID), &st); err == nil {
+		if t.stateOf(p, &st) {
 			n += st.StepsUnarmed
 		}
 	}
 	return n
 }
 
-// Processes returns the traced processes, by PID.
+// Processes returns the traced processes, by PID; of those with the same
+// PID, the ones that exited before a newer one took it come first.
 func (t *Tracer) Processes() []ProcInfo {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]ProcInfo, 0, len(t.procs))
+	out := make([]ProcInfo, 0, len(t.procs)+len(t.gone))
+	for _, p := range t.gone {
+		out = append(out, *p)
+	}
 	for _, p := range t.procs {
 		out = append(out, *p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out
+}
+
+// stateOf reads process p's state in the programs into st, or the one kept
+// at its exit, and reports whether there is one.
+func (t *Tracer) stateOf(p ProcInfo, st *profilemateProcState) bool {
+	if p.final != nil {
+		*st = *p.final
+		return true
+	}
+	return !p.Exited && t.objs.Procs.Lookup(uint32(p.PID), st) == nil
 }
 
 // Attached returns how many probes are attached now, counted in each
@@ -694,7 +735,7 @@ func (t *Tracer) Activity() []analysis.ProcessActivity {
 	out := make([]analysis.ProcessActivity, 0, len(procs))
 	for _, p := range procs {
 		var st profilemateProcState
-		if err := t.objs.Procs.Lookup(uint32(p.PID), &st); err != nil {
+		if !t.stateOf(p, &st) {
 			continue
 		}
 		out = append(out, analysis.ProcessActivity{
