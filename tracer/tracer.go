@@ -24,9 +24,12 @@ import (
 )
 
 // rescanEvery is how often Run looks for processes the fork hook added, and
-// at the libraries of processes not armed yet: a new worker is picked up well
-// within a second.
-const rescanEvery = 250 * time.Millisecond
+// at the libraries of processes not armed yet. A new process has no probes
+// until it is picked up (each link is the process's own), and steps it runs
+// before go unseen: vLLM's workers take seconds to their first step, the
+// simulated server's a fraction of one. A look costs a walk of the procs
+// map, tens of microseconds.
+const rescanEvery = 100 * time.Millisecond
 
 // ErrNoProcess is returned by Start when the PID names no process.
 var ErrNoProcess = errors.New("no such process")
@@ -385,10 +388,11 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 			t.exited(p)
 			continue
 		}
-		execed := known && gen != p.linkedGen
-		if execed {
+		if known && gen != p.linkedGen {
 			t.execed(p)
 			p.linkedGen = gen
+			// The new image may map them later, as a fresh process would.
+			t.attachKnown([]int{p.PID})
 		}
 		maps, err := t.opts.Proc.Maps(p.PID)
 		if err != nil {
@@ -411,10 +415,6 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 			}
 		}
 		t.findInstalledMarkers(p.PID, maps)
-		if execed {
-			// The new image may map them later, as a fresh process would.
-			t.attachKnown([]int{p.PID})
-		}
 		if live := t.att.live(p.PID, maps); known && live && st.Armed == 0 && p.armedGen != gen+1 {
 			if err := t.objs.ArmedProcs.Put(uint32(p.PID), gen+1); err == nil {
 				p.armedGen = gen + 1
