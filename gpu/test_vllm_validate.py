@@ -608,6 +608,36 @@ def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
     assert "graph       default        window" in sched and "graph       default@old    trace" in sched
 
 
+def test_traced_batches_against_stand_ins_begin_where_they_hold_the_launch_duty(tmp_path):
+    """Under --load batch each traced batch begins where a window as long as
+    the last untraced batch of its mode holds the sampling's share (the
+    stand-in tracer samples 400ms in every 1s), the first one after the
+    warm-up's batches; A/A batches begin at once."""
+    env = stand_in_vllm(tmp_path)
+    stand_in_tracers(tmp_path, "tracer")
+    data = tmp_path / "data"
+    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:default,untraced",
+                        "--pairs", "2", "--requests", "6", "--concurrency", "3", "--load", "batch",
+                        "--data", str(data), "--bin", str(tmp_path / "tracer"), "--port", "18951", "--shared-libs"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+    assert len(recs) == 16  # 2 rounds x 2 configs x two windows x two servers
+    windows = [recs[i:i + 2] for i in range(0, len(recs), 2)]
+    assert all(a["window"] == b["window"] and a["pair"] == b["pair"] for a, b in windows)
+    last = None
+    for w in windows:
+        offsets = {x["offset_s"] for x in w}
+        assert len(offsets) == 1
+        if w[0]["config"] == "untraced":
+            assert offsets == {0.0}
+        elif last is not None:
+            want = tracerrun.duty_offset(last, (0.4, 1.0)) or 0.5
+            assert offsets.pop() == pytest.approx(want), (last, w)
+        last = max(x["wall_s"] for x in w if not x["traced"])
+    assert all(x["gen_tokens"] == x["vllm_gen_tokens"] > 0 for x in recs)
+
+
 def test_one_server_traced_and_untraced_in_turn_against_stand_ins(tmp_path):
     env = stand_in_vllm(tmp_path)
     stand_in_tracers(tmp_path, "tracer")
