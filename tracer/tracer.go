@@ -27,8 +27,9 @@ import (
 // at the libraries of processes not armed yet. A new process has no probes
 // until it is picked up (each link is the process's own), and steps it runs
 // before go unseen: vLLM's workers take seconds to their first step, the
-// simulated server's a fraction of one. A look costs a walk of the procs
-// map, tens of microseconds.
+// simulated server's a fraction of one. A look walks the procs map (one
+// entry per traced process) and reads the maps of those not armed yet, in
+// the tracer's own thread: the traced processes pay nothing for it.
 const rescanEvery = 100 * time.Millisecond
 
 // ErrNoProcess is returned by Start when the PID names no process.
