@@ -133,24 +133,15 @@ func summarize(r Report, rows []Row, withoutDuration int, procs processes) Summa
 		},
 		Processes: processSummaries(rows, procs),
 		Ranks:     rankSpreads(rows, procs),
-		Activity:  activitySummaries(r.Activity, r.launchSec(), r.syncSec()),
+		Activity:  activitySummaries(r.Activity, r.liveSec(r.LaunchLiveNs), r.liveSec(r.SyncLiveNs)),
 	}
 }
 
-// syncSec is how long the synchronization probes were live, in seconds:
-// SyncLiveNs where the tracer said, else the trace's duration.
-func (r Report) syncSec() float64 {
-	if r.SyncLiveNs > 0 {
-		return float64(r.SyncLiveNs) / 1e9
-	}
-	return r.durationSec()
-}
-
-// launchSec is how long the kernel-launch probes were live, in seconds:
-// LaunchLiveNs where the tracer said, else the trace's duration.
-func (r Report) launchSec() float64 {
-	if r.LaunchLiveNs > 0 {
-		return float64(r.LaunchLiveNs) / 1e9
+// liveSec is how long a class of probes was live, in seconds: ns where the
+// tracer said (Report.LaunchLiveNs, SyncLiveNs), else the trace's duration.
+func (r Report) liveSec(ns uint64) float64 {
+	if ns > 0 {
+		return float64(ns) / 1e9
 	}
 	return r.durationSec()
 }

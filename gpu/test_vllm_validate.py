@@ -477,15 +477,23 @@ def stand_in_vllm(tmp_path):
     return dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
 
 
+def run_against_stand_ins(env, data, port, *args):
+    """Runs the script against the stand-ins (stand_in_vllm's env): 2
+    rounds of 6 requests, 3 in flight, its data in data; returns the
+    records it wrote."""
+    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), *args,
+                        "--pairs", "2", "--requests", "6", "--concurrency", "3", "--data", str(data),
+                        "--port", str(port), "--shared-libs"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+
+
 def test_the_script_runs_against_a_stand_in_server(tmp_path):
     env = stand_in_vllm(tmp_path)
     data = tmp_path / "data"
-    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:untraced*2;eager:untraced",
-                        "--pairs", "2", "--requests", "6", "--concurrency", "3", "--data", str(data),
-                        "--bin", "/bin/true", "--port", "18931", "--shared-libs", "--load", "batch"],
-                       env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+    recs = run_against_stand_ins(env, data, 18931, "--plan", "graph:untraced*2;eager:untraced",
+                                 "--bin", "/bin/true", "--load", "batch")
     want = sum(n for _, n in vllmserve.requests_of(6, seed=1))
     assert len(recs) == 24  # (4 graph + 2 eager pairs) x two windows x two servers
     assert {(r["mode"], r["pair"], r["window"], r["server"], r["traced"]) for r in recs} == {
@@ -567,13 +575,9 @@ def test_steady_windows_against_a_stand_in_server_and_tracer(tmp_path):
     env = stand_in_vllm(tmp_path)
     stand_in_tracers(tmp_path, "tracer", "old-tracer")
     data = tmp_path / "data"
-    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"),
-                        "--plan", "graph:default,default@old,untraced", "--tracer", f"old={tmp_path / 'old-tracer'}",
-                        "--pairs", "2", "--requests", "6", "--concurrency", "3", "--window", "0.5",
-                        "--data", str(data), "--bin", str(tmp_path / "tracer"), "--port", "18941", "--shared-libs"],
-                       env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+    recs = run_against_stand_ins(env, data, 18941, "--plan", "graph:default,default@old,untraced",
+                                 "--tracer", f"old={tmp_path / 'old-tracer'}", "--window", "0.5",
+                                 "--bin", str(tmp_path / "tracer"))
     assert len(recs) == 24  # 2 rounds x 3 configs x two windows x two servers
     assert all(r["load"] == "steady" and 0.45 < r["wall_s"] < 1.0 for r in recs)
     # A window of 0.5 s of sampling 400ms in every 1s begins 0.2 s after the
@@ -616,12 +620,8 @@ def test_traced_batches_against_stand_ins_begin_where_they_hold_the_launch_duty(
     env = stand_in_vllm(tmp_path)
     stand_in_tracers(tmp_path, "tracer")
     data = tmp_path / "data"
-    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--plan", "graph:default,untraced",
-                        "--pairs", "2", "--requests", "6", "--concurrency", "3", "--load", "batch",
-                        "--data", str(data), "--bin", str(tmp_path / "tracer"), "--port", "18951", "--shared-libs"],
-                       env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+    recs = run_against_stand_ins(env, data, 18951, "--plan", "graph:default,untraced", "--load", "batch",
+                                 "--bin", str(tmp_path / "tracer"))
     assert len(recs) == 16  # 2 rounds x 2 configs x two windows x two servers
     windows = [recs[i:i + 2] for i in range(0, len(recs), 2)]
     assert all(a["window"] == b["window"] and a["pair"] == b["pair"] for a, b in windows)
@@ -642,13 +642,8 @@ def test_one_server_traced_and_untraced_in_turn_against_stand_ins(tmp_path):
     env = stand_in_vllm(tmp_path)
     stand_in_tracers(tmp_path, "tracer")
     data = tmp_path / "data"
-    r = subprocess.run([sys.executable, os.path.join(HERE, "vllm_validate.py"), "--servers", "1",
-                        "--plan", "graph:default,untraced", "--pairs", "2", "--requests", "6", "--concurrency", "3",
-                        "--window", "0.5", "--data", str(data), "--bin", str(tmp_path / "tracer"),
-                        "--port", "18951", "--shared-libs"],
-                       env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    recs = [json.loads(x) for x in (data / "batches.jsonl").read_text().splitlines()]
+    recs = run_against_stand_ins(env, data, 18951, "--servers", "1", "--plan", "graph:default,untraced",
+                                 "--window", "0.5", "--bin", str(tmp_path / "tracer"))
     # One server, traced in the first window of even pairs and the second
     # of odd ones; the A/A config has the roles without a tracer.
     assert {(r["config"], r["pair"], r["window"], r["server"], r["traced"]) for r in recs} == {

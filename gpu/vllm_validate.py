@@ -236,7 +236,7 @@ def pin_cpus(pin):
     return a, b
 
 
-def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None, batch_secs=None):
+def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady, batch_secs):
     """One pair of windows of cfg: with two servers each is traced in one of
     them, so that a difference between the servers cancels; with one
     (--servers 1) it is traced in one and not in the other. The order
@@ -263,9 +263,8 @@ def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None, b
             recs = steady_window(servers, traced, args.window, loads, tr, sample_kv=mode in SAMPLE_KV)
         else:
             recs = batch_window(servers, traced, reqs, args.concurrency, tr, sample_kv=mode in SAMPLE_KV,
-                                expect=(batch_secs or {}).get(mode))
-            if batch_secs is not None:
-                batch_secs[mode] = max(r["wall_s"] for r in recs if not r["traced"])
+                                expect=batch_secs.get(mode))
+            batch_secs[mode] = max(r["wall_s"] for r in recs if not r["traced"])
         for rec in recs:
             rec.update(mode=mode, config=cfg, pair=pair, window=w, load=args.load, servers=len(servers),
                        t=time.time())
@@ -276,7 +275,8 @@ def run_pair(servers, mode, cfg, pair, args, reqs, tracers, sink, steady=None, b
 def measure_plan(plan, servers, args, reqs, tracers, sink, path, batch_secs=None):
     """Rounds of the plan (see rounds) until args.pairs rounds are done or
     args.minutes have passed; the table so far after every few rounds.
-    batch_secs: see run_pair."""
+    batch_secs: see run_pair (none known: {})."""
+    batch_secs = {} if batch_secs is None else batch_secs
     end = time.monotonic() + args.minutes * 60 if args.minutes else None
     done = {}
     order = [(m, e[0]) for m, cfgs in plan for e in cfgs]

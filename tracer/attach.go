@@ -635,7 +635,8 @@ func (a *attacher) armed(pid int) bool {
 		return true
 	}
 	var gen uint32
-	return st.Armed != 0 || a.objs.ArmedProcs.Lookup(uint32(pid), &gen) == nil && gen == st.ExecGen+1
+	_ = a.objs.ArmedProcs.Lookup(uint32(pid), &gen) // 0, never a generation plus one, where none
+	return armedBy(&st, gen)
 }
 
 // symbolOffsets returns where to probe each function a library exports: the

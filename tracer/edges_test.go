@@ -36,6 +36,18 @@ func runTracer(t *testing.T, tr *Tracer) (stop func() []analysis.Step) {
 	return func() []analysis.Step { return stopAll().steps }
 }
 
+// startTracer starts a tracer with opts, failing the test where it cannot,
+// and closes it when the test ends.
+func startTracer(t *testing.T, opts Options) *Tracer {
+	t.Helper()
+	tr, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
 // runCollecting runs tr until stop is called and returns every record it
 // emitted.
 func runCollecting(t testing.TB, tr *Tracer) (stop func() *collected) {
@@ -76,11 +88,7 @@ func TestStepsBegunBeforeCUDAProbesAreLeftOut(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { probeHook = nil })
-	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracer(t, Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
 	probeHook = nil
 	if !ran {
 		// /proc/PID/maps lists the marker (dlopen'ed last, at the lowest
@@ -138,11 +146,7 @@ func TestStepOpenAtEndIsWritten(t *testing.T) {
 	requireRoot(t)
 	bin, marker := buildWorkload(t)
 	w := startWorkload(t, bin, marker, 3, false)
-	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracer(t, Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
 	stop := runTracer(t, tr)
 	fmt.Fprintln(w.stdin, "go")
 	w.expect(t, "done")

@@ -28,11 +28,7 @@ func TestTraceFollowsExec(t *testing.T) {
 			const steps = 3
 			w := startWorkload(t, bin, marker, steps, false)
 			pid := w.cmd.Process.Pid
-			tr, err := Start(Options{PID: pid, Logf: t.Logf})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tr.Close()
+			tr := startTracer(t, Options{PID: pid, Logf: t.Logf})
 			stop := runTracer(t, tr)
 			fmt.Fprintln(w.stdin, "go")
 			w.expect(t, "done")

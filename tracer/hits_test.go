@@ -69,11 +69,7 @@ func TestSampledProbesDoNotFireBetweenWindows(t *testing.T) {
 	enableRunCounts(t)
 	bin, marker := buildWorkload(t)
 	w := startWorkload(t, bin, marker, 1, false)
-	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf, Sample: window, Sampled: ClassLaunch | ClassSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracer(t, Options{PID: w.cmd.Process.Pid, Logf: t.Logf, Sample: window, Sampled: ClassLaunch | ClassSync})
 	stop := runTracer(t, tr)
 	defer stop()
 	fmt.Fprintln(w.stdin, "go")

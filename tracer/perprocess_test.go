@@ -28,11 +28,7 @@ func TestUntracedNeighbourPaysNoProbes(t *testing.T) {
 	bin, marker := buildWorkload(t)
 	traced := startWorkload(t, bin, marker, 1, false)
 	neighbour := startWorkload(t, bin, marker, 1, false)
-	tr, err := Start(Options{PID: traced.cmd.Process.Pid, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracer(t, Options{PID: traced.cmd.Process.Pid, Logf: t.Logf})
 	stop := runTracer(t, tr)
 	for _, w := range []*workload{traced, neighbour} {
 		fmt.Fprintln(w.stdin, "go")
@@ -89,11 +85,7 @@ func TestTraceFollowsForkAfterAttach(t *testing.T) {
 	bin, marker := buildWorkload(t)
 	const steps = 5
 	w := startWorkload(t, bin, marker, steps, true)
-	tr, err := Start(Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracer(t, Options{PID: w.cmd.Process.Pid, Logf: t.Logf})
 	children := make(chan int, 1)
 	var markerProbed bool
 	var ran atomic.Bool

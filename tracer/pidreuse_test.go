@@ -35,11 +35,7 @@ func TestReusedPIDIsTracedAsNew(t *testing.T) {
 		}
 	}
 	spawn("old")
-	tr, err := Start(Options{PID: pid, Proc: Proc{Root: root}, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracer(t, Options{PID: pid, Proc: Proc{Root: root}, Logf: t.Logf})
 	// The old process's counts, and its arming by the tracer.
 	st := profilemateProcState{Launches: 7, Armed: 1}
 	if err := tr.objs.Procs.Put(uint32(pid), &st); err != nil {

@@ -118,11 +118,7 @@ func TestSyncCutByAWindowLeavesLaterSyncsTimed(t *testing.T) {
 	bin, marker := buildWorkload(t)
 	w := startWorkload(t, bin, marker, 1, false)
 	pid := w.cmd.Process.Pid
-	tr, err := Start(Options{PID: pid, Logf: t.Logf, Sample: window, Sampled: ClassSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startTracer(t, Options{PID: pid, Logf: t.Logf, Sample: window, Sampled: ClassSync})
 	probeAlongside(t, tr, "cuStreamSynchronize")
 	stop := runTracer(t, tr)
 	fmt.Fprintln(w.stdin, "go") // step 1

@@ -432,10 +432,7 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 // would arm it at once.
 func (t *Tracer) exited(p *ProcInfo) {
 	p.Exited = true
-	delete(t.pyDirs, p.PID)
-	if err := t.att.forget(p.PID); err != nil {
-		t.opts.Logf("detach the probes of pid %d: %v", p.PID, err)
-	}
+	t.unprobe(p)
 	var st profilemateProcState
 	if t.objs.Procs.Lookup(uint32(p.PID), &st) == nil {
 		p.final = &st
@@ -463,17 +460,30 @@ func (t *Tracer) exited(p *ProcInfo) {
 // probes attached for an armed process. The Python dirs looked into were
 // the old image's.
 func (t *Tracer) execed(p *ProcInfo) {
+	t.unprobe(p)
+	t.opts.Logf("process %d exec'd; probing its libraries again", p.PID)
+}
+
+// unprobe detaches p's probes and forgets the Python dirs looked into for
+// it: both were of the process as it was.
+func (t *Tracer) unprobe(p *ProcInfo) {
 	delete(t.pyDirs, p.PID)
 	if err := t.att.forget(p.PID); err != nil {
 		t.opts.Logf("detach the probes of pid %d: %v", p.PID, err)
 	}
-	t.opts.Logf("process %d exec'd; probing its libraries again", p.PID)
 }
 
 // armed reports whether the programs let process p's steps open, from its
 // state in the procs map.
 func (p *ProcInfo) armed(st *profilemateProcState) bool {
-	return st.Armed != 0 || p.armedGen == st.ExecGen+1
+	return armedBy(st, p.armedGen)
+}
+
+// armedBy is is_armed of the programs: a process with state st is armed
+// by itself, or by the tracer for its exec generation (armedGen, that
+// generation plus one, as armed_procs holds it).
+func armedBy(st *profilemateProcState, armedGen uint32) bool {
+	return st.Armed != 0 || armedGen == st.ExecGen+1
 }
 
 // findInstalledMarkers probes the marker where process pid's Python would
@@ -546,7 +556,7 @@ func (t *Tracer) scan(now time.Time) {
 			// An exited process's entry is gone (exited): this is a
 			// new process with its PID.
 			fresh = append(fresh, int(key))
-		case !p.Exited && !p.armed(&val):
+		case !p.armed(&val):
 			unarmed = append(unarmed, p)
 		}
 	}

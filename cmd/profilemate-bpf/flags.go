@@ -19,30 +19,58 @@ type config struct {
 	out      string
 	verbose  bool
 	version  bool
-	launches launchMode
-	syncs    syncMode
+	launches probeMode
+	syncs    probeMode
 	sample   tracer.Sampling // under --launches=sample and --syncs=sample
 	leaveOut tracer.Classes
 	outputs  report.Outputs
 }
 
-// launchMode is --launches: how kernel launches are counted.
-type launchMode string
+// probeMode is --launches or --syncs: when a class of probes is live.
+type probeMode string
 
 const (
-	launchesSampled launchMode = "sample" // a second out of every ten (the default)
-	launchesAll     launchMode = "all"    // every step
-	launchesOff     launchMode = "off"    // never
+	modeSample probeMode = "sample" // a second out of every ten, launches and waits alike (the default)
+	modeAll    probeMode = "all"    // every step
+	modeOff    probeMode = "off"    // never
 )
 
-// syncMode is --syncs: how GPU waits (CUDA synchronizations) are timed.
-type syncMode string
+func (m *probeMode) String() string {
+	if m == nil {
+		return ""
+	}
+	return string(*m)
+}
 
-const (
-	syncsSampled syncMode = "sample" // in the launches' sampled seconds (the default)
-	syncsAll     syncMode = "all"    // every step
-	syncsOff     syncMode = "off"    // never
-)
+// Set takes sample, all or off.
+func (m *probeMode) Set(s string) error {
+	switch v := probeMode(s); v {
+	case modeSample, modeAll, modeOff:
+		*m = v
+		return nil
+	}
+	return fmt.Errorf("want sample, all or off, got %q", s)
+}
+
+// on reports whether the probes are live at all.
+func (m probeMode) on() bool { return m != modeOff }
+
+// launchesFlag is --launches: a probeMode that also takes true and false,
+// meaning all and off, and alone means all: the flag was a boolean once.
+type launchesFlag struct{ *probeMode }
+
+func (f launchesFlag) Set(s string) error {
+	switch s {
+	case "true":
+		s = string(modeAll)
+	case "false":
+		s = string(modeOff)
+	}
+	return f.probeMode.Set(s)
+}
+
+// IsBoolFlag lets a bare --launches mean --launches=all.
+func (f launchesFlag) IsBoolFlag() bool { return true }
 
 // defaultSampling is when launches are probed under --launches=sample and
 // synchronizations under --syncs=sample: each probed launch costs the
@@ -70,59 +98,13 @@ func parseSampling(s string) (tracer.Sampling, error) {
 	return l, nil
 }
 
-func (m *launchMode) String() string { return string(*m) }
-
-// parseMode reads a --launches or --syncs value: sample, all or off; with
-// bools, true and false too, meaning all and off.
-func parseMode(s string, bools bool) (string, error) {
-	switch {
-	case s == "sample", s == "all", s == "off":
-		return s, nil
-	case bools && s == "true":
-		return "all", nil
-	case bools && s == "false":
-		return "off", nil
-	}
-	return "", fmt.Errorf("want sample, all or off, got %q", s)
-}
-
-// Set takes sample, all or off; true and false (the flag was a boolean
-// once) mean all and off.
-func (m *launchMode) Set(s string) error {
-	v, err := parseMode(s, true)
-	if err == nil {
-		*m = launchMode(v)
-	}
-	return err
-}
-
-// IsBoolFlag lets a bare --launches mean --launches=all.
-func (m *launchMode) IsBoolFlag() bool { return true }
-
-// counted reports whether launches are probed at all.
-func (m launchMode) counted() bool { return m != launchesOff }
-
-func (m *syncMode) String() string { return string(*m) }
-
-// Set takes sample, all or off.
-func (m *syncMode) Set(s string) error {
-	v, err := parseMode(s, false)
-	if err == nil {
-		*m = syncMode(v)
-	}
-	return err
-}
-
-// timed reports whether synchronizations are probed at all.
-func (m syncMode) timed() bool { return m != syncsOff }
-
 // sampled are the probe classes that follow the sampling windows.
 func (c config) sampled() tracer.Classes {
 	var classes tracer.Classes
-	if c.launches == launchesSampled {
+	if c.launches == modeSample {
 		classes |= tracer.ClassLaunch
 	}
-	if c.syncs == syncsSampled {
+	if c.syncs == modeSample {
 		classes |= tracer.ClassSync
 	}
 	return classes
@@ -141,10 +123,10 @@ func (c config) sampling() tracer.Sampling {
 // --leave-out names, and launches and synchronizations where they are off.
 func (c config) leave() tracer.Classes {
 	leave := c.leaveOut
-	if !c.launches.counted() {
+	if !c.launches.on() {
 		leave |= tracer.ClassLaunch
 	}
-	if !c.syncs.timed() {
+	if !c.syncs.on() {
 		leave |= tracer.ClassSync
 	}
 	return leave
@@ -203,9 +185,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to trace, as a Go duration (`30s`, 2m)")
 	fs.StringVar(&c.out, "out", "", "write the results into `DIR` (default $VLLM_PROFILING_DIR/session_<time>)")
 	format := fs.String("format", "all", "what to write besides the CSV and summary.json: `all`, csv (nothing else), or a list of timeline, plots, report")
-	c.launches = launchesSampled
-	fs.Var(&c.launches, "launches", "count kernel launches per step: `sample` (1 s in every 10; the default), all (every step, about 1 µs per launch), off")
-	c.syncs = syncsSampled
+	c.launches = modeSample
+	fs.Var(launchesFlag{&c.launches}, "launches", "count kernel launches per step: `sample` (1 s in every 10; the default), all (every step, about 1 µs per launch), off")
+	c.syncs = modeSample
 	fs.Var(&c.syncs, "syncs", "time GPU waits (CUDA synchronizations) per step: `sample` (in the same sampled seconds as launches, 1 s in every 10; the default), all (every step, two probe hits of several µs per wait), off")
 	sample := fs.String("launch-sample", fmt.Sprintf("%v/%v", defaultSampling.On, defaultSampling.Every), "under --launches=sample and --syncs=sample, count launches and time GPU waits `ON/EVERY`")
 	leaveOut := fs.String("leave-out", "", "measuring the tracer's own cost: leave out these probe `CLASSES` ("+strings.Join(tracer.ClassNames(), ",")+"); the results miss what they count")
@@ -244,10 +226,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fail(exitUsage, fmt.Errorf("--leave-out: %w", err))
 	}
 	if c.leaveOut.Has(tracer.ClassLaunch) {
-		c.launches = launchesOff
+		c.launches = modeOff
 	}
 	if c.leaveOut.Has(tracer.ClassSync) {
-		c.syncs = syncsOff
+		c.syncs = modeOff
 	}
 	if c.duration <= 0 {
 		return c, fail(exitUsage, fmt.Errorf("--duration must be positive, got %v", c.duration))

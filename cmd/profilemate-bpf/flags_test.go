@@ -18,24 +18,24 @@ func TestSyncsFlag(t *testing.T) {
 	def := tracer.Sampling{On: time.Second, Every: 10 * time.Second}
 	for _, c := range []struct {
 		args     []string
-		launches launchMode
-		syncs    syncMode
+		launches probeMode
+		syncs    probeMode
 		sampled  tracer.Classes
 		sampling tracer.Sampling
 		leave    tracer.Classes
 	}{
-		{nil, launchesSampled, syncsSampled, tracer.ClassLaunch | tracer.ClassSync, def, 0},
-		{[]string{"--syncs=all"}, launchesSampled, syncsAll, tracer.ClassLaunch, def, 0},
-		{[]string{"--syncs", "off"}, launchesSampled, syncsOff, tracer.ClassLaunch, def, tracer.ClassSync},
-		{[]string{"--syncs=sample"}, launchesSampled, syncsSampled, tracer.ClassLaunch | tracer.ClassSync, def, 0},
-		{[]string{"--leave-out", "sync"}, launchesSampled, syncsOff, tracer.ClassLaunch, def, tracer.ClassSync},
-		{[]string{"--leave-out", "sync", "--syncs=all"}, launchesSampled, syncsOff, tracer.ClassLaunch, def, tracer.ClassSync},
-		{[]string{"--launches=off"}, launchesOff, syncsSampled, tracer.ClassSync, def, tracer.ClassLaunch},
-		{[]string{"--launches=all", "--launch-sample", "2s/5s"}, launchesAll, syncsSampled, tracer.ClassSync,
+		{nil, modeSample, modeSample, tracer.ClassLaunch | tracer.ClassSync, def, 0},
+		{[]string{"--syncs=all"}, modeSample, modeAll, tracer.ClassLaunch, def, 0},
+		{[]string{"--syncs", "off"}, modeSample, modeOff, tracer.ClassLaunch, def, tracer.ClassSync},
+		{[]string{"--syncs=sample"}, modeSample, modeSample, tracer.ClassLaunch | tracer.ClassSync, def, 0},
+		{[]string{"--leave-out", "sync"}, modeSample, modeOff, tracer.ClassLaunch, def, tracer.ClassSync},
+		{[]string{"--leave-out", "sync", "--syncs=all"}, modeSample, modeOff, tracer.ClassLaunch, def, tracer.ClassSync},
+		{[]string{"--launches=off"}, modeOff, modeSample, tracer.ClassSync, def, tracer.ClassLaunch},
+		{[]string{"--launches=all", "--launch-sample", "2s/5s"}, modeAll, modeSample, tracer.ClassSync,
 			tracer.Sampling{On: 2 * time.Second, Every: 5 * time.Second}, 0},
-		{[]string{"--launches=all", "--syncs=all"}, launchesAll, syncsAll, 0, tracer.Sampling{}, 0},
-		{[]string{"--launches=off", "--syncs=off"}, launchesOff, syncsOff, 0, tracer.Sampling{}, tracer.ClassLaunch | tracer.ClassSync},
-		{[]string{"--leave-out", "graph", "--syncs=off"}, launchesSampled, syncsOff, tracer.ClassLaunch, def, tracer.ClassGraph | tracer.ClassSync},
+		{[]string{"--launches=all", "--syncs=all"}, modeAll, modeAll, 0, tracer.Sampling{}, 0},
+		{[]string{"--launches=off", "--syncs=off"}, modeOff, modeOff, 0, tracer.Sampling{}, tracer.ClassLaunch | tracer.ClassSync},
+		{[]string{"--leave-out", "graph", "--syncs=off"}, modeSample, modeOff, tracer.ClassLaunch, def, tracer.ClassGraph | tracer.ClassSync},
 	} {
 		cfg, err := parseFlags(append([]string{"--pid", "5"}, c.args...), &bytes.Buffer{})
 		if err != nil {

@@ -209,8 +209,8 @@ func trace(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	facts := report.Facts{Server: serverName(title, cfg.pid), Start: t0, Version: version, Marker: status}
 	return writeResults(dir, stdout, stderr, tr, col, analysis.Report{StartNs: startNs, EndNs: endNs,
-		NoLaunchProbes: !cfg.launches.counted(), LaunchesSampled: cfg.launches == launchesSampled,
-		NoSyncProbes: !cfg.syncs.timed(), SyncsSampled: cfg.syncs == syncsSampled,
+		NoLaunchProbes: !cfg.launches.on(), LaunchesSampled: cfg.launches == modeSample,
+		NoSyncProbes: !cfg.syncs.on(), SyncsSampled: cfg.syncs == modeSample,
 		LeftOut: cfg.leaveOut.String()}, facts, cfg.outputs)
 }
 
@@ -238,27 +238,27 @@ func serverName(title string, pid int) string {
 // EVERY ", which gpu/tracerrun.py reads the sampling from.
 func launchLine(cfg config) string {
 	window := fmt.Sprintf("%v in every %v", cfg.sample.On, cfg.sample.Every)
-	if string(cfg.launches) == string(cfg.syncs) {
+	if cfg.launches == cfg.syncs {
 		switch cfg.launches {
-		case launchesSampled:
+		case modeSample:
 			return fmt.Sprintf("  kernel launches counted %s and GPU waits timed in the same seconds (--launches=all, --syncs=all: every step)", window)
-		case launchesAll:
+		case modeAll:
 			return "  kernel launches counted and GPU waits timed in every step (--launches=all, --syncs=all)"
 		default:
 			return "  kernel launches not counted and GPU waits not timed (--launches=off, --syncs=off)"
 		}
 	}
-	return "  " + probingClause("kernel launches", "counted", "--launches", string(cfg.launches), window) +
-		"; " + probingClause("GPU waits", "timed", "--syncs", string(cfg.syncs), window)
+	return "  " + probingClause("kernel launches", "counted", "--launches", cfg.launches, window) +
+		"; " + probingClause("GPU waits", "timed", "--syncs", cfg.syncs, window)
 }
 
 // probingClause says how what is probed under flag's mode (sample, all or
 // off): verb in window, in every step, or not at all.
-func probingClause(what, verb, flag, mode, window string) string {
+func probingClause(what, verb, flag string, mode probeMode, window string) string {
 	switch mode {
-	case "sample":
+	case modeSample:
 		return fmt.Sprintf("%s %s %s (%s=all: every step)", what, verb, window, flag)
-	case "all":
+	case modeAll:
 		return fmt.Sprintf("%s %s in every step (%s=all)", what, verb, flag)
 	}
 	return fmt.Sprintf("%s not %s (%s=off)", what, verb, flag)

@@ -97,26 +97,26 @@ func TestEdgeNote(t *testing.T) {
 // "GPU waits timed ON in every EVERY", followed by a space).
 func TestLaunchLine(t *testing.T) {
 	for _, c := range []struct {
-		launches launchMode
-		syncs    syncMode
+		launches probeMode
+		syncs    probeMode
 		want     string
 	}{
-		{launchesSampled, syncsSampled, "  kernel launches counted 250ms in every 2.5s and GPU waits timed in the same seconds (--launches=all, --syncs=all: every step)"},
-		{launchesAll, syncsAll, "  kernel launches counted and GPU waits timed in every step (--launches=all, --syncs=all)"},
-		{launchesOff, syncsOff, "  kernel launches not counted and GPU waits not timed (--launches=off, --syncs=off)"},
-		{launchesSampled, syncsAll, "  kernel launches counted 250ms in every 2.5s (--launches=all: every step); GPU waits timed in every step (--syncs=all)"},
-		{launchesSampled, syncsOff, "  kernel launches counted 250ms in every 2.5s (--launches=all: every step); GPU waits not timed (--syncs=off)"},
-		{launchesAll, syncsSampled, "  kernel launches counted in every step (--launches=all); GPU waits timed 250ms in every 2.5s (--syncs=all: every step)"},
-		{launchesAll, syncsOff, "  kernel launches counted in every step (--launches=all); GPU waits not timed (--syncs=off)"},
-		{launchesOff, syncsSampled, "  kernel launches not counted (--launches=off); GPU waits timed 250ms in every 2.5s (--syncs=all: every step)"},
-		{launchesOff, syncsAll, "  kernel launches not counted (--launches=off); GPU waits timed in every step (--syncs=all)"},
+		{modeSample, modeSample, "  kernel launches counted 250ms in every 2.5s and GPU waits timed in the same seconds (--launches=all, --syncs=all: every step)"},
+		{modeAll, modeAll, "  kernel launches counted and GPU waits timed in every step (--launches=all, --syncs=all)"},
+		{modeOff, modeOff, "  kernel launches not counted and GPU waits not timed (--launches=off, --syncs=off)"},
+		{modeSample, modeAll, "  kernel launches counted 250ms in every 2.5s (--launches=all: every step); GPU waits timed in every step (--syncs=all)"},
+		{modeSample, modeOff, "  kernel launches counted 250ms in every 2.5s (--launches=all: every step); GPU waits not timed (--syncs=off)"},
+		{modeAll, modeSample, "  kernel launches counted in every step (--launches=all); GPU waits timed 250ms in every 2.5s (--syncs=all: every step)"},
+		{modeAll, modeOff, "  kernel launches counted in every step (--launches=all); GPU waits not timed (--syncs=off)"},
+		{modeOff, modeSample, "  kernel launches not counted (--launches=off); GPU waits timed 250ms in every 2.5s (--syncs=all: every step)"},
+		{modeOff, modeAll, "  kernel launches not counted (--launches=off); GPU waits timed in every step (--syncs=all)"},
 	} {
 		cfg := config{launches: c.launches, syncs: c.syncs, sample: tracer.Sampling{On: 250 * time.Millisecond, Every: 2500 * time.Millisecond}}
 		if got := launchLine(cfg); got != c.want {
 			t.Errorf("--launches=%s --syncs=%s: %q, want %q", c.launches, c.syncs, got, c.want)
 		}
 		sampling := regexp.MustCompile(`(?:kernel launches counted|GPU waits timed) (\S+) in every (\S+) `).FindStringSubmatch(launchLine(cfg))
-		if (sampling != nil) != (c.launches == launchesSampled || c.syncs == syncsSampled) || sampling != nil && (sampling[1] != "250ms" || sampling[2] != "2.5s") {
+		if (sampling != nil) != (c.launches == modeSample || c.syncs == modeSample) || sampling != nil && (sampling[1] != "250ms" || sampling[2] != "2.5s") {
 			t.Errorf("--launches=%s --syncs=%s: gpu/tracerrun.py would read the sampling as %q", c.launches, c.syncs, sampling)
 		}
 	}
