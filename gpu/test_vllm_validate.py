@@ -198,6 +198,13 @@ def test_agreement_of_steady_windows_over_the_window_or_the_whole_trace():
     assert a["joined"] == 129
     assert vllmstats.sched_agreement([sched_in, w])["sched_steps"] == (130 + 130, 130 + 130)
     assert "graph       default        window 98 / 100" in vllmstats.table([sched_in], [("graph", "default")])
+    # Pooled in a table, each keeps its own span: a row over the windows
+    # that have their steps, a row over the traces of those that do not.
+    text = vllmstats.table([sched_in, w], [("graph", "default")])
+    assert "graph       default        window 99 / 100" in text
+    assert "graph       default        trace  130 / 130" in text
+    assert re.search(r"window 98 / 100 = 0\.9800 +129 2 / 3", text)
+    assert re.search(r"trace  130 / 130 = 1\.0000 +0 0 / 0", text)
 
 
 def test_go_durations_and_the_window_offset_that_keeps_the_launch_duty():
