@@ -28,14 +28,17 @@ type PhaseStats struct {
 	MeanBatchSize float64 `json:"mean_batch_size"`
 	MeanNumTokens float64 `json:"mean_num_tokens"`
 	// MeanLaunches is over the steps whose launches were counted
-	// (LaunchCountedSteps of them: all, or those in the sampled seconds).
-	MeanLaunches       float64 `json:"mean_launches"`
-	LaunchCountedSteps int     `json:"launch_counted_steps"`
-	MeanGraphLaunches  float64 `json:"mean_graph_launches"`
+	// (LaunchCountedSteps of them: all, or those in the sampled seconds);
+	// nil when none was, as when no step of a short phase fell in a
+	// sampled second: a zero there would read as steps that launch nothing.
+	MeanLaunches       *float64 `json:"mean_launches"`
+	LaunchCountedSteps int      `json:"launch_counted_steps"`
+	MeanGraphLaunches  float64  `json:"mean_graph_launches"`
 	// MeanSyncWaitMs is over the steps whose synchronizations were timed
-	// (SyncCountedSteps of them: all, or those in the sampled seconds).
-	MeanSyncWaitMs   float64 `json:"mean_sync_wait_ms"`
-	SyncCountedSteps int     `json:"sync_counted_steps"`
+	// (SyncCountedSteps of them: all, or those in the sampled seconds);
+	// absent when none was.
+	MeanSyncWaitMs   OptMs `json:"mean_sync_wait_ms"`
+	SyncCountedSteps int   `json:"sync_counted_steps"`
 	// TokensPerSec is all tokens over all durations: the mean of the CSV's
 	// throughput column weighted by duration, so one tiny step cannot
 	// dominate it as it would a plain mean of per-step rates.
@@ -136,10 +139,10 @@ func phaseStats(p Phase, rows []Row) PhaseStats {
 		MeanIntervalMs:     ivl.result(),
 		MeanBatchSize:      round(sumBatch/n, 3),
 		MeanNumTokens:      round(sumTokens/n, 3),
-		MeanLaunches:       round(launches.mean(), 3),
+		MeanLaunches:       launches.opt(3),
 		LaunchCountedSteps: launches.n,
 		MeanGraphLaunches:  round(sumGraphs/n, 3),
-		MeanSyncWaitMs:     roundMs(syncs.mean()),
+		MeanSyncWaitMs:     syncs.result(),
 		SyncCountedSteps:   syncs.n,
 	}
 	if sumDur > 0 {
@@ -178,13 +181,6 @@ func (m mean) opt(decimals int) *float64 {
 		return nil
 	}
 	return ptr(round(m.sum/float64(m.n), decimals))
-}
-
-func (m mean) mean() float64 {
-	if m.n == 0 {
-		return 0
-	}
-	return m.sum / float64(m.n)
 }
 
 func (m mean) result() OptMs {

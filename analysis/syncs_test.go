@@ -58,6 +58,43 @@ func TestSyncWaitMeanOverCountedStepsOnly(t *testing.T) {
 	checkNumbers(t, "decode", m["decode"], map[string]float64{"count": 7, "mean_sync_wait_ms": 2, "sync_counted_steps": 7})
 }
 
+// A phase none of whose steps fell in a sampled second has no mean of
+// launches or sync wait: null in summary.json and "-" in the table, never
+// a zero that reads as steps that launch nothing (lease 11 on the H200:
+// a 2.5 s batch whose sampled quarter second held only its prefill and
+// mixed steps showed its 389 graph-replayed decode steps at 0.0).
+func TestPhaseWithoutSampledStepsHasNoMeans(t *testing.T) {
+	r := syncsSampledReport()
+	r.LaunchesSampled, r.LaunchLiveNs = true, 500*msNs
+	for i := range r.Steps {
+		if r.Steps[i].StepID == 1 { // the prefill steps
+			r.Steps[i].LaunchesUncounted, r.Steps[i].SyncsUncounted = true, true
+		}
+	}
+	m, _ := summaryJSON(t, r)
+	prefill := m["prefill"].(map[string]any)
+	for _, k := range []string{"mean_launches", "mean_sync_wait_ms"} {
+		if v, ok := prefill[k]; !ok || v != nil {
+			t.Errorf("prefill.%s = %v (present: %v), want null", k, v, ok)
+		}
+	}
+	checkNumbers(t, "prefill", prefill, map[string]float64{"count": 2, "launch_counted_steps": 0, "sync_counted_steps": 0})
+	checkNumbers(t, "decode", m["decode"], map[string]float64{"mean_launches": 100, "launch_counted_steps": 7})
+	lines := 0
+	for _, cells := range tableCells(render(t, r)) {
+		if cells[0] != "prefill" {
+			continue
+		}
+		lines++
+		if cells[8] != "-" || cells[10] != "-" {
+			t.Errorf("prefill line %q: want - for Launches/step and Sync ms/step", cells)
+		}
+	}
+	if lines == 0 {
+		t.Error("no prefill line in the phase table")
+	}
+}
+
 // _trace says whether synchronizations were probed and sampled and for how
 // long their probes were live, and _activity's share of time blocked is
 // over those seconds: 50 and 100 ms of waiting in 0.5 s of probing.
@@ -140,12 +177,12 @@ func TestSampledNotesInTheTable(t *testing.T) {
 		launchLiveNs    uint64
 		want, activity  string
 	}{
-		{"both sampled", true, true, 500 * msNs, "Launches/step and Sync ms/step: means over the steps of the sampled seconds only (launch_counted_steps and sync_counted_steps in summary.json)",
+		{"both sampled", true, true, 500 * msNs, "Launches/step and Sync ms/step: means over the steps of the sampled seconds only (launch_counted_steps and sync_counted_steps in summary.json; -: none of the line's steps fell in one)",
 			"Launches, syncs and sync wait: in the sampled seconds only, 0.5 s of the 2.0 s trace; launches/s and sync share are of those seconds"},
-		{"both sampled, live apart", true, true, 300 * msNs, "Launches/step and Sync ms/step: means over the steps of the sampled seconds only (launch_counted_steps and sync_counted_steps in summary.json)",
+		{"both sampled, live apart", true, true, 300 * msNs, "Launches/step and Sync ms/step: means over the steps of the sampled seconds only (launch_counted_steps and sync_counted_steps in summary.json; -: none of the line's steps fell in one)",
 			"Launches: in the sampled seconds only, 0.3 s of the 2.0 s trace; launches/s is their rate over those seconds. " + syncNote},
-		{"syncs sampled", false, true, 0, "Sync ms/step: means over the steps of the sampled seconds only (sync_counted_steps in summary.json)", syncNote},
-		{"launches sampled", true, false, 500 * msNs, "Launches/step: means over the steps of the sampled seconds only (launch_counted_steps in summary.json)", launchNote},
+		{"syncs sampled", false, true, 0, "Sync ms/step: means over the steps of the sampled seconds only (sync_counted_steps in summary.json; -: none of the line's steps fell in one)", syncNote},
+		{"launches sampled", true, false, 500 * msNs, "Launches/step: means over the steps of the sampled seconds only (launch_counted_steps in summary.json; -: none of the line's steps fell in one)", launchNote},
 		{"neither", false, false, 0, "", ""},
 	} {
 		r := syncsSampledReport()

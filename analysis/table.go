@@ -82,8 +82,8 @@ func phaseLine(st PhaseStats, process string, tr TraceInfo) []string {
 	return []string{
 		string(st.Phase), process, fmt.Sprint(st.Count),
 		ms(st.MeanMs), ms(st.P50Ms), ms(st.P95Ms), ms(st.P99Ms), ms(st.MaxMs),
-		probedText(fmt.Sprintf("%.1f", st.MeanLaunches), tr.LaunchesProbed),
-		fmt.Sprintf("%.1f", st.MeanGraphLaunches), probedText(ms(st.MeanSyncWaitMs), tr.SyncsProbed),
+		probedText(optText(st.MeanLaunches, "%.1f"), tr.LaunchesProbed),
+		fmt.Sprintf("%.1f", st.MeanGraphLaunches), probedText(optMs(st.MeanSyncWaitMs), tr.SyncsProbed),
 	}
 }
 
@@ -100,7 +100,8 @@ func sampledNote(tr TraceInfo) string {
 	if len(cols) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s: means over the steps of the sampled seconds only (%s in summary.json)",
+	return fmt.Sprintf("%s: means over the steps of the sampled seconds only (%s in summary.json; "+
+		"-: none of the line's steps fell in one)",
 		strings.Join(cols, " and "), strings.Join(keys, " and "))
 }
 
@@ -280,3 +281,11 @@ func renderTable(w io.Writer, t Table) error {
 }
 
 func ms(x float64) string { return fmt.Sprintf("%.2f", x) }
+
+// optMs is ms of a value that may be absent, "-" where it is.
+func optMs(o OptMs) string {
+	if !o.Valid {
+		return "-"
+	}
+	return ms(o.Ms)
+}

@@ -131,7 +131,9 @@ func launchCostHint(s analysis.Summary) string {
 	var launches, ms float64
 	for _, p := range s.Phases {
 		steps += p.Count
-		launches += float64(p.Count) * p.MeanLaunches
+		if p.MeanLaunches != nil { // never nil here: with launches all probed, every step is counted
+			launches += float64(p.Count) * *p.MeanLaunches
+		}
 		ms += float64(p.Count) * p.MeanMs
 	}
 	if steps == 0 || ms <= 0 {

@@ -33,7 +33,7 @@ func TestMarkerStatus(t *testing.T) {
 
 func TestLaunchCostHint(t *testing.T) {
 	eager := analysis.Summary{
-		Phases: analysis.PhaseSet{{Phase: analysis.PhaseDecode, Count: 10, MeanMs: 10, MeanLaunches: 500}},
+		Phases: analysis.PhaseSet{{Phase: analysis.PhaseDecode, Count: 10, MeanMs: 10, MeanLaunches: ptrTo(500.0)}},
 		Trace:  analysis.TraceInfo{LaunchesProbed: true},
 	}
 	// 500 launches at 0.3-1.2 us in a 10 ms step: 1.5-6%.
@@ -42,7 +42,7 @@ func TestLaunchCostHint(t *testing.T) {
 		t.Errorf("eager hint = %q", h)
 	}
 	graph := eager
-	graph.Phases = analysis.PhaseSet{{Phase: analysis.PhaseDecode, Count: 10, MeanMs: 3, MeanLaunches: 2}}
+	graph.Phases = analysis.PhaseSet{{Phase: analysis.PhaseDecode, Count: 10, MeanMs: 3, MeanLaunches: ptrTo(2.0)}}
 	if h := launchCostHint(graph); h != "" {
 		t.Errorf("graph-mode steps got a hint: %q", h)
 	}
