@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +96,74 @@ func TestReusedPIDIsTracedAsNew(t *testing.T) {
 	}
 	if launches["old"] != 7 || launches["new"] != 0 || len(launches) != 2 {
 		t.Errorf("launches by process %v, want old 7 and new 0", launches)
+	}
+}
+
+// TestPIDReusedBeforeTheExitIsSeen: a traced process exits and another
+// takes its PID before the tracer's next look, so /proc shows the PID alive
+// all along. Its start time tells the two apart: the old one is kept as
+// exited with its counts, and the new one is traced as new where its parent
+// is traced, and left alone (its entry gone, so no program counts it)
+// where it is not. The processes are a fixture /proc, their PIDs above any
+// the kernel gives.
+func TestPIDReusedBeforeTheExitIsSeen(t *testing.T) {
+	requireRoot(t)
+	const parent, child = 5_000_000, 5_000_001
+	for _, c := range []struct {
+		name    string
+		ppid    int
+		adopted bool
+	}{
+		{"child of the tree", parent, true},
+		{"outside the tree", 1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			spawn := func(pid, ppid int, title string, start uint64) {
+				t.Helper()
+				dir := filepath.Join(root, strconv.Itoa(pid))
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				// The 22nd field, after state, ppid and 17 others, is the start time.
+				stat := strconv.Itoa(pid) + " (w) S " + strconv.Itoa(ppid) + strings.Repeat(" 0", 17) + " " +
+					strconv.FormatUint(start, 10)
+				for name, s := range map[string]string{"stat": stat, "cmdline": title, "maps": ""} {
+					if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			spawn(parent, 1, "server", 100)
+			spawn(child, parent, "old", 200)
+			tr := startTracer(t, Options{PID: parent, Proc: Proc{Root: root}, Logf: t.Logf})
+			if err := tr.objs.Procs.Put(uint32(child), &profilemateProcState{Launches: 7}); err != nil {
+				t.Fatal(err)
+			}
+
+			// The child exits and a new process takes its PID at once.
+			spawn(child, c.ppid, "new", 300)
+			tr.scan(time.Now().Add(time.Second))
+
+			byTitle := map[string]ProcInfo{}
+			for _, p := range tr.Processes() {
+				byTitle[p.Title] = p
+			}
+			if old, ok := byTitle["old"]; !ok || !old.Exited {
+				t.Errorf("processes %+v, want the old child kept, exited", byTitle)
+			}
+			launches := map[string]uint64{}
+			for _, a := range tr.Activity() {
+				launches[a.Process.Title] = a.Launches
+			}
+			if launches["old"] != 7 || launches["new"] != 0 {
+				t.Errorf("launches by process %v, want old 7 and new 0", launches)
+			}
+			var st profilemateProcState
+			traced := tr.objs.Procs.Lookup(uint32(child), &st) == nil
+			if cur, ok := byTitle["new"]; ok != c.adopted || ok && (cur.Exited || cur.PID != child) || traced != c.adopted {
+				t.Errorf("new process %+v (listed %v, in the programs' map %v), want traced: %v", cur, ok, traced, c.adopted)
+			}
+		})
 	}
 }

@@ -99,6 +99,36 @@ func (p Proc) PPid(pid int) (int, error) {
 	return parseStatPPid(b)
 }
 
+// StartTime returns when the process started, in clock ticks after boot
+// (the 22nd field of /proc/PID/stat). With the PID it names one process,
+// as the PID alone does not once PIDs wrap; an exec keeps it, even one from
+// a thread other than the leader (the kernel hands the leader's start time
+// on).
+func (p Proc) StartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatStart(b)
+}
+
+// parseStatStart takes the start time from a stat line (see statFields).
+func parseStatStart(b []byte) (uint64, error) {
+	f, err := statFields(b)
+	if err != nil {
+		return 0, err
+	}
+	const startField = 22 - 3 // statFields begins at the 3rd field, state
+	if len(f) <= startField {
+		return 0, fmt.Errorf("malformed stat: %d fields after comm, no start time", len(f))
+	}
+	start, err := strconv.ParseUint(f[startField], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("malformed stat start time %q", f[startField])
+	}
+	return start, nil
+}
+
 // parseStatPPid takes the ppid from a stat line; comm, in parentheses, may
 // itself hold spaces and parentheses, so the fields start after the last ')'.
 func parseStatPPid(b []byte) (int, error) {

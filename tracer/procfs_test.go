@@ -81,6 +81,33 @@ func TestParseStatPPid(t *testing.T) {
 	}
 }
 
+// The start time is the 22nd field, counted from the PID, whatever the
+// command name holds (a real line of this machine's, then names with
+// spaces and parentheses).
+func TestParseStatStart(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"1234 (python3) S 1 1234 1234 0 -1 4194560 1597 0 0 0 3 1 0 0 20 0 1 0 98765 10960896 2219 18446744073709551615": 98765,
+		"42 (VLLM::Worker) TP0) S 9 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 0 0":                                       777,
+		"42 (a b c) R 1 2 3 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5":                                                           5,
+	} {
+		got, err := parseStatStart([]byte(in))
+		if err != nil || got != want {
+			t.Errorf("parseStatStart(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "42 (x) S 1 1", "42 (x) S 1 2 3 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 -5", "42 (x) S 1 2 3 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 z"} {
+		if _, err := parseStatStart([]byte(bad)); err == nil {
+			t.Errorf("parseStatStart(%q): no error", bad)
+		}
+	}
+	// This process's own start time reads, and stays put.
+	a, errA := Proc{Root: "/proc"}.StartTime(os.Getpid())
+	b, errB := Proc{Root: "/proc"}.StartTime(os.Getpid())
+	if errA != nil || errB != nil || a == 0 || a != b {
+		t.Errorf("StartTime(self) = %d, %v then %d, %v; want one non-zero value", a, errA, b, errB)
+	}
+}
+
 // A fixture /proc: 10 -> 11 -> 13, 10 -> 12, and 20 unrelated.
 func TestDescendantsAndTitle(t *testing.T) {
 	root := t.TempDir()

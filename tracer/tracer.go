@@ -145,6 +145,10 @@ type ProcInfo struct {
 	// final is its state in the programs when it exited, its entry then
 	// removed (exited).
 	final *profilemateProcState
+	// start is its start time when it was picked up (Proc.StartTime; 0
+	// where unreadable): another start time under its PID is another
+	// process (reused).
+	start uint64
 }
 
 // Label is the process as the analysis names it: title and tensor-parallel rank.
@@ -343,6 +347,9 @@ func (t *Tracer) addProc(pid int) {
 		return
 	}
 	p := &ProcInfo{PID: pid, Title: t.opts.Proc.Title(pid)}
+	if start, err := t.opts.Proc.StartTime(pid); err == nil {
+		p.start = start
+	}
 	// The fork hook may have added it, and it may have exec'd since: its
 	// links, none yet, are made in the generation it is in now.
 	var st profilemateProcState
@@ -387,6 +394,11 @@ func (t *Tracer) rescanMaps(now time.Time, procs []*ProcInfo) {
 		}
 		if !t.opts.Proc.Alive(p.PID) {
 			t.exited(p)
+			continue
+		}
+		if t.reused(p) {
+			t.exited(p)
+			t.adoptReuser(p.PID)
 			continue
 		}
 		if known && gen != p.linkedGen {
@@ -444,6 +456,27 @@ func (t *Tracer) exited(p *ProcInfo) {
 		t.opts.Logf("forget the arming of pid %d: %v", p.PID, err)
 	}
 	t.opts.Logf("process %d %s exited; its steps so far are kept", p.PID, p.Title)
+}
+
+// reused reports whether p's PID names another process now: one that
+// took it after p exited, between two looks (PIDs wrap at pid_max). Its
+// maps must not be probed as p's: the links would follow the PID into it.
+func (t *Tracer) reused(p *ProcInfo) bool {
+	start, err := t.opts.Proc.StartTime(p.PID)
+	return err == nil && p.start != 0 && start != p.start
+}
+
+// adoptReuser traces the process that took an exited one's PID before the
+// tracer saw the exit, where its parent is traced: the fork hook found the
+// old entry in place and left it, so it would otherwise go untraced. One
+// whose parent is not traced is no part of the tree.
+func (t *Tracer) adoptReuser(pid int) {
+	ppid, err := t.opts.Proc.PPid(pid)
+	if parent := t.procs[ppid]; err != nil || parent == nil || parent.Exited {
+		return
+	}
+	t.addProc(pid)
+	t.attachKnown([]int{pid})
 }
 
 // execed drops the links of p, which exec'd since they were made, for its
