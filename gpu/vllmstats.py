@@ -270,7 +270,9 @@ def _agree(pair):
 
 def table(batches, modes_cfgs):
     """The validation table: one overhead line per (mode, config) run, then
-    one agreement line per (mode, config) that timed steps."""
+    agreement lines per (mode, config) that timed steps, one per span
+    (see by_span)."""
+    of = lambda mode, cfg: [b for b in batches if b["mode"] == mode and b["config"] == cfg]
     lines = ["Overhead: traced / untraced server, the same load on both at once; per pair of windows (each "
              "server traced in one) the geometric mean, or with one server (--servers 1) its traced window over "
              "its untraced one; geometric mean over pairs ±95% CI half-width [interval], runs pooled by inverse "
@@ -280,7 +282,7 @@ def table(batches, modes_cfgs):
              f"{'mode':<11} {'config':<14} {'pairs':>5}  {'gen tokens/s':<14} {'interval':<16} {'sd':>6}  "
              f"{'steps/s':<14} {'b/a':<14} {'server CPU ms/step (sys)':<26}"]
     for mode, cfg in modes_cfgs:
-        bs = [b for b in batches if b["mode"] == mode and b["config"] == cfg]
+        bs = of(mode, cfg)
         if not bs:
             continue
         o = overhead(bs)
@@ -295,16 +297,14 @@ def table(batches, modes_cfgs):
               f"{'mode':<11} {'config':<14} {'over':<6} {'steps':<26} {'step tokens':<30} {'prompt tokens':<30} "
               f"{'per step: launches graphs syncs':<32}"]
     for mode, cfg in modes_cfgs:
-        bs = [b for b in batches if b["mode"] == mode and b["config"] == cfg]
-        for a in filter(None, map(agreement, by_span(bs, "tracer_steps"))):
+        for a in filter(None, map(agreement, by_span(of(mode, cfg), "tracer_steps"))):
             if not a["steps"][0]:
                 continue
             lines.append(f"{mode:<11} {cfg:<14} {a['span']:<6} {_agree(a['steps']):<26} {_agree(a['tokens']):<30} "
                          f"{_agree(a['prompt']):<30} {a['launches_per_step']:7.1f} {a['graphs_per_step']:6.2f} "
                          f"{a['syncs_per_step']:6.2f}")
     sched = [(m, c, sched_agreement(part)) for m, c in modes_cfgs
-             for part in by_span([b for b in batches if b["mode"] == m and b["config"] == c],
-                                 "tracer_sched_sched_steps")]
+             for part in by_span(of(m, c), "tracer_sched_sched_steps")]
     sched = [(m, c, a) for m, c, a in sched if a]
     if sched:
         lines += ["", "Scheduler: tracer / vLLM over the traced windows, as above (steps: the sched_step records, "

@@ -12,6 +12,33 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+// fixtureProc writes process pid into the fixture /proc at root: a stat
+// line with its parent and start time (the 22nd field, after state, ppid
+// and 17 others), its title as cmdline, and no maps.
+func fixtureProc(t *testing.T, root string, pid, ppid int, title string, start uint64) {
+	t.Helper()
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stat := strconv.Itoa(pid) + " (w) S " + strconv.Itoa(ppid) + strings.Repeat(" 0", 17) + " " +
+		strconv.FormatUint(start, 10)
+	for name, s := range map[string]string{"stat": stat, "cmdline": title, "maps": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// launchesByTitle is each traced process's launch total, by its title.
+func launchesByTitle(tr *Tracer) map[string]uint64 {
+	launches := map[string]uint64{}
+	for _, a := range tr.Activity() {
+		launches[a.Process.Title] = a.Launches
+	}
+	return launches
+}
+
 // TestReusedPIDIsTracedAsNew: a traced process exits and a new process of
 // the traced tree later gets its PID (PIDs wrap at pid_max, 32768 on many
 // hosts). The fork hook gives the new one a fresh entry only where none is,
@@ -23,19 +50,7 @@ func TestReusedPIDIsTracedAsNew(t *testing.T) {
 	requireRoot(t)
 	const pid = 5_000_000 // above PID_MAX_LIMIT
 	root := t.TempDir()
-	dir := filepath.Join(root, strconv.Itoa(pid))
-	spawn := func(title string) {
-		t.Helper()
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, s := range map[string]string{"stat": strconv.Itoa(pid) + " (w) S 1 1", "cmdline": title, "maps": ""} {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	spawn("old")
+	fixtureProc(t, root, pid, 1, "old", 200)
 	tr := startTracer(t, Options{PID: pid, Proc: Proc{Root: root}, Logf: t.Logf})
 	// The old process's counts, and its arming by the tracer.
 	st := profilemateProcState{Launches: 7, Armed: 1}
@@ -47,7 +62,7 @@ func TestReusedPIDIsTracedAsNew(t *testing.T) {
 	}
 
 	// It exits; the tracer's next look at the maps sees it.
-	if err := os.RemoveAll(dir); err != nil {
+	if err := os.RemoveAll(filepath.Join(root, strconv.Itoa(pid))); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -62,7 +77,7 @@ func TestReusedPIDIsTracedAsNew(t *testing.T) {
 
 	// A child of a traced process takes the PID: the fork hook adds it
 	// (on_fork: BPF_NOEXIST).
-	spawn("new")
+	fixtureProc(t, root, pid, 1, "new", 300)
 	var zero profilemateProcState
 	if err := tr.objs.Procs.Update(uint32(pid), &zero, ebpf.UpdateNoExist); err != nil {
 		t.Errorf("the fork hook cannot add the new process: %v", err)
@@ -90,11 +105,7 @@ func TestReusedPIDIsTracedAsNew(t *testing.T) {
 	if p == nil || p.Exited || p.Title != "new" {
 		t.Errorf("pid %d is traced as %+v, want the new process", pid, p)
 	}
-	launches := map[string]uint64{}
-	for _, a := range tr.Activity() {
-		launches[a.Process.Title] = a.Launches
-	}
-	if launches["old"] != 7 || launches["new"] != 0 || len(launches) != 2 {
+	if launches := launchesByTitle(tr); launches["old"] != 7 || launches["new"] != 0 || len(launches) != 2 {
 		t.Errorf("launches by process %v, want old 7 and new 0", launches)
 	}
 }
@@ -119,30 +130,15 @@ func TestPIDReusedBeforeTheExitIsSeen(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			root := t.TempDir()
-			spawn := func(pid, ppid int, title string, start uint64) {
-				t.Helper()
-				dir := filepath.Join(root, strconv.Itoa(pid))
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				// The 22nd field, after state, ppid and 17 others, is the start time.
-				stat := strconv.Itoa(pid) + " (w) S " + strconv.Itoa(ppid) + strings.Repeat(" 0", 17) + " " +
-					strconv.FormatUint(start, 10)
-				for name, s := range map[string]string{"stat": stat, "cmdline": title, "maps": ""} {
-					if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			spawn(parent, 1, "server", 100)
-			spawn(child, parent, "old", 200)
+			fixtureProc(t, root, parent, 1, "server", 100)
+			fixtureProc(t, root, child, parent, "old", 200)
 			tr := startTracer(t, Options{PID: parent, Proc: Proc{Root: root}, Logf: t.Logf})
 			if err := tr.objs.Procs.Put(uint32(child), &profilemateProcState{Launches: 7}); err != nil {
 				t.Fatal(err)
 			}
 
 			// The child exits and a new process takes its PID at once.
-			spawn(child, c.ppid, "new", 300)
+			fixtureProc(t, root, child, c.ppid, "new", 300)
 			tr.scan(time.Now().Add(time.Second))
 
 			byTitle := map[string]ProcInfo{}
@@ -152,11 +148,7 @@ func TestPIDReusedBeforeTheExitIsSeen(t *testing.T) {
 			if old, ok := byTitle["old"]; !ok || !old.Exited {
 				t.Errorf("processes %+v, want the old child kept, exited", byTitle)
 			}
-			launches := map[string]uint64{}
-			for _, a := range tr.Activity() {
-				launches[a.Process.Title] = a.Launches
-			}
-			if launches["old"] != 7 || launches["new"] != 0 {
+			if launches := launchesByTitle(tr); launches["old"] != 7 || launches["new"] != 0 {
 				t.Errorf("launches by process %v, want old 7 and new 0", launches)
 			}
 			var st profilemateProcState

@@ -73,16 +73,24 @@ func parseMapsLine(line string) (Mapping, bool) {
 // fixture directory in tests).
 type Proc struct{ Root string }
 
+// file is the path of process pid's /proc file name.
+func (p Proc) file(pid int, name string) string {
+	return filepath.Join(p.Root, strconv.Itoa(pid), name)
+}
+
+// readStat reads /proc/PID/stat (see statFields for its fields).
+func (p Proc) readStat(pid int) ([]byte, error) { return os.ReadFile(p.file(pid, "stat")) }
+
 // Exists reports whether a process with this PID exists.
 func (p Proc) Exists(pid int) bool {
-	_, err := os.Stat(filepath.Join(p.Root, strconv.Itoa(pid), "stat"))
+	_, err := os.Stat(p.file(pid, "stat"))
 	return err == nil
 }
 
 // Alive reports whether the process exists and is not a zombie: a process
 // that exited but was not yet reaped by its parent has no more steps to give.
 func (p Proc) Alive(pid int) bool {
-	b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "stat"))
+	b, err := p.readStat(pid)
 	if err != nil {
 		return false
 	}
@@ -92,7 +100,7 @@ func (p Proc) Alive(pid int) bool {
 
 // PPid returns the parent PID from /proc/PID/stat.
 func (p Proc) PPid(pid int) (int, error) {
-	b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "stat"))
+	b, err := p.readStat(pid)
 	if err != nil {
 		return 0, err
 	}
@@ -105,7 +113,7 @@ func (p Proc) PPid(pid int) (int, error) {
 // a thread other than the leader (the kernel hands the leader's start time
 // on).
 func (p Proc) StartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "stat"))
+	b, err := p.readStat(pid)
 	if err != nil {
 		return 0, err
 	}
@@ -187,20 +195,19 @@ func (p Proc) Descendants(root int) ([]int, error) {
 // of /proc/PID/cmdline (comm is cut at 15 bytes), or comm when cmdline is
 // empty (kernel threads, zombies).
 func (p Proc) Title(pid int) string {
-	dir := filepath.Join(p.Root, strconv.Itoa(pid))
-	if b, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+	if b, err := os.ReadFile(p.file(pid, "cmdline")); err == nil {
 		s := strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
 		if s != "" {
 			return s
 		}
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "comm"))
+	b, _ := os.ReadFile(p.file(pid, "comm"))
 	return strings.TrimSpace(string(b))
 }
 
 // Maps returns the file-backed mappings of a process.
 func (p Proc) Maps(pid int) ([]Mapping, error) {
-	f, err := os.Open(filepath.Join(p.Root, strconv.Itoa(pid), "maps"))
+	f, err := os.Open(p.file(pid, "maps"))
 	if err != nil {
 		return nil, err
 	}
@@ -212,5 +219,5 @@ func (p Proc) Maps(pid int) ([]Mapping, error) {
 // has mapped: through /proc/PID/root, so a server in a container (another
 // mount namespace) is traced from the host.
 func (p Proc) HostPath(pid int, path string) string {
-	return filepath.Join(p.Root, strconv.Itoa(pid), "root", path)
+	return filepath.Join(p.file(pid, "root"), path)
 }
